@@ -1,0 +1,248 @@
+"""What every command shares: error mapping, consoles, per-file reporting, common options.
+
+Rules kept here so commands stay thin:
+
+* stdout carries only results (``--json`` lines, ``weights path``); everything
+  else (progress, tables, errors) goes to stderr;
+* a typed :class:`~mattecli.errors.MatteCliError` becomes one red line plus an
+  optional hint and an exit code (see ``EXIT_CODES``); ``MATTECLI_DEBUG=1``
+  re-raises so the traceback shows;
+* exit codes: 0 all done, 1 some inputs failed, 2 usage error (nothing done).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from mattecli import constants
+from mattecli.errors import (  # noqa: F401  (re-exported for commands)
+    DatasetError,
+    DeviceError,
+    InputError,
+    MatteCliError,
+    OutputError,
+    UsageError,
+    WeightsError,
+)
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_CODES",
+    "stderr",
+    "stdout",
+    "handles_errors",
+    "print_error",
+    "Reporter",
+    "JsonOpt",
+    "QuietOpt",
+    "OverwriteOpt",
+    "RecursiveOpt",
+    "BitDepthOpt",
+    "MaxPixelsOpt",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+#: Exit code per error family when the error stops a whole command (subclasses first).
+EXIT_CODES: list[tuple[type[BaseException], int]] = [
+    (UsageError, EXIT_USAGE),
+    (WeightsError, EXIT_USAGE),
+    (DeviceError, EXIT_USAGE),
+    (DatasetError, EXIT_USAGE),
+    (OutputError, EXIT_USAGE),
+    (InputError, EXIT_FAILED),
+    (MatteCliError, EXIT_FAILED),
+]
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
+
+
+def exit_code_for(err: BaseException) -> int:
+    for family, code in EXIT_CODES:
+        if isinstance(err, family):
+            return code
+    return EXIT_FAILED
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    """One red ``error:`` line on stderr, plus an optional dim hint line."""
+    stderr.print(f"[bold red]error:[/] {escape(message)}")
+    if hint:
+        stderr.print(f"[dim]hint: {escape(hint)}[/]")
+
+
+def handles_errors(func: Callable) -> Callable:
+    """Decorate a command: typed errors -> one-line message + exit code, Ctrl-C -> 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except MatteCliError as err:
+            if constants.MATTECLI_DEBUG:
+                raise
+            print_error(err.message, err.hint)
+            raise typer.Exit(exit_code_for(err)) from None
+        except KeyboardInterrupt:
+            stderr.print("[yellow]interrupted[/]: finished outputs are kept; run again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+# ----------------------------------------------------------------------------- reporting
+class Reporter:
+    """Shows progress for a batch and tallies per-file results.
+
+    Use as a context manager; call :meth:`add` with each result dict
+    (``input``, ``output``, ``status`` in ok/skipped/error, ``seconds``, ``error``...).
+    A progress bar is drawn on stderr only when stderr is a terminal and not ``quiet``;
+    ``json_lines`` prints each result as one JSON object on stdout.
+    """
+
+    def __init__(self, total: int, *, title: str, quiet: bool = False, json_lines: bool = False):
+        self.total = total
+        self.title = title
+        self.quiet = quiet
+        self.json_lines = json_lines
+        self.results: list[dict] = []
+        self._progress: Progress | None = None
+        self._task = None
+
+    def __enter__(self) -> Reporter:
+        if not self.quiet and stderr.is_terminal and self.total > 1:
+            self._progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=stderr,
+                transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task(self.title, total=self.total, rate="")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def add(self, result: dict) -> None:
+        self.results.append(result)
+        if result["status"] == "error":
+            print_error(result["error"] or "failed", result.get("hint"))
+        if self.json_lines:
+            row = {k: v for k, v in result.items() if k != "hint"}
+            stdout.print(json.dumps(row, ensure_ascii=False), markup=False, highlight=False)
+        if self._progress is not None:
+            done = [r for r in self.results if r["status"] == "ok"]
+            busy = sum(r.get("seconds") or 0.0 for r in done)
+            rate = f"{len(done) / busy:.2f} img/s" if busy > 0 else ""
+            self._progress.update(self._task, advance=1, rate=rate)
+
+    @property
+    def failed(self) -> int:
+        return sum(r["status"] == "error" for r in self.results)
+
+    def summary(self) -> None:
+        """Print a summary table on stderr (unless quiet, or a single file that worked)."""
+        if self.quiet or (self.total <= 1 and not self.failed):
+            return
+        counts = {s: sum(r["status"] == s for r in self.results) for s in ("ok", "skipped", "error")}
+        seconds = sum(r.get("seconds") or 0.0 for r in self.results if r["status"] == "ok")
+        table = Table(title=self.title, title_justify="left", show_edge=False)
+        for col in ("done", "skipped", "failed", "seconds", "s/image"):
+            table.add_column(col, justify="right")
+        per = f"{seconds / counts['ok']:.3f}" if counts["ok"] else "-"
+        table.add_row(
+            str(counts["ok"]),
+            str(counts["skipped"]),
+            f"[red]{counts['error']}[/]" if counts["error"] else "0",
+            f"{seconds:.2f}",
+            per,
+        )
+        stderr.print(table)
+        if counts["skipped"] and not counts["ok"] and not counts["error"]:
+            stderr.print("[dim]all outputs already exist; use --overwrite to redo them[/]")
+
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+
+# ----------------------------------------------------------------------------- options
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object per processed file on stdout.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (errors still show).")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so runs resume).")
+]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders of input folders.")]
+BitDepthOpt = Annotated[int, typer.Option("--bit-depth", help="Bits per channel of PNG outputs: 8 or 16.")]
+MaxPixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        help="Refuse images with more pixels than this (decompression-bomb guard; "
+        "default MATTECLI_MAX_PIXELS or 200 MP).",
+    ),
+]
+InputsArg = Annotated[
+    list[str],
+    typer.Argument(help="Image files, folders, glob patterns, or - to read paths from stdin.", show_default=False),
+]
+OutArg = Annotated[
+    Path,
+    typer.Argument(help="Output folder (or output file when there is exactly one input).", show_default=False),
+]
+
+
+def check_bit_depth(bit_depth: int) -> int:
+    if bit_depth not in (8, 16):
+        raise UsageError(f"--bit-depth must be 8 or 16, not {bit_depth}")
+    return bit_depth
+
+
+def exit_with(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
+
+
+def in_stdin(inputs: list[str]) -> Any:
+    """stdin to read ``-`` from (kept a function so tests can monkeypatch ``sys.stdin``)."""
+    return sys.stdin if "-" in inputs else None
+
+
+def report(jobs: list, results: Any, *, title: str, quiet: bool, json_lines: bool) -> None:
+    """Consume a batch's result iterator with a :class:`Reporter`; exit 1 if any file failed."""
+    with Reporter(len(jobs), title=title, quiet=quiet, json_lines=json_lines) as reporter:
+        for result in results:
+            reporter.add(result)
+    reporter.summary()
+    exit_with(reporter.exit_code())

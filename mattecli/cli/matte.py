@@ -1,0 +1,75 @@
+"""``mattecli matte``: alpha mattes with any registered method."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mattecli.cli import common
+from mattecli.cli.common import (
+    BitDepthOpt,
+    InputsArg,
+    JsonOpt,
+    MaxPixelsOpt,
+    OutArg,
+    OverwriteOpt,
+    QuietOpt,
+    RecursiveOpt,
+)
+
+
+def _methods() -> list[str]:
+    from mattecli.models import list_methods
+
+    return list_methods()
+
+
+@common.handles_errors
+def matte(
+    inputs: InputsArg,
+    out: OutArg,
+    method: Annotated[
+        str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")
+    ] = "cf",
+    trimap: Annotated[
+        Path | None,
+        typer.Option("--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."),
+    ] = None,
+    cutout: Annotated[
+        bool, typer.Option(help="Also write <stem>_cutout.png: RGBA with estimated foreground colours.")
+    ] = False,
+    foreground: Annotated[bool, typer.Option(help="Also write <stem>_fg.png: the estimated foreground.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
+    weights: Annotated[
+        Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")
+    ] = None,
+    bit_depth: BitDepthOpt = 8,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    json_lines: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compute alpha mattes for images, files or whole folders.
+
+    Outputs are <OUT>/<stem>.png (folder structure mirrored); existing outputs are
+    skipped unless --overwrite, so an interrupted run resumes.
+    """
+    from mattecli import models
+    from mattecli.matting import MatteSettings, matte_files
+
+    common.check_bit_depth(bit_depth)
+    settings = MatteSettings(
+        cutout=cutout,
+        foreground=foreground,
+        bit_depth=bit_depth,
+        max_pixels=max_pixels,
+        config=models.MethodConfig(device=device, weights=weights),
+    )
+    jobs, results = matte_files(
+        inputs, out, method=method, trimap=trimap, settings=settings, recursive=recursive,
+        overwrite=overwrite, stdin=common.in_stdin(inputs),
+    )
+    common.report(jobs, results, title=f"matte ({method})", quiet=quiet, json_lines=json_lines)

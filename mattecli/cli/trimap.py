@@ -1,0 +1,57 @@
+"""``mattecli trimap``: trimaps from alpha mattes or masks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mattecli.cli import common
+from mattecli.cli.common import (
+    InputsArg,
+    JsonOpt,
+    MaxPixelsOpt,
+    OutArg,
+    OverwriteOpt,
+    QuietOpt,
+    RecursiveOpt,
+)
+
+
+@common.handles_errors
+def trimap(
+    inputs: InputsArg,
+    out: OutArg,
+    erode: Annotated[int, typer.Option(help="Shrink the certain foreground by this radius (px).")] = 10,
+    dilate: Annotated[int, typer.Option(help="Grow the possible foreground by this radius (px).")] = 10,
+    iterations: Annotated[int, typer.Option(help="Repeat erosion and dilation this many times.")] = 1,
+    width: Annotated[
+        int | None,
+        typer.Option(help="Unknown band width (px) centred on the edge; overrides --erode/--dilate."),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Binarise soft masks at this value in (0,1] first (default: alpha==1 is sure fg, "
+                     "alpha>0 possible fg)."),
+    ] = None,
+    shape: Annotated[str, typer.Option(help="Structuring element: ellipse, square or cross.")] = "ellipse",
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    json_lines: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Make trimaps (0 / 128 / 255) from alpha mattes or binary masks by erosion and dilation."""
+    from mattecli.trimap import TrimapSettings, trimap_files
+
+    if width is not None:
+        if width < 1:
+            raise common.UsageError("--width must be >= 1")
+        settings = TrimapSettings.from_width(width, iterations=iterations, threshold=threshold, shape=shape)
+    else:
+        settings = TrimapSettings(erode, dilate, iterations, threshold, shape)
+    jobs, results = trimap_files(
+        inputs, out, settings, recursive=recursive, overwrite=overwrite,
+        stdin=common.in_stdin(inputs), max_pixels=max_pixels,
+    )
+    common.report(jobs, results, title="trimap", quiet=quiet, json_lines=json_lines)

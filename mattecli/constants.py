@@ -1,0 +1,47 @@
+"""Environment variables, read once. No other module calls ``os.getenv``.
+
+HF's own variables (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``)
+are left to ``huggingface_hub``; mattecli never overrides them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    "MATTECLI_DEBUG",
+    "MATTECLI_HOME",
+    "MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+]
+
+
+def _is_true(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _as_int(value: str | None, default: int) -> int:
+    try:
+        return int(value) if value not in (None, "") else default
+    except ValueError:
+        return default
+
+
+#: Show full tracebacks instead of one-line errors.
+MATTECLI_DEBUG: bool = _is_true(os.getenv("MATTECLI_DEBUG"))
+
+#: mattecli's own data folder (imported weights live in the HF cache, not here).
+MATTECLI_HOME: Path = Path(
+    os.getenv("MATTECLI_HOME")
+    or Path(os.getenv("XDG_CACHE_HOME") or Path.home() / ".cache") / "mattecli"
+).expanduser()
+
+#: Largest image (in pixels) that will be decoded; a guard against decompression bombs.
+#: 200 MP comfortably admits 100 MP camera files and 16K frames.
+MAX_PIXELS: int = _as_int(os.getenv("MATTECLI_MAX_PIXELS"), 200_000_000)
+
+#: File extensions read as images when a folder is scanned (lower case, with dot).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
+)

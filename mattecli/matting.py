@@ -1,0 +1,104 @@
+"""``matte``: alpha mattes (and optional cutouts / foregrounds) for many images with one method."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mattecli import batch, io, models
+from mattecli.composite import estimate_foreground
+from mattecli.errors import BadOptionError
+from mattecli.trimap import clamp_known
+
+__all__ = ["MatteSettings", "matte_image", "matte_files"]
+
+
+@dataclass(frozen=True)
+class MatteSettings:
+    """What ``matte`` writes besides the alpha, and how."""
+
+    cutout: bool = False
+    foreground: bool = False
+    bit_depth: int = 8
+    max_pixels: int | None = None
+    config: models.MethodConfig = field(default_factory=models.MethodConfig)
+
+
+def matte_image(
+    matter: models.Matter, spec: models.MethodSpec, image: np.ndarray, trimap: np.ndarray | None
+) -> np.ndarray:
+    """One image through a ready method; alpha is float32 ``HxW`` clamped to the known trimap regions."""
+    alpha = np.asarray(matter.predict(image, trimap), dtype=np.float32)
+    if alpha.shape != image.shape[:2]:
+        raise RuntimeError(f"method {spec.name} returned {alpha.shape} for an image of {image.shape[:2]}")
+    alpha = np.clip(alpha, 0.0, 1.0)
+    if trimap is not None:
+        clamp_known(alpha, trimap)
+    return alpha
+
+
+def matte_files(
+    inputs: Sequence[str | os.PathLike],
+    out: Path,
+    *,
+    method: str = "cf",
+    trimap: Path | None = None,
+    settings: MatteSettings | None = None,
+    recursive: bool = False,
+    overwrite: bool = False,
+    stdin=None,
+) -> tuple[list[batch.Job], Iterator[dict]]:
+    """Plan and run matting over inputs; returns (jobs, iterator of per-file result dicts).
+
+    The method is built (weights loaded) once, when the iterator starts. ``trimap``
+    is a file for one input or a folder matched by stem; trimap-based methods
+    require it.
+
+    Raises (before any work):
+        UnknownMethodError, BadOptionError, NoInputsError, OutputError.
+    """
+    settings = settings or MatteSettings()
+    spec = models.get(method)
+    if spec.needs_trimap and trimap is None:
+        raise BadOptionError(
+            f"method {method} needs a trimap", hint="pass --trimap FILE_OR_FOLDER (or use a trimap-free method)"
+        )
+    if trimap is not None and not trimap.exists():
+        raise BadOptionError(f"trimap not found: {trimap}")
+    items = io.discover(inputs, recursive=recursive, stdin=stdin)
+    roles = {}
+    if settings.cutout:
+        roles["cutout"] = "_cutout"
+    if settings.foreground:
+        roles["foreground"] = "_fg"
+    jobs = batch.plan_jobs(items, Path(out), roles=roles)
+    batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
+
+    def results() -> Iterator[dict]:
+        matter = None
+
+        def work(job: batch.Job) -> None:
+            nonlocal matter
+            image = io.read_image(job.item.path, max_pixels=settings.max_pixels)
+            tri = None
+            tri_path = batch.pair_file(job.item, trimap, count=len(jobs), role="trimap")
+            if tri_path is not None:
+                tri = io.read_trimap(tri_path, shape=image.shape[:2], max_pixels=settings.max_pixels)
+            if matter is None:
+                matter = spec.create(settings.config)
+            alpha = matte_image(matter, spec, image, tri)
+            if settings.cutout or settings.foreground:
+                fg = estimate_foreground(image, alpha)
+                if settings.foreground:
+                    io.write_image(job.outputs["foreground"], fg, bit_depth=settings.bit_depth)
+                if settings.cutout:
+                    io.write_rgba(job.outputs["cutout"], fg, alpha, bit_depth=settings.bit_depth)
+            io.write_alpha(job.output, alpha, bit_depth=settings.bit_depth)
+
+        yield from batch.run_jobs(jobs, work, overwrite=overwrite, method=method)
+
+    return jobs, results()

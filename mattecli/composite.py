@@ -60,7 +60,10 @@ def estimate_foreground(
 
 
 def parse_color(spec: str) -> tuple[float, float, float] | None:
-    """``#RRGGBB``, ``#RGB``, CSS colour names, ``rgb(r,g,b)`` or ``r,g,b`` (0-255) -> RGB in [0, 1]; else None."""
+    """Parse a colour to RGB in [0, 1], or None.
+
+    Accepts ``#RRGGBB``, ``#RGB``, CSS names, ``rgb(r,g,b)`` or ``r,g,b`` (0-255).
+    """
     from PIL import ImageColor
 
     text = spec.strip()

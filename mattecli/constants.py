@@ -33,8 +33,7 @@ MATTECLI_DEBUG: bool = _is_true(os.getenv("MATTECLI_DEBUG"))
 
 #: mattecli's own data folder (imported weights live in the HF cache, not here).
 MATTECLI_HOME: Path = Path(
-    os.getenv("MATTECLI_HOME")
-    or Path(os.getenv("XDG_CACHE_HOME") or Path.home() / ".cache") / "mattecli"
+    os.getenv("MATTECLI_HOME") or Path(os.getenv("XDG_CACHE_HOME") or Path.home() / ".cache") / "mattecli"
 ).expanduser()
 
 #: Largest image (in pixels) that will be decoded; a guard against decompression bombs.
@@ -42,6 +41,4 @@ MATTECLI_HOME: Path = Path(
 MAX_PIXELS: int = _as_int(os.getenv("MATTECLI_MAX_PIXELS"), 200_000_000)
 
 #: File extensions read as images when a folder is scanned (lower case, with dot).
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"}
-)
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})

@@ -136,7 +136,8 @@ def discover(
             if not found:
                 raise NoInputsError(
                     f"no images in folder {path}",
-                    hint="supported: " + ", ".join(sorted(constants.IMAGE_EXTENSIONS))
+                    hint="supported: "
+                    + ", ".join(sorted(constants.IMAGE_EXTENSIONS))
                     + ("" if recursive else "; use --recursive for subfolders"),
                 )
             items.extend(found)
@@ -424,9 +425,7 @@ def write_alpha(path: str | os.PathLike, alpha: np.ndarray, *, bit_depth: int = 
     atomic_write_bytes(path, encode_png(to_uint(alpha, bit_depth)))
 
 
-def write_rgba(
-    path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray, *, bit_depth: int = 8
-) -> None:
+def write_rgba(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray, *, bit_depth: int = 8) -> None:
     """Write an RGBA PNG (straight, not premultiplied alpha) from ``HxWx3`` RGB and ``HxW`` alpha."""
     rgba = np.concatenate([rgb, alpha[:, :, None]], axis=2)
     atomic_write_bytes(path, encode_png(to_uint(rgba, bit_depth)))

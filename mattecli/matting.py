@@ -65,7 +65,8 @@ def matte_files(
     spec = models.get(method)
     if spec.needs_trimap and trimap is None:
         raise BadOptionError(
-            f"method {method} needs a trimap", hint="pass --trimap FILE_OR_FOLDER (or use a trimap-free method)"
+            f"method {method} needs a trimap",
+            hint="pass --trimap FILE_OR_FOLDER (or use a trimap-free method)",
         )
     if trimap is not None and not trimap.exists():
         raise BadOptionError(f"trimap not found: {trimap}")

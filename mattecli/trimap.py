@@ -84,11 +84,19 @@ def make_trimap(alpha: np.ndarray, settings: TrimapSettings | None = None) -> np
     possible = possible.astype(np.uint8)
     # Beyond the frame the edge pixels repeat: the frame border is not an object edge.
     if s.erode > 0:
-        sure = cv2.erode(sure, structuring_element(s.erode, s.shape), iterations=s.iterations,
-                         borderType=cv2.BORDER_REPLICATE)
+        sure = cv2.erode(
+            sure,
+            structuring_element(s.erode, s.shape),
+            iterations=s.iterations,
+            borderType=cv2.BORDER_REPLICATE,
+        )
     if s.dilate > 0:
-        possible = cv2.dilate(possible, structuring_element(s.dilate, s.shape), iterations=s.iterations,
-                              borderType=cv2.BORDER_REPLICATE)
+        possible = cv2.dilate(
+            possible,
+            structuring_element(s.dilate, s.shape),
+            iterations=s.iterations,
+            borderType=cv2.BORDER_REPLICATE,
+        )
     trimap = np.zeros(a.shape, np.uint8)
     trimap[possible > 0] = 128
     trimap[sure > 0] = 255

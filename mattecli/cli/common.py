@@ -196,14 +196,17 @@ class Reporter:
 
 
 # ----------------------------------------------------------------------------- options
-JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object per processed file on stdout.")
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per processed file on stdout.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar or summary (errors still show).")
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (errors still show).")]
 OverwriteOpt = Annotated[
-    bool, typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so runs resume).")
+    bool,
+    typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so runs resume)."),
 ]
-RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders of input folders.")]
+RecursiveOpt = Annotated[
+    bool, typer.Option("--recursive", "-r", help="Descend into subfolders of input folders.")
+]
 BitDepthOpt = Annotated[int, typer.Option("--bit-depth", help="Bits per channel of PNG outputs: 8 or 16.")]
 MaxPixelsOpt = Annotated[
     int | None,
@@ -215,11 +218,15 @@ MaxPixelsOpt = Annotated[
 ]
 InputsArg = Annotated[
     list[str],
-    typer.Argument(help="Image files, folders, glob patterns, or - to read paths from stdin.", show_default=False),
+    typer.Argument(
+        help="Image files, folders, glob patterns, or - to read paths from stdin.", show_default=False
+    ),
 ]
 OutArg = Annotated[
     Path,
-    typer.Argument(help="Output folder (or output file when there is exactly one input).", show_default=False),
+    typer.Argument(
+        help="Output folder (or output file when there is exactly one input).", show_default=False
+    ),
 ]
 
 

@@ -13,13 +13,18 @@ from mattecli.cli.common import BitDepthOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt
 
 @common.handles_errors
 def composite(
-    image: Annotated[str, typer.Argument(help="Image file or folder (or - for paths on stdin).", show_default=False)],
-    alpha: Annotated[Path, typer.Argument(help="Alpha matte file, or folder matched by stem.", show_default=False)],
+    image: Annotated[
+        str, typer.Argument(help="Image file or folder (or - for paths on stdin).", show_default=False)
+    ],
+    alpha: Annotated[
+        Path, typer.Argument(help="Alpha matte file, or folder matched by stem.", show_default=False)
+    ],
     out: common.OutArg,
     background: Annotated[
         str,
         typer.Option(
-            "--background", "-b",
+            "--background",
+            "-b",
             help="A colour (#RRGGBB, a CSS name, r,g,b), an image file (resized to cover), or blur[:SIGMA].",
         ),
     ] = "white",
@@ -41,8 +46,15 @@ def composite(
     if not alpha.exists():
         raise common.UsageError(f"alpha not found: {alpha}")
     jobs, results = composite_files(
-        [image], alpha, out, background=background, estimate_fg=estimate_foreground,
-        bit_depth=bit_depth, recursive=recursive, overwrite=overwrite,
-        stdin=common.in_stdin([image]), max_pixels=max_pixels,
+        [image],
+        alpha,
+        out,
+        background=background,
+        estimate_fg=estimate_foreground,
+        bit_depth=bit_depth,
+        recursive=recursive,
+        overwrite=overwrite,
+        stdin=common.in_stdin([image]),
+        max_pixels=max_pixels,
     )
     common.report(jobs, results, title="composite", quiet=quiet, json_lines=json_lines)

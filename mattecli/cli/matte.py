@@ -35,12 +35,16 @@ def matte(
     ] = "cf",
     trimap: Annotated[
         Path | None,
-        typer.Option("--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."),
+        typer.Option(
+            "--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."
+        ),
     ] = None,
     cutout: Annotated[
         bool, typer.Option(help="Also write <stem>_cutout.png: RGBA with estimated foreground colours.")
     ] = False,
-    foreground: Annotated[bool, typer.Option(help="Also write <stem>_fg.png: the estimated foreground.")] = False,
+    foreground: Annotated[
+        bool, typer.Option(help="Also write <stem>_fg.png: the estimated foreground.")
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
     weights: Annotated[
         Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")
@@ -69,7 +73,13 @@ def matte(
         config=models.MethodConfig(device=device, weights=weights),
     )
     jobs, results = matte_files(
-        inputs, out, method=method, trimap=trimap, settings=settings, recursive=recursive,
-        overwrite=overwrite, stdin=common.in_stdin(inputs),
+        inputs,
+        out,
+        method=method,
+        trimap=trimap,
+        settings=settings,
+        recursive=recursive,
+        overwrite=overwrite,
+        stdin=common.in_stdin(inputs),
     )
     common.report(jobs, results, title=f"matte ({method})", quiet=quiet, json_lines=json_lines)

@@ -31,8 +31,10 @@ def trimap(
     ] = None,
     threshold: Annotated[
         float | None,
-        typer.Option(help="Binarise soft masks at this value in (0,1] first (default: alpha==1 is sure fg, "
-                     "alpha>0 possible fg)."),
+        typer.Option(
+            help="Binarise soft masks at this value in (0,1] first (default: alpha==1 is sure fg, "
+            "alpha>0 possible fg)."
+        ),
     ] = None,
     shape: Annotated[str, typer.Option(help="Structuring element: ellipse, square or cross.")] = "ellipse",
     recursive: RecursiveOpt = False,
@@ -51,7 +53,12 @@ def trimap(
     else:
         settings = TrimapSettings(erode, dilate, iterations, threshold, shape)
     jobs, results = trimap_files(
-        inputs, out, settings, recursive=recursive, overwrite=overwrite,
-        stdin=common.in_stdin(inputs), max_pixels=max_pixels,
+        inputs,
+        out,
+        settings,
+        recursive=recursive,
+        overwrite=overwrite,
+        stdin=common.in_stdin(inputs),
+        max_pixels=max_pixels,
     )
     common.report(jobs, results, title="trimap", quiet=quiet, json_lines=json_lines)

@@ -1,0 +1,95 @@
+"""Trimap generation against hand-built cases and a brute-force morphology written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mattecli.errors import BadOptionError
+from mattecli.trimap import TrimapSettings, clamp_known, make_trimap, structuring_element
+
+
+def _brute_morph(mask: np.ndarray, kernel: np.ndarray, op: str) -> np.ndarray:
+    """Erosion / dilation by definition, edges replicated: loops over every pixel and kernel offset."""
+    h, w = mask.shape
+    r = kernel.shape[0] // 2
+    out = np.zeros_like(mask, dtype=bool)
+    offsets = [
+        (dy - r, dx - r) for dy in range(kernel.shape[0]) for dx in range(kernel.shape[1]) if kernel[dy, dx]
+    ]
+    for y in range(h):
+        for x in range(w):
+            vals = [mask[min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)] for dy, dx in offsets]
+            out[y, x] = all(vals) if op == "erode" else any(vals)
+    return out
+
+
+def test_square_kernel_on_rectangle_matches_hand_computed_bands():
+    mask = np.zeros((30, 40), np.float32)
+    mask[10:20, 12:30] = 1.0
+    tri = make_trimap(mask, TrimapSettings(erode=2, dilate=3, shape="square"))
+    expected = np.zeros((30, 40), np.uint8)
+    expected[7:23, 9:33] = 128  # grown by 3 on every side
+    expected[12:18, 14:28] = 255  # shrunk by 2 on every side
+    np.testing.assert_array_equal(tri, expected)
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "cross", "square"])
+def test_soft_alpha_against_brute_force(shape):
+    rng = np.random.default_rng(3)
+    alpha = np.zeros((24, 27), np.float32)
+    alpha[5:18, 6:20] = 1.0
+    alpha[3:5, 8:15] = rng.uniform(0.1, 0.9, (2, 7))  # soft fringe
+    alpha[18, 10] = 0.5
+    alpha[0:4, 0:3] = 1.0  # touches the frame: the frame is not an edge
+    settings = TrimapSettings(erode=2, dilate=1, iterations=1, shape=shape)
+    tri = make_trimap(alpha, settings)
+    k = structuring_element(2, shape)
+    sure = _brute_morph(alpha >= 1.0, k, "erode")
+    possible = _brute_morph(alpha > 0.0, structuring_element(1, shape), "dilate")
+    expected = np.where(sure, 255, np.where(possible, 128, 0))
+    np.testing.assert_array_equal(tri, expected)
+    assert set(np.unique(tri)) <= {0, 128, 255}
+
+
+def test_iterations_equal_repeated_passes():
+    mask = np.zeros((40, 40), np.float32)
+    mask[10:30, 10:30] = 1
+    twice = make_trimap(mask, TrimapSettings(erode=1, dilate=1, iterations=3, shape="square"))
+    once_big = make_trimap(mask, TrimapSettings(erode=3, dilate=3, iterations=1, shape="square"))
+    np.testing.assert_array_equal(twice, once_big)  # square kernels compose exactly
+
+
+def test_threshold_binarises_soft_masks():
+    mask = np.linspace(0, 1, 11, dtype=np.float32)[None, :].repeat(3, 0)
+    tri = make_trimap(mask, TrimapSettings(erode=0, dilate=0, threshold=0.5))
+    np.testing.assert_array_equal(tri[0], [0] * 5 + [255] * 6)
+    # without a threshold, the soft ramp is unknown, exact 0 and 1 are known
+    tri = make_trimap(mask, TrimapSettings(erode=0, dilate=0))
+    np.testing.assert_array_equal(tri[0], [0] + [128] * 9 + [255])
+
+
+def test_uint8_input_and_width():
+    mask = np.zeros((20, 20), np.uint8)
+    mask[5:15, 5:15] = 255
+    s = TrimapSettings.from_width(5, shape="square")
+    assert (s.erode, s.dilate) == (2, 3)
+    tri = make_trimap(mask, s)
+    assert (tri == 128).sum() == 16 * 16 - 6 * 6
+
+
+def test_bad_settings():
+    for bad in (
+        TrimapSettings(erode=-1),
+        TrimapSettings(iterations=0),
+        TrimapSettings(threshold=1.5),
+        TrimapSettings(shape="hexagon"),
+    ):
+        with pytest.raises(BadOptionError):
+            make_trimap(np.zeros((3, 3), np.float32), bad)
+
+
+def test_clamp_known():
+    alpha = np.full((2, 3), 0.5, np.float32)
+    tri = np.array([[0, 128, 255], [255, 0, 128]], np.uint8)
+    np.testing.assert_array_equal(clamp_known(alpha, tri), [[0, 0.5, 1], [1, 0, 0.5]])

@@ -23,6 +23,7 @@ class MatteSettings:
 
     cutout: bool = False
     foreground: bool = False
+    save_trimap: bool = False
     bit_depth: int = 8
     max_pixels: int | None = None
     config: models.MethodConfig = field(default_factory=models.MethodConfig)
@@ -68,6 +69,15 @@ def matte_files(
             f"method {method} needs a trimap",
             hint="pass --trimap FILE_OR_FOLDER (or use a trimap-free method)",
         )
+    if trimap is not None and not spec.needs_trimap:
+        raise BadOptionError(
+            f"method {method} is trimap-free and takes no --trimap",
+            hint="drop --trimap, or pick a trimap-based method (cf, knn)",
+        )
+    if settings.save_trimap and spec.needs_trimap:
+        raise BadOptionError(
+            f"--save-trimap is for trimap-free methods; {method} takes the trimap you give it"
+        )
     if trimap is not None and not trimap.exists():
         raise BadOptionError(f"trimap not found: {trimap}")
     items = io.discover(inputs, recursive=recursive, stdin=stdin)
@@ -76,6 +86,8 @@ def matte_files(
         roles["cutout"] = "_cutout"
     if settings.foreground:
         roles["foreground"] = "_fg"
+    if settings.save_trimap:
+        roles["trimap"] = "_trimap"
     jobs = batch.plan_jobs(items, Path(out), roles=roles)
     batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
 
@@ -91,7 +103,11 @@ def matte_files(
                 tri = io.read_trimap(tri_path, shape=image.shape[:2], max_pixels=settings.max_pixels)
             if matter is None:
                 matter = spec.create(settings.config)
-            alpha = matte_image(matter, spec, image, tri)
+            if settings.save_trimap:
+                alpha, predicted = matter.predict_with_trimap(image)
+                io.atomic_write_bytes(job.outputs["trimap"], io.encode_png(predicted))
+            else:
+                alpha = matte_image(matter, spec, image, tri)
             if settings.cutout or settings.foreground:
                 fg = estimate_foreground(image, alpha)
                 if settings.foreground:

@@ -77,3 +77,16 @@ def invoke(runner: CliRunner, args: list[str], input: str | None = None):
     from mattecli.cli import app
 
     return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_hf_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's real Hugging Face cache."""
+    from huggingface_hub import constants as hf_constants
+
+    cache = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(cache))
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
+    monkeypatch.setattr(hf_constants, "HF_HOME", str(cache))
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache / "hub"))
+    return cache

@@ -50,7 +50,7 @@ def test_size_mismatch():
 
 
 def test_registry():
-    assert models.list_methods()[:2] == ["cf", "knn"]
+    assert models.list_methods()[:3] == ["aim", "cf", "knn"]
     spec = models.get("cf")
     assert spec.needs_trimap
     matter = spec.create(models.MethodConfig())
@@ -58,7 +58,7 @@ def test_registry():
     assert np.abs(matter.predict(image, trimap) - alpha).mean() < 0.003
     with pytest.raises(TrimapError, match="needs a trimap"):
         matter.predict(image, None)
-    with pytest.raises(UnknownMethodError, match="known methods: cf, knn"):
+    with pytest.raises(UnknownMethodError, match="known methods: aim, cf, knn"):
         models.get("nope")
 
 

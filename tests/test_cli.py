@@ -39,7 +39,7 @@ def test_version(runner):
 def test_matte_single_file_matches_library(runner, scene_files, tmp_path):
     image_path, trimap_path, alpha = scene_files
     out = tmp_path / "alpha.png"
-    result = invoke(runner, ["matte", image_path, out, "--trimap", trimap_path, "--method", "cf"])
+    result = invoke(runner, ["matte", "-m", "cf", image_path, out, "--trimap", trimap_path, "--method", "cf"])
     assert result.exit_code == 0, result.output
     got = io.read_gray(out)
     assert np.abs(got - alpha).mean() < 0.005  # 8-bit quantisation + solver tolerance
@@ -50,7 +50,7 @@ def test_folder_with_one_corrupt_file_processes_the_rest(runner, tmp_path):
     images, trimaps = _make_folder(tmp_path, 20)
     (images / "img07.png").write_bytes(b"\x89PNG\r\n\x1a\ngarbage")
     out = tmp_path / "out"
-    result = invoke(runner, ["matte", images, out, "--trimap", trimaps, "--json"])
+    result = invoke(runner, ["matte", "-m", "cf", images, out, "--trimap", trimaps, "--json"])
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(rows) == 20
@@ -65,14 +65,14 @@ def test_folder_with_one_corrupt_file_processes_the_rest(runner, tmp_path):
 def test_skip_resume_and_overwrite(runner, tmp_path):
     images, trimaps = _make_folder(tmp_path, 3)
     out = tmp_path / "out"
-    assert invoke(runner, ["matte", images, out, "-t", trimaps, "-q"]).exit_code == 0
+    assert invoke(runner, ["matte", "-m", "cf", images, out, "-t", trimaps, "-q"]).exit_code == 0
     first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     (out / "img01.png").unlink()  # as if the run had been killed before this one
-    result = invoke(runner, ["matte", images, out, "-t", trimaps, "--json"])
+    result = invoke(runner, ["matte", "-m", "cf", images, out, "-t", trimaps, "--json"])
     statuses = {Path(r["input"]).name: r["status"] for r in map(json.loads, result.stdout.splitlines())}
     assert statuses == {"img00.png": "skipped", "img01.png": "ok", "img02.png": "skipped"}
     assert (out / "img00.png").stat().st_mtime_ns == first["img00.png"]
-    result = invoke(runner, ["matte", images, out, "-t", trimaps, "--json", "--overwrite"])
+    result = invoke(runner, ["matte", "-m", "cf", images, out, "-t", trimaps, "--json", "--overwrite"])
     assert {json.loads(line)["status"] for line in result.stdout.splitlines()} == {"ok"}
 
 
@@ -83,11 +83,11 @@ def test_stdin_path_list_and_recursive_mirroring(runner, tmp_path):
     (images / "img02.png").rename(sub / "img02.png")
     listing = f"{images / 'img00.png'}\n{sub / 'img02.png'}\n"
     out = tmp_path / "from_stdin"
-    result = invoke(runner, ["matte", "-", out, "-t", trimaps, "-q"], input=listing)
+    result = invoke(runner, ["matte", "-m", "cf", "-", out, "-t", trimaps, "-q"], input=listing)
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["img00.png", "img02.png"]
     out2 = tmp_path / "recursive"
-    result = invoke(runner, ["matte", images, out2, "-t", trimaps, "-r", "-q"])
+    result = invoke(runner, ["matte", "-m", "cf", images, out2, "-t", trimaps, "-r", "-q"])
     assert result.exit_code == 0, result.output
     assert (out2 / "sub" / "img02.png").exists() and (out2 / "img01.png").exists()
 
@@ -96,7 +96,20 @@ def test_cutout_and_16bit(runner, scene_files, tmp_path):
     image_path, trimap_path, alpha = scene_files
     out = tmp_path / "out"
     result = invoke(
-        runner, ["matte", image_path, out, "-t", trimap_path, "--cutout", "--foreground", "--bit-depth", "16"]
+        runner,
+        [
+            "matte",
+            "-m",
+            "cf",
+            image_path,
+            out,
+            "-t",
+            trimap_path,
+            "--cutout",
+            "--foreground",
+            "--bit-depth",
+            "16",
+        ],
     )
     assert result.exit_code == 0, result.output
     raw = cv2.imread(str(out / "scene.png"), cv2.IMREAD_UNCHANGED)
@@ -120,7 +133,7 @@ def test_cutout_and_16bit(runner, scene_files, tmp_path):
         ("empty_folder", 2, "no images in folder"),
         ("missing_trimap_in_folder", 1, "no trimap named img01"),
         ("no_trimap_option", 2, "needs a trimap"),
-        ("unknown_method", 2, "known methods: cf, knn"),
+        ("unknown_method", 2, "known methods: aim, cf, knn"),
         ("bad_bit_depth", 2, "--bit-depth must be 8 or 16"),
         ("missing_input", 2, "no such file or folder"),
         ("out_is_file_many_inputs", 2, "looks like a file but there are 2 inputs"),
@@ -131,34 +144,34 @@ def test_cutout_and_16bit(runner, scene_files, tmp_path):
 def test_bad_input_gives_one_line_error(runner, tmp_path, case, code, message):
     images, trimaps = _make_folder(tmp_path, 2)
     out = tmp_path / "out"
-    args = ["matte", images, out, "-t", trimaps]
+    args = ["matte", "-m", "cf", images, out, "-t", trimaps]
     if case == "unreadable":
         bad = tmp_path / "bad.png"
         bad.write_text("hello")
-        args = ["matte", bad, out, "-t", trimaps / "img00.png"]
+        args = ["matte", "-m", "cf", bad, out, "-t", trimaps / "img00.png"]
     elif case == "trimap_size":
         small = write_gray(tmp_path / "small.png", np.zeros((10, 10), np.uint8))
-        args = ["matte", images / "img00.png", out, "-t", small]
+        args = ["matte", "-m", "cf", images / "img00.png", out, "-t", small]
     elif case == "empty_folder":
         (tmp_path / "empty").mkdir()
-        args = ["matte", tmp_path / "empty", out, "-t", trimaps]
+        args = ["matte", "-m", "cf", tmp_path / "empty", out, "-t", trimaps]
     elif case == "missing_trimap_in_folder":
         (trimaps / "img01.png").unlink()
     elif case == "no_trimap_option":
-        args = ["matte", images, out]
+        args = ["matte", "-m", "cf", images, out]
     elif case == "unknown_method":
         args += ["--method", "magic"]
     elif case == "bad_bit_depth":
         args += ["--bit-depth", "12"]
     elif case == "missing_input":
-        args = ["matte", tmp_path / "nope.png", out, "-t", trimaps]
+        args = ["matte", "-m", "cf", tmp_path / "nope.png", out, "-t", trimaps]
     elif case == "out_is_file_many_inputs":
-        args = ["matte", images, tmp_path / "one.png", "-t", trimaps]
+        args = ["matte", "-m", "cf", images, tmp_path / "one.png", "-t", trimaps]
     elif case == "trimap_file_many_inputs":
-        args = ["matte", images, out, "-t", trimaps / "img00.png"]
+        args = ["matte", "-m", "cf", images, out, "-t", trimaps / "img00.png"]
     elif case == "output_under_a_file":
         (tmp_path / "blocker").write_text("x")
-        args = ["matte", images, tmp_path / "blocker" / "out", "-t", trimaps]
+        args = ["matte", "-m", "cf", images, tmp_path / "blocker" / "out", "-t", trimaps]
     result = invoke(runner, args)
     assert result.exit_code == code, result.output
     assert message in result.stderr
@@ -177,7 +190,7 @@ def test_read_only_output_folder(runner, tmp_path, monkeypatch):
     monkeypatch.setattr(
         os, "access", lambda p, m, **kw: False if Path(p) == out and m & os.W_OK else real_access(p, m, **kw)
     )
-    result = invoke(runner, ["matte", images, out, "-t", trimaps])
+    result = invoke(runner, ["matte", "-m", "cf", images, out, "-t", trimaps])
     assert result.exit_code == 2 and "is not writable" in result.stderr
     _no_traceback(result)
 
@@ -190,7 +203,7 @@ def test_disk_full_is_reported_and_leaves_no_partial_file(runner, tmp_path, monk
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    result = invoke(runner, ["matte", images, out, "-t", trimaps])
+    result = invoke(runner, ["matte", "-m", "cf", images, out, "-t", trimaps])
     assert result.exit_code == 1
     assert "No space left on device" in result.stderr
     assert list(out.iterdir()) == []
@@ -201,7 +214,7 @@ def test_colliding_output_names(runner, tmp_path):
     images, trimaps = _make_folder(tmp_path, 1)
     image, _, _ = synthetic_scene(24, 32, seed=0)
     cv2.imwrite(str(images / "img00.bmp"), np.round(image * 255).astype(np.uint8))
-    result = invoke(runner, ["matte", images, tmp_path / "out", "-t", trimaps, "--json"])
+    result = invoke(runner, ["matte", "-m", "cf", images, tmp_path / "out", "-t", trimaps, "--json"])
     assert result.exit_code == 1
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["status"] for r in rows] == ["ok", "error"] and "also the output of" in rows[1]["error"]

@@ -32,7 +32,7 @@ def matte(
     out: OutArg,
     method: Annotated[
         str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")
-    ] = "cf",
+    ] = "aim",
     trimap: Annotated[
         Path | None,
         typer.Option(
@@ -45,7 +45,16 @@ def matte(
     foreground: Annotated[
         bool, typer.Option(help="Also write <stem>_fg.png: the estimated foreground.")
     ] = False,
+    save_trimap: Annotated[
+        bool, typer.Option(help="Also write <stem>_trimap.png: the trimap a trimap-free method predicted.")
+    ] = False,
+    strategy: Annotated[
+        str | None, typer.Option(help="Test strategy of methods that have several (aim: hybrid or resize).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
+    precision: Annotated[
+        str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
+    ] = "fp32",
     weights: Annotated[
         Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")
     ] = None,
@@ -68,9 +77,12 @@ def matte(
     settings = MatteSettings(
         cutout=cutout,
         foreground=foreground,
+        save_trimap=save_trimap,
         bit_depth=bit_depth,
         max_pixels=max_pixels,
-        config=models.MethodConfig(device=device, weights=weights),
+        config=models.MethodConfig(
+            device=device, precision=precision, weights=weights, options={"strategy": strategy}
+        ),
     )
     jobs, results = matte_files(
         inputs,

@@ -1,0 +1,197 @@
+"""AIM: trimap-free matting with the official test strategies (``--method aim``).
+
+Paper: Li, Zhang, Tao, "Deep Automatic Natural Image Matting", IJCAI 2021.
+Official code: github.com/JizhiziLi/AIM (MIT) at 48e3dc8, ``core/test.py`` and
+``core/util.py`` (digest: ``shared/refs/aim.md``). The network is in ``aim_net.py``.
+
+Test strategies (``config.options["strategy"]``):
+
+``hybrid`` (default, what the official test scripts run)
+    The glance (semantic) pass runs on the image scaled by 1/4 and the focus
+    (matting) pass on the image scaled by 1/2; each size is ``int(side * ratio)``
+    floored to a multiple of 32 and capped at 1600 per side. The glance argmax
+    trimap {0, 128, 255} and the focus alpha are upsampled back bilinearly the way
+    scikit-image 0.14 does (zero outside the image); pixels whose upsampled trimap
+    is exactly 255 / 0 become 1 / 0, every other pixel takes the focus alpha.
+``resize``
+    One pass at 1/4; the network's own fused output is upsampled.
+
+Deviations, all for inputs the official code cannot take: sizes below 32 are
+raised to 32 (the official rounding would give 0), and the "exactly 0 / 255"
+test allows 1e-4 of floating-point slack.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from mattecli.models import register
+from mattecli.models._spec import MethodConfig, MethodSpec
+from mattecli.weights import register_architecture
+
+__all__ = [
+    "AimMatter",
+    "STRATEGIES",
+    "scaled_size",
+    "hybrid_fuse",
+    "remap_official",
+    "is_official",
+]
+
+STRATEGIES = ("hybrid", "resize")
+GLANCE_RATIO = 1 / 4
+FOCUS_RATIO = 1 / 2
+MAX_SIDE = 1600
+
+
+def scaled_size(h: int, w: int, ratio: float, *, multiple: int = 32, cap: int = MAX_SIDE) -> tuple[int, int]:
+    """The official test size: ``int(side * ratio)`` floored to ``multiple`` and capped, per side."""
+
+    def one(side: int) -> int:
+        s = int(side * ratio)
+        return max(multiple, min(cap, s - s % multiple))
+
+    return one(h), one(w)
+
+
+def hybrid_fuse(trimap_up: np.ndarray, focus_up: np.ndarray, tol: float = 1e-4) -> np.ndarray:
+    """Official HYBRID fusion on upsampled maps in [0, 1]: exact fg -> 1, exact bg -> 0, else the focus alpha."""
+    out = focus_up.astype(np.float32).copy()
+    out[np.abs(trimap_up - 1.0) <= tol] = 1.0
+    out[np.abs(trimap_up) <= tol] = 0.0
+    return out
+
+
+# ----------------------------------------------------------------------------- official checkpoint
+_ALIASES = [  # official duplicate name -> our name (the backbone is registered twice officially)
+    (re.compile(r"^encoder0\.0\."), "resnet.conv1."),
+    (re.compile(r"^encoder0\.1\."), "resnet.bn1."),
+    (re.compile(r"^encoder1\.0\."), "resnet.layer1."),
+    (re.compile(r"^encoder2\."), "resnet.layer2."),
+    (re.compile(r"^encoder3\."), "resnet.layer3."),
+    (re.compile(r"^encoder4\."), "resnet.layer4."),
+]
+
+
+def is_official(state_dict: Mapping) -> bool:
+    """Whether a state dict looks like the official AimNet one (sentinel keys of both decoders)."""
+    return "decoder_final_g.weight" in state_dict and "decoder_final_l.weight" in state_dict
+
+
+def remap_official(state_dict: dict) -> dict:
+    """Official AimNet state dict -> ours.
+
+    Folds the ``encoder0..4.*`` aliases into ``resnet.*`` (checking that both copies
+    hold the same values; a file with only the aliases is accepted too) and drops
+    the unused ImageNet classifier ``resnet.fc.*``.
+
+    Raises:
+        CheckpointMismatchError: an alias whose values differ from its ``resnet.*`` twin.
+    """
+    import torch
+
+    from mattecli.errors import CheckpointMismatchError
+
+    out: dict = {}
+    aliases: dict = {}
+    for key, value in state_dict.items():
+        if key.startswith("resnet.fc."):
+            continue
+        for pattern, repl in _ALIASES:
+            if pattern.match(key):
+                aliases[pattern.sub(repl, key)] = (key, value)
+                break
+        else:
+            out[key] = value
+    for ours, (theirs, value) in aliases.items():
+        if ours in out:
+            if out[ours].shape != value.shape or not torch.equal(out[ours], value):
+                raise CheckpointMismatchError(f"AIM checkpoint: {theirs} differs from its alias {ours}")
+        else:
+            out[ours] = value
+    return out
+
+
+def _build():
+    from mattecli.models.aim_net import AimNet
+
+    return AimNet()
+
+
+register_architecture("aim", build=_build, remap=remap_official, detect=is_official)
+
+
+# ----------------------------------------------------------------------------- inference
+@dataclass
+class AimMatter:
+    """A loaded AimNet with the official test strategy; ``predict`` needs no trimap."""
+
+    net: object
+    device: object
+    precision: str = "fp32"
+    strategy: str = "hybrid"
+
+    def _run(self, image: np.ndarray, size: tuple[int, int]):
+        import torch
+
+        from mattecli import engine
+
+        x = engine.resize(engine.image_to_tensor(image, self.device), size)
+        with torch.inference_mode(), engine.autocast(self.device, self.precision):
+            glance, focus, fusion = self.net(x)
+        return glance.float(), focus.float(), fusion.float()
+
+    def predict_with_trimap(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Alpha (float32 ``HxW``) and the glance trimap (uint8 {0,128,255}) at the image's size."""
+        from mattecli import engine
+
+        h, w = image.shape[:2]
+        glance, focus, fusion = self._run(image, scaled_size(h, w, GLANCE_RATIO))
+        trimap_small = glance.argmax(dim=1, keepdim=True).float() / 2.0  # 0, 0.5, 1 = 0, 128, 255
+        trimap_up = engine.resize_zero_border(trimap_small, (h, w))[0, 0].cpu().numpy()
+        if self.strategy == "resize":
+            alpha = engine.resize_zero_border(fusion, (h, w))[0, 0].cpu().numpy()
+        else:
+            _, focus2, _ = self._run(image, scaled_size(h, w, FOCUS_RATIO))
+            focus_up = engine.resize_zero_border(focus2, (h, w))[0, 0].cpu().numpy()
+            alpha = hybrid_fuse(trimap_up, focus_up)
+        trimap = np.full((h, w), 128, np.uint8)
+        trimap[np.abs(trimap_up) <= 1e-4] = 0
+        trimap[np.abs(trimap_up - 1.0) <= 1e-4] = 255
+        return np.clip(alpha, 0.0, 1.0).astype(np.float32), trimap
+
+    def predict(self, image: np.ndarray, trimap: np.ndarray | None = None) -> np.ndarray:
+        return self.predict_with_trimap(image)[0]
+
+
+def _create(config: MethodConfig) -> AimMatter:
+    from mattecli import engine
+    from mattecli.errors import BadOptionError
+    from mattecli.weights import load_model
+
+    strategy = config.options.get("strategy") or "hybrid"
+    if strategy not in STRATEGIES:
+        raise BadOptionError(f"AIM strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    device = engine.select_device(config.device)
+    engine.autocast(device, config.precision)  # reject a bad precision before loading weights
+    net = load_model(config.variant or "aim", device, config.weights)
+    return AimMatter(net, device, config.precision, strategy)
+
+
+register(
+    MethodSpec(
+        name="aim",
+        summary="AIM: automatic (trimap-free) matting of any natural image",
+        paper="Li, Zhang, Tao: Deep Automatic Natural Image Matting, IJCAI 2021",
+        needs_trimap=False,
+        create=_create,
+        weights=("aim",),
+        stride=32,
+        margin=64,
+        scales=(GLANCE_RATIO, FOCUS_RATIO),
+    )
+)

@@ -1,0 +1,241 @@
+"""AIM: official key layout, checkpoint import with duplicate aliases, fusion, test strategy, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import EXAMPLES, REPO, invoke
+
+from mattecli import engine, io, models
+from mattecli.errors import CheckpointMismatchError
+from mattecli.models.aim import AimMatter, hybrid_fuse, remap_official, scaled_size
+from mattecli.models.aim_net import AimNet, fuse_glance_focus
+
+OFFICIAL_KEYS = REPO.parent / "shared" / "refs" / "aim_state_dict_keys.txt"
+ALIASES = [
+    ("resnet.conv1.", "encoder0.0."),
+    ("resnet.bn1.", "encoder0.1."),
+    ("resnet.layer1.", "encoder1.0."),
+    ("resnet.layer2.", "encoder2."),
+    ("resnet.layer3.", "encoder3."),
+    ("resnet.layer4.", "encoder4."),
+]
+
+
+def _random_net(seed: int = 0) -> AimNet:
+    torch.manual_seed(seed)
+    net = AimNet()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+def official_state_dict(net: AimNet) -> dict:
+    """What the authors' AimNet.state_dict() holds: the backbone twice (resnet.* and encoder*.*) plus resnet.fc."""
+    sd = dict(net.state_dict())
+    for key, value in list(sd.items()):
+        for ours, theirs in ALIASES:
+            if key.startswith(ours):
+                sd[theirs + key[len(ours) :]] = value
+    sd["resnet.fc.weight"] = torch.randn(1000, 512)
+    sd["resnet.fc.bias"] = torch.randn(1000)
+    return sd
+
+
+def test_official_layout_has_700_keys_and_matches_the_digest():
+    sd = official_state_dict(_random_net())
+    assert len(sd) == 700  # 218 resnet.* + 216 encoder*.* aliases + 266 decoder keys (shared/refs/aim.md)
+    assert sum(k.startswith("resnet.") for k in sd) == 218
+    assert sum(k.startswith("encoder") for k in sd) == 216
+    if OFFICIAL_KEYS.exists():  # the recorded key list of the official module, when the refs are present
+        recorded = {}
+        for line in OFFICIAL_KEYS.read_text().splitlines():
+            key, shape = line.split("\t")
+            recorded[key] = json.loads(shape)
+        assert {k: list(v.shape) for k, v in sd.items()} == recorded
+
+
+def test_remap_folds_aliases_and_drops_fc():
+    net = _random_net()
+    remapped = remap_official(official_state_dict(net))
+    ours = net.state_dict()
+    assert set(remapped) == set(ours)
+    assert all(torch.equal(remapped[k], ours[k]) for k in ours)
+    # a file holding only the aliases (no resnet.* copy) maps too
+    only_aliases = {k: v for k, v in official_state_dict(net).items() if not k.startswith("resnet.")}
+    assert set(remap_official(only_aliases)) == set(ours)
+
+
+def test_remap_rejects_aliases_that_disagree():
+    sd = official_state_dict(_random_net())
+    sd["encoder2.0.conv1.weight"] = sd["encoder2.0.conv1.weight"] + 1
+    with pytest.raises(CheckpointMismatchError, match="encoder2.0.conv1.weight differs"):
+        remap_official(sd)
+
+
+def test_import_then_strict_load_reproduces_the_network(tmp_path):
+    from mattecli.weights import import_checkpoint, load_model
+
+    net = _random_net(1)
+    path = tmp_path / "aimnet_pretrained_matting.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in official_state_dict(net).items()}}, path)
+    import_checkpoint("aim", path)
+    loaded = load_model("aim", "cpu")
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        for a, b in zip(net(x), loaded(x)):
+            torch.testing.assert_close(a, b)
+
+
+def test_forward_shapes_and_fusion_rule():
+    net = _random_net()
+    with torch.inference_mode():
+        glance, focus, fusion = net(torch.randn(2, 3, 64, 96))
+    assert glance.shape == (2, 3, 64, 96) and focus.shape == fusion.shape == (2, 1, 64, 96)
+    assert 0 <= float(glance.min()) and float(glance.max()) <= 1  # per-channel sigmoid, not softmax
+    g, f, fu = glance.numpy(), focus.numpy()[:, 0], fusion.numpy()[:, 0]
+    cls = g.argmax(axis=1)
+    expected = np.where(cls == 2, 1.0, np.where(cls == 1, f, 0.0))
+    np.testing.assert_allclose(fu, expected, atol=1e-6)
+
+
+def test_fuse_glance_focus_by_hand():
+    glance = torch.zeros(1, 3, 1, 3)
+    glance[0, 0, 0, 0] = 0.9  # bg
+    glance[0, 1, 0, 1] = 0.9  # transition
+    glance[0, 2, 0, 2] = 0.9  # fg
+    focus = torch.full((1, 1, 1, 3), 0.3)
+    assert fuse_glance_focus(glance, focus).flatten().tolist() == pytest.approx([0.0, 0.3, 1.0])
+
+
+def test_hybrid_fuse_by_hand():
+    trimap_up = np.array([[0.0, 0.2, 0.5, 0.99, 1.0]], np.float32)
+    focus_up = np.full((1, 5), 0.7, np.float32)
+    np.testing.assert_allclose(hybrid_fuse(trimap_up, focus_up), [[0.0, 0.7, 0.7, 0.7, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "h,w,ratio,expected",
+    [
+        (1800, 2880, 1 / 4, (448, 704)),  # int(450)->448, int(720)->704
+        (1800, 2880, 1 / 2, (896, 1440)),
+        (6000, 4000, 1 / 2, (1600, 1600)),  # each side capped independently, as the official code does
+        (333, 517, 1 / 4, (64, 128)),
+        (100, 90, 1 / 4, (32, 32)),  # official rounding would give 0: raised to one stride
+    ],
+)
+def test_scaled_sizes(h, w, ratio, expected):
+    assert scaled_size(h, w, ratio) == expected
+
+
+def _skimage_bilinear_zero(src: np.ndarray, oh: int, ow: int) -> np.ndarray:
+    """Reference: bilinear with half-pixel centres, samples outside the input are 0 (loops)."""
+    h, w = src.shape
+    out = np.zeros((oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            y = (i + 0.5) * h / oh - 0.5
+            x = (j + 0.5) * w / ow - 0.5
+            y0, x0 = int(np.floor(y)), int(np.floor(x))
+            acc = 0.0
+            for yy in (y0, y0 + 1):
+                for xx in (x0, x0 + 1):
+                    weight = (1 - abs(y - yy)) * (1 - abs(x - xx))
+                    if 0 <= yy < h and 0 <= xx < w:
+                        acc += weight * src[yy, xx]
+            out[i, j] = acc
+    return out
+
+
+@pytest.mark.parametrize("shape,size", [((4, 6), (13, 17)), ((5, 5), (20, 20)), ((8, 10), (5, 7))])
+def test_resize_zero_border_matches_reference(shape, size):
+    src = np.random.default_rng(0).random(shape).astype(np.float32)
+    got = engine.resize_zero_border(torch.from_numpy(src)[None, None], size)[0, 0].numpy()
+    np.testing.assert_allclose(got, _skimage_bilinear_zero(src, *size), atol=1e-5)
+
+
+class _FakeNet(torch.nn.Module):
+    """Glance: foreground in the left 40%, background in the right 40%, transition between; focus 0.25."""
+
+    def __init__(self):
+        super().__init__()
+        self.sizes = []
+
+    def forward(self, x):
+        n, _, h, w = x.shape
+        self.sizes.append((h, w))
+        glance = torch.zeros(n, 3, h, w)
+        cut1, cut2 = int(w * 0.4), int(w * 0.6)
+        glance[:, 2, :, :cut1] = 1
+        glance[:, 1, :, cut1:cut2] = 1
+        glance[:, 0, :, cut2:] = 1
+        focus = torch.full((n, 1, h, w), 0.25)
+        return glance, focus, fuse_glance_focus(glance, focus)
+
+
+@pytest.mark.parametrize("strategy", ["hybrid", "resize"])
+def test_strategy_wiring_on_odd_sizes(strategy):
+    fake = _FakeNet()
+    matter = AimMatter(fake, torch.device("cpu"), "fp32", strategy)
+    image = np.random.default_rng(0).random((333, 517, 3)).astype(np.float32)
+    alpha, trimap = matter.predict_with_trimap(image)
+    assert alpha.shape == trimap.shape == (333, 517) and alpha.dtype == np.float32
+    expected_sizes = [(64, 128), (160, 256)] if strategy == "hybrid" else [(64, 128)]
+    assert fake.sizes == expected_sizes
+    mid = 166
+    assert alpha[mid, 20] == 1.0 and alpha[mid, 500] == 0.0 and alpha[mid, 258] == pytest.approx(0.25)
+    assert trimap[mid, 20] == 255 and trimap[mid, 258] == 128 and trimap[mid, 500] == 0
+    # scikit-image 0.14's zero border: the outermost upsampled pixels are never "exactly foreground",
+    # and in the hybrid strategy they take the focus alpha, itself faded by the border (row 0 weight)
+    assert trimap[0, 20] == 128
+    if strategy == "hybrid":
+        assert alpha[0, 20] == pytest.approx(0.25 * (0.5 + 0.5 * 160 / 333), abs=1e-5)
+
+
+def test_registry_entry():
+    spec = models.get("aim")
+    assert not spec.needs_trimap and spec.weights == ("aim",) and spec.stride == 32
+
+
+def _install_test_weights(tmp_path):
+    from mattecli.weights import import_checkpoint
+
+    path = tmp_path / "aimnet_pretrained_matting.pth"
+    torch.save({"state_dict": official_state_dict(_random_net(2))}, path)
+    import_checkpoint("aim", path)
+
+
+def test_cli_matte_aim_end_to_end(runner, tmp_path):
+    _install_test_weights(tmp_path)
+    out = tmp_path / "out"
+    result = invoke(runner, ["matte", EXAMPLES / "images", out, "--save-trimap", "--cutout", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["method"] == "aim"
+    for name in ("fluffy", "veil"):
+        alpha = io.read_gray(out / f"{name}.png")
+        trimap = io.read_trimap(out / f"{name}_trimap.png")
+        assert alpha.shape == trimap.shape == (320, 320)
+        assert (out / f"{name}_cutout.png").exists()
+
+
+def test_cli_matte_aim_without_weights_says_how_to_import(runner, tmp_path):
+    result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "out", "--method", "aim"])
+    assert result.exit_code == 2
+    assert "mattecli weights import aim" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_cli_aim_refuses_a_trimap_and_missing_cuda(runner, tmp_path):
+    result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "o", "-t", EXAMPLES / "trimaps"])
+    assert result.exit_code == 2 and "trimap-free" in result.stderr
+    if not torch.cuda.is_available():
+        _install_test_weights(tmp_path)
+        result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "o", "--device", "cuda"])
+        assert result.exit_code == 2 and "CUDA is not available" in result.stderr

@@ -89,7 +89,7 @@ def test_import_then_strict_load_reproduces_the_network(tmp_path):
     loaded = load_model("aim", "cpu")
     x = torch.randn(1, 3, 64, 96)
     with torch.inference_mode():
-        for a, b in zip(net(x), loaded(x)):
+        for a, b in zip(net(x), loaded(x), strict=True):
             torch.testing.assert_close(a, b)
 
 

@@ -56,7 +56,7 @@ def _conv_bn_relu(cin: int, cout: int, dilation: int = 1) -> list[nn.Module]:
 def _block(channels: list[int], upsample: bool) -> nn.Sequential:
     """conv3x3(bias)+BN+ReLU for each consecutive channel pair, optionally a x2 bilinear upsample at the end."""
     layers: list[nn.Module] = []
-    for cin, cout in zip(channels[:-1], channels[1:]):
+    for cin, cout in zip(channels[:-1], channels[1:], strict=True):
         layers += _conv_bn_relu(cin, cout)
     if upsample:
         layers.append(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False))

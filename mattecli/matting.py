@@ -14,7 +14,7 @@ from mattecli.composite import estimate_foreground
 from mattecli.errors import BadOptionError
 from mattecli.trimap import clamp_known
 
-__all__ = ["MatteSettings", "matte_image", "matte_files"]
+__all__ = ["MatteSettings", "matte_image", "matte_files", "predicted_trimap_files"]
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,7 @@ def matte_files(
             hint="drop --trimap, or pick a trimap-based method (cf, knn)",
         )
     if settings.save_trimap and spec.needs_trimap:
-        raise BadOptionError(
-            f"--save-trimap is for trimap-free methods; {method} takes the trimap you give it"
-        )
+        raise BadOptionError(f"--save-trimap is for trimap-free methods; {method} takes the trimap you give it")
     if trimap is not None and not trimap.exists():
         raise BadOptionError(f"trimap not found: {trimap}")
     items = io.discover(inputs, recursive=recursive, stdin=stdin)
@@ -115,6 +113,47 @@ def matte_files(
                 if settings.cutout:
                     io.write_rgba(job.outputs["cutout"], fg, alpha, bit_depth=settings.bit_depth)
             io.write_alpha(job.output, alpha, bit_depth=settings.bit_depth)
+
+        yield from batch.run_jobs(jobs, work, overwrite=overwrite, method=method)
+
+    return jobs, results()
+
+
+def predicted_trimap_files(
+    inputs: Sequence[str | os.PathLike],
+    out: Path,
+    *,
+    method: str = "aim",
+    config: models.MethodConfig | None = None,
+    recursive: bool = False,
+    overwrite: bool = False,
+    stdin=None,
+    max_pixels: int | None = None,
+) -> tuple[list[batch.Job], Iterator[dict]]:
+    """Trimaps predicted from the images themselves by a trimap-free method (e.g. AIM's glance decoder).
+
+    Raises (before any work):
+        UnknownMethodError, BadOptionError (a method that cannot predict trimaps), NoInputsError.
+    """
+    spec = models.get(method)
+    if spec.needs_trimap:
+        raise BadOptionError(
+            f"method {method} needs a trimap itself and cannot predict one",
+            hint="use a trimap-free method, e.g. --method aim",
+        )
+    jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin), Path(out))
+
+    def results() -> Iterator[dict]:
+        matter = None
+
+        def work(job: batch.Job) -> dict:
+            nonlocal matter
+            image = io.read_image(job.item.path, max_pixels=max_pixels)
+            if matter is None:
+                matter = spec.create(config or models.MethodConfig())
+            _, trimap = matter.predict_with_trimap(image)
+            io.atomic_write_bytes(job.output, io.encode_png(trimap))
+            return {"unknown_fraction": round(float((trimap == 128).mean()), 4)}
 
         yield from batch.run_jobs(jobs, work, overwrite=overwrite, method=method)
 

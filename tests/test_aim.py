@@ -203,16 +203,31 @@ def test_registry_entry():
     assert not spec.needs_trimap and spec.weights == ("aim",) and spec.stride == 32
 
 
-def _install_test_weights(tmp_path):
+@pytest.fixture(scope="module")
+def _aim_cache(tmp_path_factory):
+    """An HF cache holding imported random AIM weights, built once for this module."""
+    from huggingface_hub import constants as hf_constants
+
     from mattecli.weights import import_checkpoint
 
-    path = tmp_path / "aimnet_pretrained_matting.pth"
+    root = tmp_path_factory.mktemp("aim_weights")
+    path = root / "aimnet_pretrained_matting.pth"
     torch.save({"state_dict": official_state_dict(_random_net(2))}, path)
-    import_checkpoint("aim", path)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hf_constants, "HF_HUB_CACHE", str(root / "hub"))
+        import_checkpoint("aim", path)
+    return root / "hub"
 
 
-def test_cli_matte_aim_end_to_end(runner, tmp_path):
-    _install_test_weights(tmp_path)
+@pytest.fixture
+def aim_weights(_aim_cache, monkeypatch):
+    """Point the (test-isolated) HF cache at the module's imported AIM weights."""
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(_aim_cache))
+
+
+def test_cli_matte_aim_end_to_end(runner, tmp_path, aim_weights):
     out = tmp_path / "out"
     result = invoke(runner, ["matte", EXAMPLES / "images", out, "--save-trimap", "--cutout", "--json"])
     assert result.exit_code == 0, result.output
@@ -232,10 +247,54 @@ def test_cli_matte_aim_without_weights_says_how_to_import(runner, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_cli_aim_refuses_a_trimap_and_missing_cuda(runner, tmp_path):
+def test_cli_aim_refuses_a_trimap_and_missing_cuda(runner, tmp_path, aim_weights):
     result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "o", "-t", EXAMPLES / "trimaps"])
     assert result.exit_code == 2 and "trimap-free" in result.stderr
     if not torch.cuda.is_available():
-        _install_test_weights(tmp_path)
         result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "o", "--device", "cuda"])
         assert result.exit_code == 2 and "CUDA is not available" in result.stderr
+
+
+def test_tiled_strategy_with_a_pointwise_net_matches_full_resolution():
+    """With a per-pixel focus, tiling must give exactly the full-resolution answer: checks padding and blending."""
+
+    class Pointwise(_FakeNet):
+        def forward(self, x):
+            glance, _, _ = super().forward(x)
+            focus = torch.sigmoid(x[:, :1])  # depends on the pixel only
+            return glance, focus, fuse_glance_focus(glance, focus)
+
+    image = np.random.default_rng(1).random((150, 211, 3)).astype(np.float32)
+    net = Pointwise()
+    tiled = AimMatter(net, torch.device("cpu"), strategy="tiled", tile_size=64, tile_overlap=16, batch_size=3)
+    alpha, trimap = tiled.predict_with_trimap(image)
+    x = engine.image_to_tensor(image, torch.device("cpu"))
+    direct = torch.sigmoid(x[:, :1])[0, 0].numpy()
+    transition = trimap == 128
+    np.testing.assert_allclose(alpha[transition], direct[transition], atol=1e-5)
+    assert (alpha[trimap == 255] == 1).all() and (alpha[trimap == 0] == 0).all()
+    assert all(s[0] % 32 == 0 and s[1] % 32 == 0 for s in net.sizes)
+
+
+def test_tiled_with_one_big_tile_equals_a_full_resolution_pass():
+    net = _random_net(3)
+    image = np.random.default_rng(2).random((70, 90, 3)).astype(np.float32)
+    matter = AimMatter(net, torch.device("cpu"), strategy="tiled", tile_size=512)
+    trimap_up = np.full((70, 90), 0.5, np.float32)  # everything transition: no tile skipped
+    got = matter._focus_tiled(image, trimap_up)
+    x = torch.nn.functional.pad(engine.image_to_tensor(image, torch.device("cpu")), (0, 6, 0, 26), mode="replicate")
+    with torch.inference_mode():
+        want = net(x)[1][0, 0, :70, :90].numpy()
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_cli_trimap_from_image(runner, tmp_path, aim_weights):
+    out = tmp_path / "tris"
+    result = invoke(runner, ["trimap", "--from-image", "--method", "aim", EXAMPLES / "images", out, "--json"])
+    assert result.exit_code == 0, result.output
+    for name in ("fluffy", "veil"):
+        tri = io.read_trimap(out / f"{name}.png")
+        raw = io.read_gray(out / f"{name}.png")
+        assert tri.shape == (320, 320) and set(np.unique(np.round(raw * 255))) <= {0, 128, 255}
+    result = invoke(runner, ["trimap", "--from-image", "--method", "cf", EXAMPLES / "images", out])
+    assert result.exit_code == 2 and "cannot predict one" in result.stderr

@@ -30,34 +30,29 @@ def _methods() -> list[str]:
 def matte(
     inputs: InputsArg,
     out: OutArg,
-    method: Annotated[
-        str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")
-    ] = "aim",
+    method: Annotated[str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")] = "aim",
     trimap: Annotated[
         Path | None,
-        typer.Option(
-            "--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."
-        ),
+        typer.Option("--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."),
     ] = None,
     cutout: Annotated[
         bool, typer.Option(help="Also write <stem>_cutout.png: RGBA with estimated foreground colours.")
     ] = False,
-    foreground: Annotated[
-        bool, typer.Option(help="Also write <stem>_fg.png: the estimated foreground.")
-    ] = False,
+    foreground: Annotated[bool, typer.Option(help="Also write <stem>_fg.png: the estimated foreground.")] = False,
     save_trimap: Annotated[
         bool, typer.Option(help="Also write <stem>_trimap.png: the trimap a trimap-free method predicted.")
     ] = False,
     strategy: Annotated[
-        str | None, typer.Option(help="Test strategy of methods that have several (aim: hybrid or resize).")
+        str | None, typer.Option(help="Test strategy of methods that have several (aim: hybrid, resize, tiled).")
     ] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels for tiled inference.")] = None,
+    tile_overlap: Annotated[int | None, typer.Option(help="Overlap between tiles in pixels.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Tiles or patches per forward pass.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
     precision: Annotated[
         str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
     ] = "fp32",
-    weights: Annotated[
-        Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")
-    ] = None,
+    weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")] = None,
     bit_depth: BitDepthOpt = 8,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
@@ -81,7 +76,15 @@ def matte(
         bit_depth=bit_depth,
         max_pixels=max_pixels,
         config=models.MethodConfig(
-            device=device, precision=precision, weights=weights, options={"strategy": strategy}
+            device=device,
+            precision=precision,
+            weights=weights,
+            options={
+                "strategy": strategy,
+                "tile_size": tile_size,
+                "tile_overlap": tile_overlap,
+                "batch_size": batch_size,
+            },
         ),
     )
     jobs, results = matte_files(

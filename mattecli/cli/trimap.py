@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,19 +33,43 @@ def trimap(
     threshold: Annotated[
         float | None,
         typer.Option(
-            help="Binarise soft masks at this value in (0,1] first (default: alpha==1 is sure fg, "
-            "alpha>0 possible fg)."
+            help="Binarise soft masks at this value in (0,1] first (default: alpha==1 is sure fg, alpha>0 possible fg)."
         ),
     ] = None,
     shape: Annotated[str, typer.Option(help="Structuring element: ellipse, square or cross.")] = "ellipse",
+    from_image: Annotated[
+        bool,
+        typer.Option(help="Inputs are photos: predict their trimaps with a trimap-free method (see --method)."),
+    ] = False,
+    method: Annotated[str, typer.Option("--method", "-m", help="Method for --from-image.")] = "aim",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --from-image).")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (with --from-image).")] = "fp32",
+    weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (--from-image).")] = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Make trimaps (0 / 128 / 255) from alpha mattes or binary masks by erosion and dilation."""
+    """Make trimaps (0 / 128 / 255) from alpha mattes or masks, or (--from-image) predict them from photos."""
     from mattecli.trimap import TrimapSettings, trimap_files
+
+    if from_image:
+        from mattecli import models
+        from mattecli.matting import predicted_trimap_files
+
+        jobs, results = predicted_trimap_files(
+            inputs,
+            out,
+            method=method,
+            config=models.MethodConfig(device=device, precision=precision, weights=weights),
+            recursive=recursive,
+            overwrite=overwrite,
+            stdin=common.in_stdin(inputs),
+            max_pixels=max_pixels,
+        )
+        common.report(jobs, results, title=f"trimap ({method})", quiet=quiet, json_lines=json_lines)
+        return
 
     if width is not None:
         if width < 1:

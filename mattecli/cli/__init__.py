@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from mattecli import __version__
+from mattecli.cli import bench as _bench
 from mattecli.cli import composite as _composite
 from mattecli.cli import matte as _matte
 from mattecli.cli import trimap as _trimap
@@ -41,6 +42,7 @@ def _root(
 app.command("trimap")(_trimap.trimap)
 app.command("matte")(_matte.matte)
 app.command("composite")(_composite.composite)
+app.command("bench")(_bench.bench)
 
 
 def main() -> None:

@@ -144,6 +144,7 @@ class AimMatter:
     tile_size: int = 512
     tile_overlap: int = 64
     batch_size: int = 4
+    weights_path: object = None  # the file the weights came from (bench reports its sha256)
 
     def _run(self, image: np.ndarray, size: tuple[int, int]):
         import torch
@@ -214,7 +215,7 @@ class AimMatter:
 def _create(config: MethodConfig) -> AimMatter:
     from mattecli import engine
     from mattecli.errors import BadOptionError
-    from mattecli.weights import load_model
+    from mattecli.weights import load_model, local_path
 
     strategy = config.options.get("strategy") or "hybrid"
     if strategy not in STRATEGIES:
@@ -224,7 +225,8 @@ def _create(config: MethodConfig) -> AimMatter:
             raise BadOptionError(f"--{name.replace('_', '-')} must be >= {low}")
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
-    net = load_model(config.variant or "aim", device, config.weights)
+    variant = config.variant or "aim"
+    net = load_model(variant, device, config.weights)
     opts = config.options
     return AimMatter(
         net,
@@ -234,6 +236,7 @@ def _create(config: MethodConfig) -> AimMatter:
         tile_size=int(opts.get("tile_size") or 512),
         tile_overlap=int(opts.get("tile_overlap") if opts.get("tile_overlap") is not None else 64),
         batch_size=int(opts.get("batch_size") or 4),
+        weights_path=config.weights or local_path(variant),
     )
 
 

@@ -1,0 +1,272 @@
+"""``mattecli bench``: quality, speed and memory of a method on a matting benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mattecli.cli import common
+from mattecli.cli.common import JsonOpt, QuietOpt
+
+_DATASETS = ("comp1k", "dist646", "aim500", "am2k", "simd", "folder")
+
+#: Column label, report key, display scale, format; MSE/MAD are shown x1e3 like modern papers.
+_COLUMNS = {
+    "sad": ("SAD", 1.0, "{:.2f}"),
+    "mse": ("MSE×1e3", 1e3, "{:.2f}"),
+    "mad": ("MAD×1e3", 1e3, "{:.2f}"),
+    "grad": ("Grad", 1.0, "{:.2f}"),
+    "conn": ("Conn", 1.0, "{:.2f}"),
+    "sad_trans": ("SAD trans", 1.0, "{:.2f}"),
+    "sad_fg": ("SAD fg", 1.0, "{:.2f}"),
+    "sad_bg": ("SAD bg", 1.0, "{:.2f}"),
+}
+
+
+def _columns(mode: str) -> list[str]:
+    if mode == "whole":
+        return ["sad", "mse", "mad", "grad", "conn", "sad_trans", "sad_fg", "sad_bg"]
+    return ["sad", "mse", "grad", "conn"]  # MAD is in the JSON report; DIM-style tables omit it
+
+
+def _fmt(key: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    _, scale, fmt = _COLUMNS[key]
+    return fmt.format(value * scale)
+
+
+def _bytes(n: int | None) -> str:
+    if not n:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return "-"
+
+
+def render_report(report: dict) -> None:
+    """Print the summary, per-group and published-number tables plus speed/memory lines on stderr."""
+    from rich.table import Table
+
+    ds = report["dataset"]
+    mode = ds["metric_mode"]
+    summary = report["summary"]
+    cols = [c for c in _columns(mode) if c in summary["metrics"] or c in ("sad", "mse", "grad", "conn")]
+    label = report.get("method") or "predictions"
+    region = "unknown region (trimap == 128)" if mode == "unknown" else "whole image"
+    table = Table(
+        title=f"{label} on {ds['title']}: {summary['count']} images, metrics over the {region}",
+        title_justify="left",
+        show_edge=False,
+    )
+    table.add_column("")
+    for c in cols:
+        table.add_column(_COLUMNS[c][0], justify="right")
+    table.add_row("[bold]ours[/]", *[_fmt(c, summary["metrics"].get(c)) for c in cols])
+    for pub in report.get("published", []):
+        table.add_row(f"[dim]{pub['label']}[/]", *[_fmt(c, pub["metrics"].get(c)) for c in cols])
+    common.stderr.print(table)
+
+    published = report.get("published", [])
+    for key, values in report.get("groups", {}).items():
+        if not values:
+            continue
+        gt = Table(title=f"per {key}", title_justify="left", show_edge=False)
+        gt.add_column(key)
+        gt.add_column("n", justify="right")
+        for c in cols:
+            gt.add_column(_COLUMNS[c][0], justify="right")
+        pubs = [p for p in published if key in p.get("groups", {})]
+        for p in pubs:
+            gt.add_column(f"SAD {p['label']}", justify="right")
+        for value, stats in values.items():
+            row = [value, str(stats["count"])] + [_fmt(c, stats["metrics"].get(c)) for c in cols]
+            row += [_fmt("sad", p["groups"][key].get(value)) for p in pubs]
+            gt.add_row(*row)
+        common.stderr.print(gt)
+
+    speed = report["speed"]
+    if speed["images"]:
+        parts = []
+        if speed["images_per_second"]:
+            parts.append(f"{speed['images_per_second']:.2f} images/s ({speed['seconds_per_image']:.3f} s/image)")
+        if speed["seconds_per_megapixel"]:
+            parts.append(f"model {speed['seconds_per_megapixel']:.3f} s/MP")
+        parts.append(
+            f"model {speed['model_seconds']:.2f} s, I/O {speed['io_seconds']:.2f} s, "
+            f"metrics {speed['metric_seconds']:.2f} s over {speed['megapixels']:.3g} MP"
+        )
+        common.stderr.print("speed: " + "; ".join(parts))
+    mem = report["memory"]
+    device = report.get("device") or "-"
+    common.stderr.print(
+        f"peak memory: CPU RSS {_bytes(mem.get('peak_rss_bytes'))}"
+        + (f", CUDA {_bytes(mem['cuda_peak_bytes'])}" if mem.get("cuda_peak_bytes") else "")
+        + f"  (device {device})"
+    )
+    if report.get("cached_rows"):
+        common.stderr.print(f"[dim]{report['cached_rows']} image(s) taken from the resume cache[/]")
+    if report.get("failures"):
+        common.stderr.print(f"[red]{len(report['failures'])} image(s) failed[/] (listed in the report)")
+
+
+def _progress(quiet: bool, total_hint: str):
+    """A Rich progress bar on stderr (only on a terminal and unless quiet) and its per-image callback."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    state: dict = {"progress": None, "task": None}
+
+    def callback(row: dict, done: int, total: int) -> None:
+        if row.get("status") == "error":
+            common.print_error(row["error"], row.get("hint"))
+        progress = state["progress"]
+        if progress is None and not quiet and common.stderr.is_terminal:
+            progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[sad]}"),
+                TimeElapsedColumn(),
+                console=common.stderr,
+                transient=True,
+            )
+            progress.start()
+            state["progress"] = progress
+            state["task"] = progress.add_task(total_hint, total=total, sad="")
+        if progress is not None:
+            sad = row.get("metrics", {}).get("sad")
+            progress.update(state["task"], completed=done, sad="" if sad is None else f"SAD {sad:.2f}")
+
+    def stop() -> None:
+        if state["progress"] is not None:
+            state["progress"].stop()
+
+    return callback, stop
+
+
+@common.handles_errors
+def bench(
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help=f"Benchmark: {', '.join(_DATASETS)}.", show_default=False)
+    ],
+    root: Annotated[Path, typer.Option("--root", help="The dataset folder.", show_default=False)],
+    method: Annotated[
+        str | None,
+        typer.Option("--method", "-m", help="Method to run (or, with --predictions, the label of the mattes)."),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N images (in name order).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (deep methods).")] = "fp32",
+    weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest.")] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="Test strategy of methods that have several (aim: hybrid or resize).")
+    ] = None,
+    save_predictions: Annotated[
+        Path | None, typer.Option("--save-predictions", help="Write every scored matte to DIR/<name>.png.")
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Score the mattes in DIR (any tool's output, matched by file name/stem) instead of running a method.",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write the JSON report here; per-image rows are cached next to it (<stem>.rows.jsonl) "
+            "so a killed run resumes.",
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Reuse the cached rows next to --report.")
+    ] = True,
+    grad_norm: Annotated[
+        str,
+        typer.Option(
+            "--grad-norm",
+            help="Grad normalisation: minmax (MATLAB mat2gray, official) or 255 (the Python ports). "
+            "Unknown-region datasets only; whole-image datasets use the AIM definition.",
+        ),
+    ] = "minmax",
+    quantize: Annotated[
+        str,
+        typer.Option(help="Score predictions rounded to 8 or 16 bits (as saved PNGs), or 'float' (unrounded)."),
+    ] = "8",
+    layout: Annotated[
+        str | None, typer.Option(help="comp1k: force 'merged' (prebuilt) or 'compose' (official lists).")
+    ] = None,
+    bg_dir: Annotated[
+        Path | None, typer.Option("--bg-dir", help="comp1k compose layout: the background images folder.")
+    ] = None,
+    image_dir: Annotated[Path | None, typer.Option("--image-dir", help="folder dataset: image folder.")] = None,
+    alpha_dir: Annotated[Path | None, typer.Option("--alpha-dir", help="folder dataset: GT alpha folder.")] = None,
+    trimap_dir: Annotated[Path | None, typer.Option("--trimap-dir", help="folder dataset: trimap folder.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Benchmark a matting method on a dataset: SAD / MSE / Grad / Conn (+ MAD), speed and memory.
+
+    Prints a table beside the published numbers where the method and dataset match;
+    --json prints the full report on stdout. Exit code 1 if some images failed.
+    """
+    import json
+
+    from mattecli import bench as lib
+    from mattecli.datasets import DATASETS
+
+    if dataset not in DATASETS:
+        raise common.UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if method is None and predictions is None:
+        raise common.UsageError("give --method to run, or --predictions DIR to score existing mattes")
+    if grad_norm not in ("minmax", "255"):
+        raise common.UsageError(f"--grad-norm must be minmax or 255, not {grad_norm!r}")
+    quant_map = {"8": 8, "16": 16, "float": None, "none": None}
+    if quantize.lower() not in quant_map:
+        raise common.UsageError(f"--quantize must be 8, 16 or float, not {quantize!r}")
+    options = {
+        k: str(v)
+        for k, v in (
+            ("layout", layout),
+            ("bg_dir", bg_dir),
+            ("image_dir", image_dir),
+            ("alpha_dir", alpha_dir),
+            ("trimap_dir", trimap_dir),
+        )
+        if v is not None
+    }
+    settings = lib.BenchSettings(
+        dataset=dataset,
+        root=str(root),
+        method=method,
+        predictions=None if predictions is None else str(predictions),
+        device=device,
+        precision=precision,
+        weights=None if weights is None else str(weights),
+        limit=limit,
+        grad_norm=grad_norm,
+        quantize=quant_map[quantize.lower()],
+        save_predictions=None if save_predictions is None else str(save_predictions),
+        dataset_options=options,
+        method_options={"strategy": strategy} if strategy else {},
+    )
+    cache = lib.cache_path_for(report) if (report is not None and resume) else None
+    callback, stop = _progress(quiet, f"bench {method or 'predictions'} on {dataset}")
+    try:
+        result = lib.run_bench(settings, cache=cache, progress=callback)
+    finally:
+        stop()
+    if report is not None:
+        lib.write_report(result, report)
+    if json_out:
+        common.stdout.print(json.dumps(result, ensure_ascii=False, allow_nan=False), markup=False, highlight=False)
+    if not quiet:
+        render_report(result)
+        if report is not None:
+            common.stderr.print(f"[dim]report: {report}[/]")
+    common.exit_with(common.EXIT_FAILED if result["failures"] else common.EXIT_OK)

@@ -13,6 +13,7 @@ __all__ = [
     "MATTECLI_DEBUG",
     "MATTECLI_HOME",
     "MAX_PIXELS",
+    "MATTECLI_MANIFEST",
     "IMAGE_EXTENSIONS",
 ]
 
@@ -35,6 +36,10 @@ MATTECLI_DEBUG: bool = _is_true(os.getenv("MATTECLI_DEBUG"))
 MATTECLI_HOME: Path = Path(
     os.getenv("MATTECLI_HOME") or Path(os.getenv("XDG_CACHE_HOME") or Path.home() / ".cache") / "mattecli"
 ).expanduser()
+
+#: An alternative weights manifest (default: the repository's / the package's ``weights_manifest.json``).
+_manifest = os.getenv("MATTECLI_MANIFEST")
+MATTECLI_MANIFEST: Path | None = Path(_manifest).expanduser() if _manifest else None
 
 #: Largest image (in pixels) that will be decoded; a guard against decompression bombs.
 #: 200 MP comfortably admits 100 MP camera files and 16K frames.

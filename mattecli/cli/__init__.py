@@ -11,6 +11,7 @@ from mattecli.cli import bench as _bench
 from mattecli.cli import composite as _composite
 from mattecli.cli import matte as _matte
 from mattecli.cli import trimap as _trimap
+from mattecli.cli import weights as _weights
 
 __all__ = ["app", "main"]
 
@@ -43,6 +44,7 @@ app.command("trimap")(_trimap.trimap)
 app.command("matte")(_matte.matte)
 app.command("composite")(_composite.composite)
 app.command("bench")(_bench.bench)
+app.add_typer(_weights.app, name="weights")
 
 
 def main() -> None:

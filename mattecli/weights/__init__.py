@@ -1,0 +1,149 @@
+"""Pretrained weights: manifest, hub download, local cache, import of official checkpoints, loading.
+
+Everything a deep method needs to get its weights goes through this package; model code never
+downloads or opens checkpoint files itself. Modules: ``manifest`` (typed, validated
+``weights_manifest.json``), ``checkpoints`` (architecture plug-ins, safe reading, key mapping and
+key/shape checks), ``store`` (hashing, cache, download, import, loading), ``publish`` (export).
+
+Where weights come from
+-----------------------
+``weights_manifest.json`` lists one entry per checkpoint *variant* (``sim-comp1k``, ``aim`` ...):
+the paper, the licence, the authors' official file, the location of our converted
+``.safetensors`` file on the Hugging Face Hub (``"hub": null`` while it is not published) and
+how the conversion is done. A variant's weights are found, in this order:
+
+1. the hub copy in the standard Hugging Face cache, at the manifest's pinned commit
+   (``models--{org}--{name}/snapshots/{revision}/{filename}``), checked against the manifest's
+   sha256;
+2. an *imported* copy made by :func:`import_checkpoint` from the authors' original file;
+3. a download with ``huggingface_hub.hf_hub_download(repo_id, filename, revision=pinned)``
+   (only for published variants, never in offline mode).
+
+A file is hashed before its first load in a process (hashes are remembered per process, keyed by
+inode, size and mtime) and never loaded when its sha256 differs from what is expected
+(:class:`~mattecli.errors.ChecksumMismatchError`). Downloads use huggingface_hub's own cache,
+locking and resume: a connection dropped mid-file is retried with an HTTP ``Range`` request
+within the same call (huggingface_hub 2.x no longer keeps partial files across processes).
+
+Where imported weights live (and why)
+-------------------------------------
+Imports go into the same cache root as hub downloads (``HF_HUB_CACHE``, i.e.
+``$HF_HOME/hub``), as a repository folder that mattecli owns and that uses the Hub cache
+layout::
+
+    $HF_HUB_CACHE/models--mattecli-imports--{variant}/
+        refs/main                         -> "{sha256}"
+        snapshots/{sha256}/{filename}     the converted .safetensors file
+
+The snapshot folder is named by the full sha256 of the file it holds, so an imported file is
+content-addressed: verifying it needs no side file. We do not write into the published repo's
+own folder (``models--{org}--{name}/snapshots/{revision}``) because (a) most variants are not
+published, so there is no repo or revision to write under; (b) an imported file is a local
+conversion whose bytes may differ from the published one (its metadata records the mattecli and
+converter versions), so placing it under the pinned commit would misstate what that commit holds
+and fail the manifest checksum; (c) keeping it a separate, well-formed cache repo means
+``HF_HOME``/``HF_HUB_CACHE`` move both kinds of files together and Hugging Face's own tools
+(``hf cache scan`` / ``hf cache delete``) list and delete imports like any other repo
+(as ``mattecli-imports/{variant}``).
+
+Plugging in a method
+--------------------
+A method module (``models/sim.py`` ...) registers, for each variant it serves::
+
+    register_architecture(
+        "sim-comp1k",
+        build=lambda: SIMNet(...),          # -> nn.Module with the exact parameter names
+        remap=remap_official_sim,           # official state dict -> ours (optional)
+        detect=is_official_sim,             # does a state dict look like the official one? (optional)
+    )
+
+and its ``MethodSpec.create`` calls ``load_model(variant, device, config.weights)``.
+``remap`` receives the official state dict after container unwrapping (``state_dict`` /
+``model`` / ``model_state_dict`` keys) and ``module.`` stripping, and returns a new dict keyed
+like the module. PyTorch and MindSpore files are treated as official (remapped), unless
+``detect`` says a dict is not official and its keys are already the module's; safetensors files
+are treated as converted. Every key and shape is then checked against the module (missing,
+unexpected and wrong-shape keys are listed in a :class:`~mattecli.errors.CheckpointMismatchError`).
+Tensors that the module registers under several names (AIM's ``resnet.*`` and ``encoder*.*``)
+are stored once in the converted file and restored on load. Conversion is reproducible: the
+same source file, converter version and mattecli version give the same bytes (and sha256), so a
+published file can be re-derived from the authors' original; importing a converted
+``.safetensors`` file keeps its bytes as they are.
+"""
+
+from __future__ import annotations
+
+from mattecli.weights.checkpoints import (
+    Architecture,
+    get_architecture,
+    read_checkpoint,
+    register_architecture,
+)
+from mattecli.weights.manifest import (
+    CheckpointEntry,
+    Conversion,
+    HubLocation,
+    Manifest,
+    OfficialFile,
+    OfficialLink,
+    OfficialSource,
+    Paper,
+    default_manifest_path,
+    get_entry,
+    load_manifest,
+    parse_manifest,
+)
+from mattecli.weights.publish import ExportResult, export
+from mattecli.weights.store import (
+    CONVERTER_VERSION,
+    IMPORTS_NAMESPACE,
+    ImportResult,
+    LocalCopy,
+    WeightsStatus,
+    ensure_weights,
+    import_checkpoint,
+    load_model,
+    local_path,
+    pull,
+    sha256_file,
+    status,
+    verify,
+)
+
+__all__ = [
+    # manifest
+    "Paper",
+    "OfficialLink",
+    "OfficialFile",
+    "OfficialSource",
+    "HubLocation",
+    "Conversion",
+    "CheckpointEntry",
+    "Manifest",
+    "parse_manifest",
+    "default_manifest_path",
+    "load_manifest",
+    "get_entry",
+    # plug-in point for method modules
+    "Architecture",
+    "register_architecture",
+    "get_architecture",
+    "read_checkpoint",
+    # local store
+    "CONVERTER_VERSION",
+    "IMPORTS_NAMESPACE",
+    "LocalCopy",
+    "WeightsStatus",
+    "ImportResult",
+    "sha256_file",
+    "status",
+    "local_path",
+    "ensure_weights",
+    "pull",
+    "import_checkpoint",
+    "verify",
+    "load_model",
+    # publishing
+    "ExportResult",
+    "export",
+]

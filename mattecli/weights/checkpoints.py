@@ -1,0 +1,522 @@
+"""Reading checkpoints safely and fitting them to a method's network.
+
+* :func:`register_architecture` is the plug-in point for method modules (network builder,
+  official key mapping, optional detector).
+* :func:`read_checkpoint` reads PyTorch (``torch.load(weights_only=True)`` plus a short allowlist
+  of numpy metadata types), safetensors and MindSpore files; nothing in a file can run code.
+* :func:`convert_file` unwraps ``state_dict``/``model`` containers, strips ``module.``, remaps
+  official keys and checks every key and shape against the module (:func:`conform`).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mattecli.errors import (
+    CheckpointMismatchError,
+    UnknownCheckpointError,
+    UnsafeCheckpointError,
+    WeightsUnavailableError,
+)
+from mattecli.weights.manifest import CheckpointEntry, get_entry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = [
+    "Architecture",
+    "register_architecture",
+    "get_architecture",
+    "read_checkpoint",
+    "META",
+    "Layout",
+    "layout_of",
+    "conform",
+    "convert_file",
+    "load_into",
+]
+
+#: Prefix of our keys in safetensors metadata.
+META = "mattecli."
+
+
+# ----------------------------------------------------------------------------- architectures
+@dataclass(frozen=True)
+class Architecture:
+    """How to build the module for a variant and read the authors' checkpoints into it.
+
+    Attributes:
+        variant: the manifest variant this module serves.
+        build: ``build() -> nn.Module`` with the parameter names of our converted files.
+        remap: ``remap(state_dict) -> state_dict`` from the official layout (after unwrapping and
+            ``module.`` stripping) to ours; ``None`` when the official names are already ours.
+        detect: ``detect(state_dict) -> bool``: whether a state dict is in the official layout;
+            used to refuse (and name) a wrong file before remapping it.
+    """
+
+    variant: str
+    build: Callable[[], nn.Module]
+    remap: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+    detect: Callable[[Mapping[str, torch.Tensor]], bool] | None = None
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(
+    variant: str,
+    *,
+    build: Callable[[], nn.Module],
+    remap: Callable[[dict], dict] | None = None,
+    detect: Callable[[Mapping], bool] | None = None,
+    replace: bool = False,
+) -> Architecture:
+    """Plug a method's network (and its official key mapping) into import and loading.
+
+    Called once per variant at the bottom of a method module. A second registration of the same
+    variant is a programming error unless ``replace=True``.
+    """
+    if variant in _ARCHITECTURES and not replace:
+        raise ValueError(f"an architecture for {variant!r} is already registered")
+    arch = Architecture(variant, build, remap, detect)
+    _ARCHITECTURES[variant] = arch
+    return arch
+
+
+def get_architecture(variant: str) -> Architecture:
+    """The registered architecture, or :class:`WeightsUnavailableError` if its method is not implemented."""
+    if variant not in _ARCHITECTURES:
+        import mattecli.models  # noqa: F401  (method modules register their architectures on import)
+    try:
+        return _ARCHITECTURES[variant]
+    except KeyError:
+        method = get_entry(variant).method
+        raise WeightsUnavailableError(
+            f"method {method} is not implemented yet, so weights for {variant} cannot be imported or loaded",
+            hint="`mattecli weights list` shows which methods are available",
+        ) from None
+
+
+# ----------------------------------------------------------------------------- reading files
+#: Non-tensor globals admitted in official pickles (numpy scalars/arrays kept as metadata,
+#: e.g. a ``best_sad`` saved as ``numpy.float64``): data constructors only, never callables
+#: that run commands or import code.
+def _extra_safe_globals(names: list[str]) -> list | None:
+    import numpy as np
+
+    table: dict[str, Any] = {}
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray
+    for prefix in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        table[f"{prefix}.scalar"] = multiarray.scalar
+        table[f"{prefix}._reconstruct"] = multiarray._reconstruct
+    table["numpy.ndarray"] = np.ndarray
+    table["numpy.dtype"] = np.dtype
+    out = []
+    for name in names:
+        obj = table.get(name)
+        if obj is None and name.startswith("numpy.dtypes.") and name.endswith("DType"):
+            obj = getattr(np.dtypes, name.rsplit(".", 1)[1], None)
+        if obj is None:
+            return None
+        out.append((obj, name))
+    # numpy dtypes are rebuilt as instances of these classes (numpy >= 1.25), which the unpickler
+    # checks without ever naming them as globals
+    out += [cls for name, cls in vars(np.dtypes).items() if name.endswith("DType") and isinstance(cls, type)]
+    return out
+
+
+_GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` on CPU; a few numpy metadata types are admitted on retry.
+
+    A pickle that names any other global (``os.system``, an arbitrary class) raises
+    :class:`UnsafeCheckpointError`; nothing from it is executed.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        names: list[str] = []
+        if zipfile.is_zipfile(path):
+            try:
+                names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+            except Exception:  # noqa: BLE001 - best effort; the message below is the fallback
+                names = []
+        if not names:
+            names = _GLOBAL_IN_MESSAGE.findall(str(err))
+        if not names:  # not a safety matter: a damaged or foreign pickle
+            raise UnknownCheckpointError(f"{path} is not a readable PyTorch checkpoint ({_reason(err)})") from err
+        allowed = _extra_safe_globals(names)
+        if allowed is None:
+            blocked = ", ".join(sorted(set(names))) or "an unsupported object"
+            raise UnsafeCheckpointError(
+                f"{path} refers to {blocked}, which mattecli will not load: only tensors and plain "
+                f"containers are allowed in a checkpoint",
+                hint="if you trust this file, re-save its state dict with torch.save(model.state_dict(), ...)",
+            ) from err
+    except (RuntimeError, ValueError, EOFError) as err:
+        raise UnknownCheckpointError(f"{path} is not a readable PyTorch checkpoint ({_reason(err)})") from err
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as err:
+        raise UnsafeCheckpointError(
+            f"{path} cannot be loaded with the restricted unpickler ({_reason(err)})"
+        ) from err
+
+
+def _reason(err: BaseException) -> str:
+    """The informative line of a (long, multi-line) torch.load error."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    for line in lines:
+        if "WeightsUnpickler error:" in line or "Unsupported global" in line or "Can only build" in line:
+            return line.split("WeightsUnpickler error:")[-1].strip() or line
+    return lines[0] if lines else type(err).__name__
+
+
+def _sniff(path: Path) -> str:
+    """``torch``, ``safetensors`` or ``mindspore-ckpt`` by content, not by extension."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16)
+    except OSError as err:
+        raise UnknownCheckpointError(f"cannot read {path}: {err.strerror or err}") from err
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except zipfile.BadZipFile as err:
+            raise UnknownCheckpointError(f"{path} is a damaged zip file ({err})") from err
+        if any(n.endswith("data.pkl") for n in names):
+            return "torch"
+        inner = [n for n in names if n.endswith((".pth", ".pt", ".tar", ".ckpt", ".safetensors"))]
+        raise UnknownCheckpointError(
+            f"{path} is a zip archive, not a checkpoint" + (f" (it contains {inner[0]})" if inner else ""),
+            hint="unzip it and import the checkpoint file inside",
+        )
+    if len(head) >= 9:
+        (n,) = struct.unpack("<Q", head[:8])
+        if 2 <= n < 100_000_000 and head[8:9] == b"{":
+            return "safetensors"
+    if head[:1] == b"\x80":
+        return "torch"
+    if head[:1] == b"\x0a":
+        return "mindspore-ckpt"
+    raise UnknownCheckpointError(f"{path} is not a PyTorch, safetensors or MindSpore checkpoint")
+
+
+_MS_DTYPES = {
+    "Float16": "float16",
+    "Float32": "float32",
+    "Float64": "float64",
+    "BFloat16": "bfloat16",
+    "Int8": "int8",
+    "Int16": "int16",
+    "Int32": "int32",
+    "Int64": "int64",
+    "UInt8": "uint8",
+    "Bool": "bool",
+}
+
+
+def _read_mindspore(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a MindSpore ``.ckpt`` (protobuf ``Checkpoint``: repeated ``value`` of
+    ``tag`` + ``TensorProto{dims, tensor_type, tensor_content}``), parsed without MindSpore."""
+    import torch
+
+    data = path.read_bytes()
+
+    def varint(buf: bytes, i: int) -> tuple[int, int]:
+        shift = result = 0
+        while True:
+            if i >= len(buf) or shift > 63:
+                raise ValueError("truncated varint")
+            b = buf[i]
+            i += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result, i
+            shift += 7
+
+    def fields(buf: bytes):
+        i = 0
+        while i < len(buf):
+            key, i = varint(buf, i)
+            num, wire = key >> 3, key & 7
+            if wire == 0:
+                value, i = varint(buf, i)
+            elif wire == 2:
+                n, i = varint(buf, i)
+                if i + n > len(buf):
+                    raise ValueError("truncated field")
+                value, i = buf[i : i + n], i + n
+            elif wire == 1:
+                value, i = buf[i : i + 8], i + 8
+            elif wire == 5:
+                value, i = buf[i : i + 4], i + 4
+            else:
+                raise ValueError(f"unsupported wire type {wire}")
+            yield num, wire, value
+
+    out: dict[str, torch.Tensor] = {}
+    try:
+        for num, wire, value in fields(data):
+            if num != 1 or wire != 2:
+                continue
+            tag, tensor = None, None
+            for vnum, _vw, vval in fields(value):
+                if vnum == 1:
+                    tag = vval.decode("utf-8")
+                elif vnum == 2:
+                    tensor = vval
+            if tag is None or tensor is None:
+                continue
+            dims: list[int] = []
+            dtype, content = None, b""
+            for tnum, twire, tval in fields(tensor):
+                if tnum == 1 and twire == 0:
+                    dims.append(tval)
+                elif tnum == 1 and twire == 2:  # packed dims
+                    j = 0
+                    while j < len(tval):
+                        d, j = varint(tval, j)
+                        dims.append(d)
+                elif tnum == 2:
+                    dtype = tval.decode("utf-8")
+                elif tnum == 3:
+                    content = tval
+            if dtype not in _MS_DTYPES:
+                raise ValueError(f"tensor {tag!r} has unsupported type {dtype!r}")
+            tdtype = getattr(torch, _MS_DTYPES[dtype])
+            flat = torch.empty(0, dtype=tdtype)
+            if content:
+                flat = torch.frombuffer(bytearray(content), dtype=tdtype)
+            out[tag] = flat.reshape(dims).clone()
+    except (ValueError, RuntimeError, UnicodeDecodeError) as err:
+        raise UnknownCheckpointError(f"{path} is not a readable MindSpore checkpoint ({err})") from err
+    if not out:
+        raise UnknownCheckpointError(f"{path} holds no tensors (not a MindSpore checkpoint?)")
+    return out
+
+
+def read_checkpoint(path: str | Path) -> tuple[str, Any, dict[str, str]]:
+    """Read any supported checkpoint safely: ``(format, object, safetensors metadata)``.
+
+    ``torch`` files go through ``torch.load(weights_only=True)``; ``safetensors`` and MindSpore
+    files are parsed as data. Nothing in a file can run code.
+    """
+    path = Path(path)
+    fmt = _sniff(path)
+    if fmt == "safetensors":
+        from safetensors import SafetensorError, safe_open
+        from safetensors.torch import load_file
+
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = dict(fh.metadata() or {})
+            return fmt, load_file(str(path)), meta
+        except (SafetensorError, OSError, ValueError) as err:
+            raise UnknownCheckpointError(f"{path} is not a readable safetensors file ({err})") from err
+    if fmt == "mindspore-ckpt":
+        return fmt, _read_mindspore(path), {}
+    return fmt, _torch_load(path), {}
+
+
+# ----------------------------------------------------------------------------- state dicts
+_WRAPPERS = ("state_dict", "model", "model_state_dict")
+
+
+def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    """The tensor dict inside ``{'state_dict': ...}`` / ``{'model': ...}`` wrappers, ``module.``
+    prefixes stripped."""
+    import torch
+
+    for _ in range(4):
+        if not isinstance(obj, Mapping):
+            raise UnknownCheckpointError(f"{path} holds a {type(obj).__name__}, not a state dict")
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = next((k for k in _WRAPPERS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            keys = ", ".join(map(str, list(obj)[:8]))
+            raise UnknownCheckpointError(f"{path} has no state dict (top-level keys: {keys or 'none'})")
+        obj = obj[inner]
+    else:
+        raise UnknownCheckpointError(f"{path}: state dict nested too deeply")
+    sd = {str(k): v for k, v in obj.items()}
+    while sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a module expects: shape and dtype per key, and alias key -> canonical key."""
+
+    shapes: dict[str, tuple[int, ...]]
+    dtypes: dict[str, torch.dtype]
+    aliases: dict[str, str]
+
+    @property
+    def canonical(self) -> list[str]:
+        return [k for k in self.shapes if k not in self.aliases]
+
+
+def layout_of(model: nn.Module) -> Layout:
+    sd = model.state_dict(keep_vars=True)
+    first: dict[int, str] = {}
+    aliases = {}
+    for key, value in sd.items():
+        owner = first.setdefault(id(value), key)
+        if owner != key:
+            aliases[key] = owner
+    return Layout({k: tuple(v.shape) for k, v in sd.items()}, {k: v.dtype for k, v in sd.items()}, aliases)
+
+
+def _fmt_shape(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(map(str, shape)) + "]"
+
+
+def _listing(label: str, items: list[str], limit: int = 10) -> str:
+    shown = ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+    return f"{label} ({len(items)}): {shown}"
+
+
+def conform(
+    sd: dict[str, torch.Tensor], layout: Layout, variant: str, source: Path
+) -> dict[str, torch.Tensor]:
+    """Check ``sd`` against the module key by key; return it in canonical form (aliases dropped,
+    floats cast to the module's dtype, contiguous) or raise :class:`CheckpointMismatchError`."""
+    import torch
+
+    sd = dict(sd)
+    conflicts: list[str] = []
+    for alias, owner in layout.aliases.items():
+        if alias not in sd:
+            continue
+        value = sd.pop(alias)
+        if owner not in sd:
+            sd[owner] = value
+        elif sd[owner].shape != value.shape or not torch.equal(sd[owner], value):
+            conflicts.append(f"{alias} != {owner}")
+    for key in layout.canonical:  # buffers not saved by very old PyTorch
+        if key not in sd and key.endswith("num_batches_tracked"):
+            sd[key] = torch.zeros((), dtype=torch.long)
+    missing = [k for k in layout.canonical if k not in sd]
+    unexpected = [k for k in sd if k not in layout.shapes]
+    wrong = []
+    for key in layout.canonical:
+        if key in sd:
+            got, want = tuple(sd[key].shape), layout.shapes[key]
+            if got != want:
+                wrong.append(f"{key} {_fmt_shape(got)} expected {_fmt_shape(want)}")
+            elif sd[key].is_floating_point() != layout.dtypes[key].is_floating_point:
+                wrong.append(
+                    f"{key} dtype {str(sd[key].dtype).removeprefix('torch.')} expected "
+                    f"{str(layout.dtypes[key]).removeprefix('torch.')}"
+                )
+    if missing or unexpected or wrong or conflicts:
+        parts = [
+            _listing(label, items)
+            for label, items in (
+                ("missing", missing),
+                ("unexpected", unexpected),
+                ("wrong shape", wrong),
+                ("aliases that disagree", conflicts),
+            )
+            if items
+        ]
+        err = CheckpointMismatchError(
+            f"{source.name} does not match the {variant} network: " + "; ".join(parts),
+            hint=f"is this a {variant} checkpoint? `mattecli weights list` shows the official files",
+        )
+        err.missing, err.unexpected, err.wrong_shape, err.conflicts = missing, unexpected, wrong, conflicts
+        raise err
+    out = {}
+    for key in layout.canonical:
+        t = sd[key].detach()
+        if t.is_floating_point() and t.dtype != layout.dtypes[key]:
+            t = t.to(layout.dtypes[key])
+        out[key] = t.contiguous()
+    return out
+
+
+@dataclass(frozen=True)
+class Converted:
+    tensors: dict[str, torch.Tensor]
+    source_format: str
+    metadata: dict[str, str]
+    verbatim: bool  # a safetensors input already in canonical form: its bytes can be kept as they are
+
+
+def convert_file(path: Path, entry: CheckpointEntry, arch: Architecture, layout: Layout) -> Converted:
+    """Any supported file -> canonical tensors for ``entry.variant`` (checked key by key)."""
+    fmt, obj, meta = read_checkpoint(path)
+    named = meta.get(f"{META}variant")
+    if named is not None and named != entry.variant:
+        raise CheckpointMismatchError(
+            f"{path.name} holds weights for {named}, not {entry.variant}",
+            hint=f"import it as {named}, or pick the file made for {entry.variant}",
+        )
+    sd = _unwrap(obj, path)
+    ours = set(sd) <= set(layout.shapes)
+    if fmt == "safetensors" and (named or ours):
+        official = False  # a converted file
+    elif arch.detect is not None:
+        official = arch.detect(sd)
+        if not official and not ours:
+            others = [
+                v
+                for v, a in _ARCHITECTURES.items()
+                if v != entry.variant and a.detect is not None and a.detect(sd)
+            ]
+            raise UnknownCheckpointError(
+                f"{path.name} is not an official {entry.variant} checkpoint"
+                + (f" (it looks like {', '.join(others)})" if others else ""),
+                hint=entry.where_to_get(),
+            )
+    else:
+        official = fmt != "safetensors" or not ours
+    if official:
+        if arch.remap is not None:
+            try:
+                sd = arch.remap(sd)
+            except KeyError as err:
+                raise UnknownCheckpointError(
+                    f"{path.name} is not an official {entry.variant} checkpoint (no key {err})",
+                    hint=entry.where_to_get(),
+                ) from err
+    tensors = conform(sd, layout, entry.variant, path)
+    verbatim = (
+        fmt == "safetensors"
+        and named is not None
+        and set(obj) == set(tensors)
+        and all(obj[k].dtype == tensors[k].dtype for k in tensors)
+    )
+    return Converted(tensors, fmt, meta, verbatim)
+
+
+def load_into(
+    model: nn.Module, tensors: dict[str, torch.Tensor], layout: Layout, variant: str, source: Path
+) -> None:
+    full = dict(tensors)
+    for alias, owner in layout.aliases.items():
+        full[alias] = tensors[owner]
+    try:
+        model.load_state_dict(full, strict=True)
+    except RuntimeError as err:
+        raise CheckpointMismatchError(
+            f"{source.name} does not load into the {variant} network: {str(err).splitlines()[0]}"
+        ) from err

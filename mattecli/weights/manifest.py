@@ -1,0 +1,378 @@
+"""``weights_manifest.json``: one typed, validated entry per checkpoint variant.
+
+The manifest is data, not code: every field is checked when it is read and a bad one raises
+:class:`~mattecli.errors.ManifestError` naming the entry and the field (unknown fields too, so a
+typo such as ``sha265`` cannot hide). See the repo-root ``weights_manifest.json`` for the format.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mattecli import constants
+from mattecli.errors import ManifestError, UnknownCheckpointError
+
+__all__ = [
+    "Paper",
+    "OfficialLink",
+    "OfficialFile",
+    "OfficialSource",
+    "HubLocation",
+    "Conversion",
+    "CheckpointEntry",
+    "Manifest",
+    "parse_manifest",
+    "default_manifest_path",
+    "load_manifest",
+    "get_entry",
+]
+
+HEX40 = re.compile(r"[0-9a-f]{40}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+_VARIANT = re.compile(r"[a-z0-9][a-z0-9-]*")
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+SOURCE_FORMATS = ("torch", "mindspore-ckpt", "safetensors")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The publication a checkpoint belongs to (``venue``/``year`` are ``None`` when unknown)."""
+
+    title: str
+    authors: str
+    venue: str | None
+    year: int | None
+
+
+@dataclass(frozen=True)
+class OfficialLink:
+    """One place the authors publish a file: ``url`` as given, or a host-specific ``file_id``."""
+
+    host: str
+    url: str | None
+    file_id: str | None
+    password: str | None
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    """An official checkpoint file as the authors name it (``sha256``/``size`` when known)."""
+
+    filename: str
+    path: str | None
+    links: tuple[OfficialLink, ...]
+    sha256: str | None
+    size: int | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class OfficialSource:
+    """The authors' release: code repository (URL), commit digested, checkpoint files."""
+
+    repo: str | None
+    commit: str | None
+    project_path: str | None
+    files: tuple[OfficialFile, ...]
+    note: str | None
+
+
+@dataclass(frozen=True)
+class HubLocation:
+    """Our converted ``.safetensors`` file on the Hub, pinned to a commit, with its sha256 and size."""
+
+    repo_id: str
+    filename: str
+    revision: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How an official file becomes our safetensors file.
+
+    ``source_format`` is ``torch`` (pickle / zip checkpoint), ``mindspore-ckpt`` or
+    ``safetensors``; ``key_mapping`` names the remap function (``identity`` when none).
+    """
+
+    source_format: str
+    key_mapping: str
+    wrapper: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    """One manifest entry; ``hub is None`` means our converted file is not published yet."""
+
+    variant: str
+    method: str
+    description: str
+    paper: Paper
+    license: str
+    license_note: str | None
+    official: OfficialSource | None
+    hub: HubLocation | None
+    conversion: Conversion
+    raw: dict = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def published(self) -> bool:
+        return self.hub is not None
+
+    @property
+    def filename(self) -> str:
+        """Name of the converted file (the hub's name when published)."""
+        return self.hub.filename if self.hub else f"{self.variant}.safetensors"
+
+    def import_command(self) -> str:
+        """The exact ``mattecli weights import`` command for this variant's official file."""
+        files = self.official.files if self.official else ()
+        return f"mattecli weights import {self.variant} {files[0].filename if files else 'FILE'}"
+
+    def where_to_get(self) -> str:
+        """One line saying where the authors' file is (for error hints)."""
+        files = self.official.files if self.official else ()
+        if not files:
+            return "no official checkpoint exists for this variant; import a converted .safetensors file"
+        f = files[0]
+        where = next((link.url for link in f.links if link.url), None)
+        if where is None and f.links:
+            where = f"{f.links[0].host} file id {f.links[0].file_id}"
+        if where is None and self.official.project_path:
+            where = self.official.project_path
+        return f"official file {f.filename}" + (f" from {where}" if where else "")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """All entries of a manifest file, in file order."""
+
+    path: Path | None
+    entries: dict[str, CheckpointEntry]
+
+    def get(self, variant: str) -> CheckpointEntry:
+        try:
+            return self.entries[variant]
+        except KeyError:
+            raise UnknownCheckpointError(
+                f"unknown weights variant {variant!r}; known variants: {', '.join(self.entries)}",
+                hint="`mattecli weights list` shows them all",
+            ) from None
+
+    def variants(self) -> list[str]:
+        return list(self.entries)
+
+
+class _Fields:
+    """Typed access to one JSON object of the manifest; every complaint names entry and field."""
+
+    def __init__(self, data: Any, where: str, source: str):
+        if not isinstance(data, dict):
+            raise ManifestError(f"{source}: {where} must be a JSON object, not {type(data).__name__}")
+        self.data, self.where, self.source = data, where, source
+        self.seen: set[str] = set()
+
+    def error(self, name: str, problem: str) -> ManifestError:
+        return ManifestError(f"{self.source}: {self.where}: field '{name}' {problem}")
+
+    def get(
+        self,
+        name: str,
+        kind: type | tuple[type, ...],
+        *,
+        required: bool = True,
+        nullable: bool = False,
+        pattern: re.Pattern | None = None,
+    ) -> Any:
+        """``required``: the key must be present; ``nullable``: it may be ``null``."""
+        self.seen.add(name)
+        if name not in self.data:
+            if required:
+                raise self.error(name, "is missing" + (" (use null when unknown)" if nullable else ""))
+            return None
+        value = self.data[name]
+        if value is None:
+            if nullable or not required:
+                return None
+            raise self.error(name, "must not be null")
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise self.error(name, f"must be {names}, not {type(value).__name__} ({value!r})")
+        if isinstance(value, str) and not value.strip():
+            raise self.error(name, "must not be empty")
+        if pattern is not None and not pattern.fullmatch(value):
+            raise self.error(name, f"has an invalid value {value!r} (expected {pattern.pattern})")
+        if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
+            raise self.error(name, f"must be positive, not {value}")
+        return value
+
+    def sub(self, name: str, *, nullable: bool = False, required: bool = True) -> _Fields | None:
+        value = self.get(name, dict, nullable=nullable, required=required)
+        return None if value is None else _Fields(value, f"{self.where}.{name}", self.source)
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self.seen)
+        if extra:
+            raise self.error(extra[0], "is not a known field (typo?)")
+
+
+def _parse_entry(f: _Fields) -> CheckpointEntry:
+    variant = f.get("variant", str, pattern=_VARIANT)
+    f.where = f"{f.where} ({variant})"
+    method = f.get("method", str, pattern=re.compile(r"[a-z0-9]+"))
+    description = f.get("description", str)
+
+    p = f.sub("paper")
+    paper = Paper(
+        p.get("title", str),
+        p.get("authors", str),
+        p.get("venue", str, nullable=True),
+        p.get("year", int, nullable=True),
+    )
+    p.done()
+
+    license_ = f.get("license", str)
+    license_note = f.get("license_note", str, required=False)
+
+    official = None
+    o = f.sub("official", nullable=True)
+    if o is not None:
+        files = []
+        for i, raw in enumerate(o.get("files", list)):
+            ff = _Fields(raw, f"{o.where}.files[{i}]", f.source)
+            links = []
+            for j, rawlink in enumerate(ff.get("links", list)):
+                lf = _Fields(rawlink, f"{ff.where}.links[{j}]", f.source)
+                link = OfficialLink(
+                    lf.get("host", str),
+                    lf.get("url", str, nullable=True),
+                    lf.get("file_id", str, required=False),
+                    lf.get("password", str, required=False),
+                )
+                lf.done()
+                if link.url is None and link.file_id is None:
+                    raise lf.error("url", "and 'file_id' cannot both be null")
+                links.append(link)
+            files.append(
+                OfficialFile(
+                    ff.get("filename", str),
+                    ff.get("path", str, required=False),
+                    tuple(links),
+                    ff.get("sha256", str, nullable=True, pattern=HEX64),
+                    ff.get("size", int, nullable=True),
+                    ff.get("note", str, required=False),
+                )
+            )
+            ff.done()
+        official = OfficialSource(
+            o.get("repo", str, nullable=True),
+            o.get("commit", str, nullable=True),
+            o.get("project_path", str, required=False),
+            tuple(files),
+            o.get("note", str, required=False),
+        )
+        o.done()
+
+    hub = None
+    h = f.sub("hub", nullable=True)
+    if h is not None:
+        hub = HubLocation(
+            h.get("repo_id", str, pattern=_REPO_ID),
+            h.get("filename", str, pattern=re.compile(r"[\w.-]+\.safetensors")),
+            h.get("revision", str, pattern=HEX40),
+            h.get("sha256", str, pattern=HEX64),
+            h.get("size", int),
+        )
+        h.done()
+
+    c = f.sub("conversion")
+    conversion = Conversion(
+        c.get("source_format", str),
+        c.get("key_mapping", str),
+        c.get("wrapper", str, nullable=True),
+        c.get("note", str, required=False),
+    )
+    if conversion.source_format not in SOURCE_FORMATS:
+        raise c.error(
+            "source_format", f"must be one of {', '.join(SOURCE_FORMATS)}, not {conversion.source_format!r}"
+        )
+    c.done()
+    f.done()
+    return CheckpointEntry(
+        variant, method, description, paper, license_, license_note, official, hub, conversion, raw=f.data
+    )
+
+
+def parse_manifest(data: Any, source: str = "weights_manifest.json", path: Path | None = None) -> Manifest:
+    """Validate a decoded manifest; raises :class:`ManifestError` naming the entry and field."""
+    top = _Fields(data, "top level", source)
+    version = top.get("schema_version", int)
+    if version != 1:
+        raise top.error("schema_version", f"is {version}; this mattecli reads version 1")
+    top.get("comment", str, required=False)
+    entries: dict[str, CheckpointEntry] = {}
+    for i, raw in enumerate(top.get("checkpoints", list)):
+        entry = _parse_entry(_Fields(raw, f"checkpoints[{i}]", source))
+        if entry.variant in entries:
+            raise ManifestError(f"{source}: checkpoints[{i}]: variant {entry.variant!r} appears twice")
+        entries[entry.variant] = entry
+    top.done()
+    return Manifest(path, entries)
+
+
+def default_manifest_path() -> Path:
+    """The manifest in use: ``MATTECLI_MANIFEST``, else the repo root's, else the packaged copy.
+
+    In a source checkout (or editable install) that is the repo-root ``weights_manifest.json``
+    beside ``pyproject.toml``; in an installed wheel, ``mattecli/weights_manifest.json``.
+    """
+    override = getattr(constants, "MATTECLI_MANIFEST", None)
+    if override:
+        return Path(override).expanduser()
+    package = Path(__file__).resolve().parents[1]  # .../mattecli
+    root = package.parent
+    if (root / "pyproject.toml").is_file() and (root / "weights_manifest.json").is_file():
+        return root / "weights_manifest.json"
+    if (package / "weights_manifest.json").is_file():
+        return package / "weights_manifest.json"
+    raise ManifestError(
+        "weights_manifest.json not found (neither packaged with mattecli nor at the repo root)",
+        hint="reinstall mattecli, or point MATTECLI_MANIFEST at a manifest file",
+    )
+
+
+_MANIFEST_CACHE: dict[tuple[str, int, int], Manifest] = {}
+
+
+def load_manifest(path: str | Path | None = None) -> Manifest:
+    """Read and validate a manifest (default: :func:`default_manifest_path`); cached per file version."""
+    path = Path(path) if path is not None else default_manifest_path()
+    try:
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+        if key in _MANIFEST_CACHE:
+            return _MANIFEST_CACHE[key]
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ManifestError(f"cannot read the weights manifest {path}: {err.strerror or err}") from err
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ManifestError(
+            f"{path.name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
+        ) from err
+    manifest = parse_manifest(data, path.name, path)
+    _MANIFEST_CACHE[key] = manifest
+    return manifest
+
+
+def get_entry(variant: str) -> CheckpointEntry:
+    """The manifest entry for ``variant`` (:class:`UnknownCheckpointError` lists the known ones)."""
+    return load_manifest().get(variant)

@@ -1,0 +1,211 @@
+"""``mattecli weights ...`` through Typer's CliRunner on an app that mounts the sub-app.
+
+Exit codes: 0 done, 1 some variants failed (``pull --all``), 2 usage and weights errors.
+Errors are one red line (plus a hint line) on stderr; stdout carries only results.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import test_weights
+import typer
+from rich.console import Console
+from test_weights import official_toy_sd, write_official
+from typer.testing import CliRunner
+
+from mattecli.cli import common
+from mattecli.cli import weights as cli_weights
+
+# the toy-network environment of the library tests: an isolated HF cache, a test manifest,
+# toy architectures (``env``) and a fake hub publishing ``toy-hub`` / ``toy-hub2`` (``published``)
+env = test_weights.env
+published = test_weights.published
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    root = typer.Typer()
+
+    @root.callback()
+    def _root() -> None:
+        """test root"""
+
+    root.add_typer(cli_weights.app, name="weights")
+    return root
+
+
+@pytest.fixture
+def run(app):
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, ["weights", *[str(a) for a in args]])
+
+    return invoke
+
+
+def error_lines(result) -> list[str]:
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_list_table_and_json(env, run):
+    result = run("list")
+    assert result.exit_code == 0 and result.stdout == ""
+    for word in ("toy-alias", "toy-unimpl", "unpublished", "not yet", "MIT"):
+        assert word in result.stderr
+    result = run("list", "--json")
+    assert result.exit_code == 0 and result.stderr == ""
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["variant"] for r in rows] == ["toy", "toy-other", "toy-alias", "toy-ms", "toy-unimpl"]
+    assert {r["state"] for r in rows} == {"unpublished"}
+    assert {r["variant"]: r["implemented"] for r in rows}["toy-unimpl"] is False
+
+
+def test_import_then_list_path_verify(env, run):
+    source = write_official(env.tmp / "toy_best.pth", {"state_dict": official_toy_sd()})
+    result = run("import", "toy", source)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert "imported toy from toy_best.pth (torch, 9 tensors)" in result.stderr
+
+    rows = [json.loads(line) for line in run("list", "--json").stdout.splitlines()]
+    toy = next(r for r in rows if r["variant"] == "toy")
+    assert toy["state"] in ("imported", "checksum ok") and toy["source"] == "imported"
+
+    result = run("path", "toy")
+    assert result.exit_code == 0 and result.stderr == ""
+    assert result.stdout == toy["path"] + "\n"
+    assert Path(toy["path"]).is_file()
+
+    result = run("list", "--check", "--json")
+    assert next(json.loads(line) for line in result.stdout.splitlines())["state"] == "checksum ok"
+
+    result = run("verify")
+    assert result.exit_code == 0 and "ok" in result.stderr and result.stdout == ""
+    result = run("verify", "toy", "--json")
+    assert [json.loads(line)["ok"] for line in result.stdout.splitlines()] == [True]
+
+    tampered = bytearray(Path(toy["path"]).read_bytes())
+    tampered[-1] ^= 0xFF
+    Path(toy["path"]).write_bytes(bytes(tampered))
+    result = run("verify")
+    assert result.exit_code == 2
+    assert "mismatch" in result.stderr
+    assert "error: 1 of 1 weights files failed verification: toy (imported)" in result.stderr
+
+
+def test_pull_and_path(published, run):
+    result = run("pull", "toy-hub")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and result.stderr.startswith("pulled toy-hub: ")
+    result = run("path", "toy-hub")
+    expected = published.env.cache / "models--org--toy" / "snapshots" / published.commit / "toy-hub.safetensors"
+    assert result.stdout == f"{expected}\n"
+
+
+def test_pull_all_reports_each_variant(published, run):
+    tampered = bytearray(published.data)
+    tampered[0] ^= 0xFF
+    published.hub.add_file("org/toy", "toy-hub.safetensors", bytes(tampered), commit=published.commit)
+    result = run("pull", "--all")
+    assert result.exit_code == 1  # some variants failed, each reported
+    assert "skipped toy: not published; `mattecli weights import toy toy_best.pth` instead" in result.stderr
+    assert "pulled toy-hub2: " in result.stderr
+    assert "error: toy-hub: cached file" in result.stderr and "it was not loaded" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((), "error: give a VARIANT or --all"),
+    (("toy", "--all"), "error: give a VARIANT or --all, not both"),
+    (("nope",), "error: unknown weights variant 'nope'; known variants: toy, toy-other, "),
+    (("toy",), "error: toy: converted weights are not published yet; run `mattecli weights import toy "
+               "toy_best.pth` instead"),
+])
+def test_pull_errors_are_one_line_with_exit_2(env, run, args, message):
+    result = run("pull", *args)
+    assert result.exit_code == 2
+    lines = error_lines(result)
+    assert lines[0].startswith(message)
+    assert len(lines) <= 2 and (len(lines) == 1 or lines[1].startswith("hint: "))
+    assert "Traceback" not in result.output
+
+
+def test_pull_offline_without_cache(published, run, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    result = run("pull", "toy-hub")
+    assert result.exit_code == 2
+    lines = error_lines(result)
+    assert lines[0].startswith("error: toy-hub weights are not in the cache and the Hugging Face Hub cannot be "
+                               "reached (HF_HUB_OFFLINE is set); run `mattecli weights pull toy-hub`, or "
+                               "`mattecli weights import toy-hub toy_best.pth` with the authors' file")
+    assert lines[1] == "hint: official file toy_best.pth from https://example.invalid/toy_best.pth"
+
+
+def test_import_errors(env, run):
+    sd = official_toy_sd()
+    del sd["features.0.bias"]
+    bad = write_official(env.tmp / "bad.pth", {"state_dict": sd})
+    result = run("import", "toy", bad)
+    assert result.exit_code == 2
+    assert error_lines(result)[0] == ("error: bad.pth does not match the toy network: missing (1): conv.bias")
+
+    evil = env.tmp / "evil.pth"
+    evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
+    result = run("import", "toy", evil)
+    assert result.exit_code == 2
+    assert "only tensors and plain containers are allowed" in error_lines(result)[0]
+
+    result = run("import", "toy-unimpl", bad)
+    assert result.exit_code == 2
+    assert error_lines(result)[0] == ("error: method later is not implemented yet, so weights for toy-unimpl "
+                                      "cannot be imported or loaded")
+
+    result = run("import", "toy")  # missing FILE: Typer's usage error
+    assert result.exit_code == 2
+
+
+def test_import_warns_when_the_source_is_not_the_official_file(env, run):
+    from hub_server import hub_entry
+
+    env.set_manifest([hub_entry("toy", official_sha256="0" * 64)])
+    result = run("import", "toy", write_official(env.tmp / "toy_best.pth", {"state_dict": official_toy_sd()}))
+    assert result.exit_code == 0
+    assert "warning:" in result.stderr and "is not the official file the manifest records" in result.stderr
+
+
+def test_path_and_verify_without_weights(env, run):
+    result = run("path", "toy")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert error_lines(result)[0] == ("error: toy weights are not published yet and not imported; run "
+                                      "`mattecli weights import toy toy_best.pth`")
+    result = run("verify")
+    assert result.exit_code == 0 and "no weights are cached or imported yet" in result.stderr
+    result = run("verify", "toy")
+    assert result.exit_code == 2
+
+
+def test_export(env, run):
+    run("import", "toy", write_official(env.tmp / "toy_best.pth", {"state_dict": official_toy_sd()}))
+    out = env.tmp / "publish"
+    result = run("export", "toy", out, "--repo-id", "me/mattecli-toy")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "manifest_snippet.json", "toy.safetensors"]
+    assert "exported toy to" in result.stderr and "warning" not in result.stderr
+    assert json.loads((out / "manifest_snippet.json").read_text())["hub"]["repo_id"] == "me/mattecli-toy"
+    result = run("export", "toy", out)
+    assert result.exit_code == 2 and "not an empty folder" in error_lines(result)[0]
+
+
+def test_rich_download_bar_counts_bytes(monkeypatch):
+    buffer = io.StringIO()
+    monkeypatch.setattr(common, "stderr", Console(file=buffer, force_terminal=True, width=100))
+    with cli_weights.RichDownloadBar(total=100, initial=10, desc="toy.safetensors", unit="B") as bar:
+        bar.update(60)
+        bar.update(-20)  # huggingface_hub rolls back when a server ignores a resume request
+        bar.update(50)
+        assert bar._progress.tasks[0].completed == 100
+    assert "toy.safetensors" in buffer.getvalue()

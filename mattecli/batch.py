@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mattecli import constants
 from mattecli.errors import BadOptionError, DeviceError, MatteCliError, OutputError, UsageError, WeightsError
 from mattecli.io import InputItem, find_by_stem, is_image_path
 
-__all__ = ["Job", "plan_jobs", "pair_file", "run_jobs", "check_writable"]
+__all__ = ["Job", "Stages", "plan_jobs", "pair_file", "run_jobs", "check_writable"]
 
 
 @dataclass(frozen=True)
@@ -106,27 +109,92 @@ def check_writable(folder: Path) -> None:
         raise OutputError(f"output folder {folder} is not writable", hint="choose a writable output folder")
 
 
+@dataclass(frozen=True)
+class Stages:
+    """One job's work split so that disk and device overlap.
+
+    ``load(job)`` (decode inputs) and ``save(job, outputs)`` (encode + write, may
+    return extra result fields) run in I/O threads; ``compute(job, inputs)`` (the
+    model) runs on the calling thread, one job at a time, in order.
+    """
+
+    compute: Callable[[Job, Any], Any]
+    load: Callable[[Job], Any] | None = None
+    save: Callable[[Job, Any], dict | None] | None = None
+
+
+def _timed(func: Callable, *args) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return func(*args), time.perf_counter() - start
+
+
+def _report(result: dict, job: Job, err: BaseException) -> None:
+    """Turn a per-file exception into the error fields of ``result`` (fatal families propagate)."""
+    if isinstance(err, (UsageError, WeightsError, DeviceError)):
+        raise err  # wrong for every file: stop the run (the CLI exits 2)
+    if isinstance(err, MatteCliError):
+        result.update(status="error", error=_with_path(err.message, job), hint=err.hint)
+    elif isinstance(err, MemoryError):
+        result.update(status="error", error=f"{job.item.path}: out of memory", hint="try a smaller image")
+    else:  # a bug or an unexpected library failure: report, keep going
+        if constants.MATTECLI_DEBUG:
+            raise err
+        result.update(
+            status="error",
+            error=f"{job.item.path}: internal error: {type(err).__name__}: {err}",
+            hint="set MATTECLI_DEBUG=1 for the traceback and please report it",
+        )
+
+
+def _claim(job: Job, claimed: dict[Path, Path]) -> None:
+    for path in job.outputs.values():
+        key = path.resolve()
+        if key in claimed:
+            raise OutputError(
+                f"{job.item.path}: output {path} is also the output of {claimed[key]}",
+                hint="inputs with the same file stem would overwrite each other; rename one",
+            )
+        if key == job.item.path.resolve():
+            raise OutputError(f"{job.item.path}: output would overwrite the input itself")
+        claimed[key] = job.item.path
+
+
 def run_jobs(
     jobs: Sequence[Job],
-    work: Callable[[Job], dict | None],
+    work: Stages | Callable[[Job], dict | None],
     *,
     overwrite: bool = False,
     method: str | None = None,
+    io_workers: int = 2,
+    prefetch: int = 4,
 ) -> Iterator[dict]:
-    """Run ``work(job)`` for each job and yield one result dict per job, in order.
+    """Run the jobs and yield one result dict per job, in job order.
+
+    ``work`` is either :class:`Stages` (decoding and writing then run in
+    ``io_workers`` threads, overlapped with ``compute``; at most ``prefetch``
+    decoded inputs and ``prefetch`` pending writes are held, so memory stays
+    bounded on huge folders) or a plain ``work(job)`` run on the calling thread.
 
     A job whose outputs all exist is skipped unless ``overwrite``. Two jobs that
     would write the same file, or a job that would overwrite its own input, are
     errors. Usage, weights and device errors are wrong for every file and propagate
-    (the run stops). Any other exception from ``work`` is caught and reported for that file
-    (typed errors by their message; anything else as an internal error, re-raised
-    when ``MATTECLI_DEBUG`` is set), so the run goes on.
+    (the run stops). Any other exception is reported for that file (typed errors by
+    their message; anything else as an internal error, re-raised when
+    ``MATTECLI_DEBUG`` is set), and the run goes on.
 
-    Result keys: ``input``, ``output``, ``method``, ``seconds``, ``status``
-    (ok / skipped / error), ``error``, ``hint`` and whatever ``work`` returns.
+    Result keys: ``input``, ``output``, ``method``, ``seconds`` (load + compute +
+    save time of that file), ``status`` (ok / skipped / error), ``error``, ``hint``
+    and whatever ``save`` (or ``work``) returns.
     """
+    if not isinstance(work, Stages):
+        plain = work
+        work = Stages(compute=lambda job, _: plain(job), save=lambda job, extra: extra)
+    io_workers = max(1, io_workers)
+    prefetch = max(1, prefetch)
     claimed: dict[Path, Path] = {}
-    for job in jobs:
+    results: list[dict] = []
+    todo: list[int] = []  # indices of jobs that need work
+    for i, job in enumerate(jobs):
         result = {
             "input": str(job.item.path),
             "output": str(job.output),
@@ -136,40 +204,80 @@ def run_jobs(
             "error": None,
             "hint": None,
         }
-        start = time.perf_counter()
         try:
-            for path in job.outputs.values():
-                key = path.resolve()
-                if key in claimed:
-                    raise OutputError(
-                        f"{job.item.path}: output {path} is also the output of {claimed[key]}",
-                        hint="inputs with the same file stem would overwrite each other; rename one",
-                    )
-                if key == job.item.path.resolve():
-                    raise OutputError(f"{job.item.path}: output would overwrite the input itself")
-                claimed[key] = job.item.path
+            _claim(job, claimed)
             if not overwrite and all(p.exists() for p in job.outputs.values()):
                 result["status"] = "skipped"
             else:
-                extra = work(job)
+                todo.append(i)
+        except Exception as err:
+            _report(result, job, err)
+        results.append(result)
+
+    def load(i: int):
+        return _timed(work.load, jobs[i]) if work.load else (None, 0.0)
+
+    def save(i: int, outputs):
+        return _timed(work.save, jobs[i], outputs) if work.save else (None, 0.0)
+
+    with ThreadPoolExecutor(io_workers, thread_name_prefix="mattecli-io") as pool:
+        loads: dict[int, Future] = {}
+        pending: deque[tuple[int, Future | None]] = deque()  # in job order
+        next_load = 0
+        emitted = 0
+
+        def fill_loads() -> None:
+            nonlocal next_load
+            while next_load < len(todo) and len(loads) < prefetch:
+                loads[todo[next_load]] = pool.submit(load, todo[next_load])
+                next_load += 1
+
+        def finish(i: int, future: Future | None) -> None:
+            if future is None:
+                return
+            try:
+                extra, seconds = future.result()
+                results[i]["seconds"] += seconds
                 if extra:
-                    result.update(extra)
-        except (UsageError, WeightsError, DeviceError):
-            raise  # wrong for every file: stop the run (the CLI exits 2)
-        except MatteCliError as err:
-            result.update(status="error", error=_with_path(err.message, job), hint=err.hint)
-        except MemoryError:
-            result.update(status="error", error=f"{job.item.path}: out of memory", hint="try a smaller image")
-        except Exception as err:  # a bug or an unexpected library failure: report, keep going
-            if constants.MATTECLI_DEBUG:
-                raise
-            result.update(
-                status="error",
-                error=f"{job.item.path}: internal error: {type(err).__name__}: {err}",
-                hint="set MATTECLI_DEBUG=1 for the traceback and please report it",
-            )
-        result["seconds"] = round(time.perf_counter() - start, 4)
-        yield result
+                    results[i].update(extra)
+            except Exception as err:
+                _report(results[i], jobs[i], err)
+
+        def drain(limit: int) -> Iterator[dict]:
+            nonlocal emitted
+            while pending and (len(pending) > limit or pending[0][1] is None or pending[0][1].done()):
+                i, future = pending.popleft()
+                finish(i, future)
+                results[i]["seconds"] = round(results[i]["seconds"], 4)
+                # everything before i (skipped / failed early) is complete too
+                while emitted <= i:
+                    yield results[emitted]
+                    emitted += 1
+
+        try:
+            fill_loads()
+            for i in todo:
+                result = results[i]
+                save_future = None
+                try:
+                    inputs, seconds = loads.pop(i).result()
+                    fill_loads()
+                    result["seconds"] += seconds
+                    outputs, seconds = _timed(work.compute, jobs[i], inputs)
+                    result["seconds"] += seconds
+                    save_future = pool.submit(save, i, outputs)
+                except Exception as err:
+                    fill_loads()
+                    _report(result, jobs[i], err)
+                pending.append((i, save_future))
+                yield from drain(prefetch)
+            yield from drain(0)
+        finally:
+            for future in loads.values():
+                future.cancel()
+    while emitted < len(results):
+        yield results[emitted]
+        emitted += 1
 
 
 def _with_path(message: str, job: Job) -> str:

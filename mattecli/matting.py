@@ -26,6 +26,7 @@ class MatteSettings:
     save_trimap: bool = False
     bit_depth: int = 8
     max_pixels: int | None = None
+    io_workers: int = 2
     config: models.MethodConfig = field(default_factory=models.MethodConfig)
 
 
@@ -92,29 +93,41 @@ def matte_files(
     def results() -> Iterator[dict]:
         matter = None
 
-        def work(job: batch.Job) -> None:
-            nonlocal matter
+        def load(job: batch.Job):
             image = io.read_image(job.item.path, max_pixels=settings.max_pixels)
-            tri = None
             tri_path = batch.pair_file(job.item, trimap, count=len(jobs), role="trimap")
+            tri = None
             if tri_path is not None:
                 tri = io.read_trimap(tri_path, shape=image.shape[:2], max_pixels=settings.max_pixels)
+            return image, tri
+
+        def compute(job: batch.Job, inputs) -> dict:
+            nonlocal matter
+            image, tri = inputs
             if matter is None:
                 matter = spec.create(settings.config)
+            out = {}
             if settings.save_trimap:
-                alpha, predicted = matter.predict_with_trimap(image)
-                io.atomic_write_bytes(job.outputs["trimap"], io.encode_png(predicted))
+                alpha, out["trimap"] = matter.predict_with_trimap(image)
             else:
                 alpha = matte_image(matter, spec, image, tri)
+            out["main"] = alpha
             if settings.cutout or settings.foreground:
-                fg = estimate_foreground(image, alpha)
-                if settings.foreground:
-                    io.write_image(job.outputs["foreground"], fg, bit_depth=settings.bit_depth)
-                if settings.cutout:
-                    io.write_rgba(job.outputs["cutout"], fg, alpha, bit_depth=settings.bit_depth)
-            io.write_alpha(job.output, alpha, bit_depth=settings.bit_depth)
+                out["fg"] = estimate_foreground(image, alpha)
+            return out
 
-        yield from batch.run_jobs(jobs, work, overwrite=overwrite, method=method)
+        def save(job: batch.Job, out: dict) -> None:
+            bits = settings.bit_depth
+            if "trimap" in out:
+                io.atomic_write_bytes(job.outputs["trimap"], io.encode_png(out["trimap"]))
+            if settings.foreground:
+                io.write_image(job.outputs["foreground"], out["fg"], bit_depth=bits)
+            if settings.cutout:
+                io.write_rgba(job.outputs["cutout"], out["fg"], out["main"], bit_depth=bits)
+            io.write_alpha(job.output, out["main"], bit_depth=bits)  # last: its presence marks the job done
+
+        stages = batch.Stages(compute=compute, load=load, save=save)
+        yield from batch.run_jobs(jobs, stages, overwrite=overwrite, method=method, io_workers=settings.io_workers)
 
     return jobs, results()
 

@@ -53,6 +53,7 @@ def matte(
         str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
     ] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="I/O threads decoding and writing beside the model.")] = 2,
     bit_depth: BitDepthOpt = 8,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
@@ -69,12 +70,15 @@ def matte(
     from mattecli.matting import MatteSettings, matte_files
 
     common.check_bit_depth(bit_depth)
+    if jobs < 1:
+        raise common.UsageError("--jobs must be >= 1")
     settings = MatteSettings(
         cutout=cutout,
         foreground=foreground,
         save_trimap=save_trimap,
         bit_depth=bit_depth,
         max_pixels=max_pixels,
+        io_workers=jobs,
         config=models.MethodConfig(
             device=device,
             precision=precision,

@@ -247,9 +247,7 @@ def test_composite_command(runner, tmp_path):
     assert result.exit_code == 0, result.output
     np.testing.assert_allclose(io.read_image(tmp_path / "same.png"), io.read_image(img), atol=2 / 255)
     result = invoke(runner, ["composite", img, zeros, tmp_path / "red.png", "-b", "#ff0000"])
-    np.testing.assert_allclose(
-        io.read_image(tmp_path / "red.png"), np.broadcast_to([1, 0, 0], image.shape), atol=1e-6
-    )
+    np.testing.assert_allclose(io.read_image(tmp_path / "red.png"), np.broadcast_to([1, 0, 0], image.shape), atol=1e-6)
     result = invoke(runner, ["composite", img, ones, tmp_path / "x.png", "-b", "nonsense-colour"])
     assert result.exit_code == 2 and "not a colour" in result.stderr
     wrong = write_gray(tmp_path / "wrong.png", np.ones((5, 5), np.float32))
@@ -288,3 +286,29 @@ def test_examples_quick_start_in_a_subprocess(tmp_path):
         sad = np.abs(alpha - gt)[tri == 128].sum() / 1000
         assert sad < {"fluffy": 3.0, "veil": 12.0}[name], (name, sad)
         assert (out / f"{name}_cutout.png").exists()
+
+
+def test_bench_scores_another_tools_predictions(runner, tmp_path):
+    """`mattecli bench --dataset folder --predictions DIR` through the real app, checked against a direct SAD."""
+    root = tmp_path / "data"
+    preds = tmp_path / "preds"
+    expected = []
+    for i in range(3):
+        image, alpha, trimap = synthetic_scene(20, 28, seed=i)
+        write_rgb(root / "images" / f"s{i}.png", image)
+        write_gray(root / "alpha" / f"s{i}.png", alpha)
+        write_gray(root / "trimaps" / f"s{i}.png", trimap)
+        pred = np.clip(alpha + 0.1 * np.sin(np.arange(28))[None, :], 0, 1)
+        write_gray(preds / f"s{i}.png", pred)
+        p8 = np.round(pred * 255) / 255
+        g8 = np.round(alpha * 255) / 255
+        expected.append(np.abs(p8 - g8)[trimap == 128].sum() / 1000)
+    report = tmp_path / "report.json"
+    result = invoke(
+        runner, ["bench", "--dataset", "folder", "--root", root, "--predictions", preds, "--report", report]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(report.read_text())
+    assert "SAD" in result.stderr
+    assert data["summary"]["count"] == 3
+    assert data["summary"]["metrics"]["sad"] == pytest.approx(np.mean(expected), rel=1e-6)

@@ -8,6 +8,9 @@ clear :class:`~mattecli.errors.DeviceError`, never a silent CPU fallback.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
+import warnings
 
 import numpy as np
 import torch
@@ -24,6 +27,16 @@ __all__ = [
     "resize",
     "resize_zero_border",
     "PRECISIONS",
+    "tile_starts",
+    "blend_window",
+    "tiled_apply",
+    "tiled_apply_safe",
+    "parse_memory",
+    "memory_budget",
+    "activation_bytes_per_pixel",
+    "plan_tiles",
+    "prepare_model",
+    "is_oom",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -171,3 +184,160 @@ def tiled_apply(
             out[:, :, y0:y1, x0:x1] += result[k : k + 1] * window
             weight[:, :, y0:y1, x0:x1] += window
     return out / weight.clamp_min(1e-12)
+
+
+# ----------------------------------------------------------------------------- memory
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_memory(text: str) -> int:
+    """``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"2000000"`` -> bytes."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(I?B)?\s*", text.upper())
+    if not match:
+        raise BadOptionError(f"cannot read memory size {text!r}", hint="use e.g. 8G or 512M")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def memory_budget(device: torch.device, max_memory: str | int | None = None) -> int:
+    """Bytes that tiles and batches may use on ``device``.
+
+    Default: 80% of the free memory of a CUDA device, or half of the available RAM
+    on the CPU (the rest is left for the decoded images, the pipeline and the OS).
+    """
+    if max_memory is not None:
+        return max_memory if isinstance(max_memory, int) else parse_memory(max_memory)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.8)
+    return _available_ram() // 2
+
+
+def activation_bytes_per_pixel(
+    net: torch.nn.Module, in_channels: int, *, size: int = 64, stride: int = 32, forward=None
+) -> float:
+    """An upper bound of a network's activation memory per input pixel, from one small probe forward.
+
+    Sums the bytes of every module's output (as if none were freed) on a
+    ``size x size`` input and divides by its pixel count. Convolutional nets scale
+    linearly with the pixel count, so this bounds the memory of larger inputs.
+    """
+    size = max(stride, size - size % stride)
+    total = 0
+    device = next(net.parameters()).device
+
+    def hook(_module, _inputs, output):
+        nonlocal total
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
+    try:
+        with torch.inference_mode():
+            x = torch.zeros(1, in_channels, size, size, device=device)
+            (forward or net)(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total / (size * size)
+
+
+def plan_tiles(
+    budget: int,
+    bytes_per_pixel: float,
+    *,
+    stride: int,
+    max_tile: int = 1024,
+    min_tile: int | None = None,
+    max_batch: int = 8,
+) -> tuple[int, int]:
+    """The largest tile (a multiple of ``stride``) and then the largest batch that fit ``budget``."""
+    min_tile = min_tile or stride
+    tile = max_tile - max_tile % stride
+    while tile > min_tile and tile * tile * bytes_per_pixel > budget:
+        tile -= stride
+    batch = max(1, min(max_batch, int(budget // max(1.0, tile * tile * bytes_per_pixel))))
+    return max(tile, min_tile), batch
+
+
+def is_oom(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory error from torch (CUDA or CPU allocator)."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def tiled_apply_safe(
+    fn,
+    x: torch.Tensor,
+    *,
+    tile: int,
+    overlap: int,
+    stride: int = 1,
+    out_channels: int = 1,
+    batch_size: int = 4,
+    skip=None,
+    min_tile: int | None = None,
+) -> torch.Tensor:
+    """:func:`tiled_apply` that survives running out of memory.
+
+    On an out-of-memory error the batch is halved and the same tiles are run
+    again; at batch 1 the tile is halved (kept a multiple of ``stride`` and above
+    ``min_tile``, default ``2 * overlap`` or one stride). Only when no smaller tile
+    is possible does it give up with a :class:`DeviceError`. Each fallback warns.
+    """
+    min_tile = max(stride, min_tile or 2 * overlap or stride)
+    while True:
+        try:
+            return tiled_apply(
+                fn, x, tile=tile, overlap=overlap, out_channels=out_channels, batch_size=batch_size, skip=skip
+            )
+        except Exception as err:
+            if not is_oom(err):
+                raise
+            if x.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if batch_size > 1:
+                batch_size //= 2
+                warnings.warn(f"out of memory: retrying with batch size {batch_size}", RuntimeWarning, stacklevel=2)
+                continue
+            smaller = (tile // 2) - (tile // 2) % stride
+            if smaller < min_tile:
+                raise DeviceError(
+                    f"out of memory even with one {tile}x{tile} tile per batch",
+                    hint="lower --max-memory / --tile-size, use --precision fp16/bf16, or free the GPU",
+                ) from err
+            tile = smaller
+            overlap = min(overlap, tile // 4)
+            warnings.warn(f"out of memory: retrying with {tile}x{tile} tiles", RuntimeWarning, stacklevel=2)
+
+
+# ----------------------------------------------------------------------------- model preparation
+def prepare_model(
+    net: torch.nn.Module, device: torch.device, *, channels_last: bool | None = None, compile: bool = False
+) -> torch.nn.Module:
+    """Move ``net`` to ``device`` in eval mode, with the fast paths that help there.
+
+    ``channels_last`` (default: on for CUDA, where cuDNN's NHWC kernels are faster
+    for these conv nets) and cuDNN autotuning on CUDA; ``torch.compile`` only when
+    asked (it pays off on long runs, not on a handful of images).
+    """
+    net = net.to(device).eval()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if channels_last if channels_last is not None else device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    if compile:
+        net = torch.compile(net)
+    return net

@@ -279,12 +279,12 @@ def test_tiled_strategy_with_a_pointwise_net_matches_full_resolution():
 def test_tiled_with_one_big_tile_equals_a_full_resolution_pass():
     net = _random_net(3)
     image = np.random.default_rng(2).random((70, 90, 3)).astype(np.float32)
-    matter = AimMatter(net, torch.device("cpu"), strategy="tiled", tile_size=512)
-    trimap_up = np.full((70, 90), 0.5, np.float32)  # everything transition: no tile skipped
-    got = matter._focus_tiled(image, trimap_up)
-    x = torch.nn.functional.pad(engine.image_to_tensor(image, torch.device("cpu")), (0, 6, 0, 26), mode="replicate")
+    matter = AimMatter(net, torch.device("cpu"), strategy="tiled", tile_size=512, batch_size=1)
+    x = engine.image_to_tensor(image, torch.device("cpu"))
+    got = matter._focus_tiles(x, None)[0, 0].numpy()
+    padded = torch.nn.functional.pad(x, (0, 6, 0, 26), mode="replicate")
     with torch.inference_mode():
-        want = net(x)[1][0, 0, :70, :90].numpy()
+        want = net(padded)[1][0, 0, :70, :90].numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
@@ -298,3 +298,47 @@ def test_cli_trimap_from_image(runner, tmp_path, aim_weights):
         assert tri.shape == (320, 320) and set(np.unique(np.round(raw * 255))) <= {0, 128, 255}
     result = invoke(runner, ["trimap", "--from-image", "--method", "cf", EXAMPLES / "images", out])
     assert result.exit_code == 2 and "cannot predict one" in result.stderr
+
+
+def test_memory_cap_forces_small_tiles_and_keeps_the_result():
+    """A tiny --max-memory budget makes the tiled strategy plan small tiles; a per-pixel net shows nothing changed."""
+
+    class Pointwise(_FakeNet):
+        def __init__(self):
+            super().__init__()
+            self.pick = torch.nn.Conv2d(3, 1, 1)  # focus = sigmoid(first channel), 4 bytes of activation per pixel
+            with torch.no_grad():
+                self.pick.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1))
+                self.pick.bias.zero_()
+
+        def forward(self, x):
+            glance, _, _ = super().forward(x)
+            focus = torch.sigmoid(self.pick(x))
+            return glance, focus, fuse_glance_focus(glance, focus)
+
+    net = Pointwise()
+    image = np.random.default_rng(5).random((130, 170, 3)).astype(np.float32)
+    matter = AimMatter(net, torch.device("cpu"), strategy="tiled", memory_budget=64 * 64 * 4)
+    alpha, trimap = matter.predict_with_trimap(image)
+    tile_sizes = set(net.sizes[2:])  # after the glance pass and the memory probe
+    assert tile_sizes == {(64, 64)}
+    direct = torch.sigmoid(engine.image_to_tensor(image, torch.device("cpu"))[:, :1])[0, 0].numpy()
+    np.testing.assert_allclose(alpha[trimap == 128], direct[trimap == 128], atol=1e-5)
+
+
+def test_hybrid_focus_out_of_memory_falls_back_to_tiles():
+    class BigInputsOOM(_FakeNet):
+        def forward(self, x):
+            if x.shape[-1] > 128:
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            glance, _, _ = super().forward(x)
+            focus = torch.sigmoid(x[:, :1])
+            return glance, focus, fuse_glance_focus(glance, focus)
+
+    net = BigInputsOOM()
+    image = np.random.default_rng(6).random((333, 517, 3)).astype(np.float32)
+    matter = AimMatter(net, torch.device("cpu"), strategy="hybrid", tile_size=128, batch_size=2)
+    with pytest.warns(RuntimeWarning, match="focus pass out of memory"):
+        alpha, trimap = matter.predict_with_trimap(image)
+    assert alpha.shape == (333, 517)
+    assert (160, 256) not in net.sizes[2:]  # the 1/2-scale focus was computed on tiles

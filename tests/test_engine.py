@@ -70,3 +70,63 @@ def test_skipped_tiles_stay_zero():
 def test_resize_is_identity_at_same_size():
     x = torch.rand(1, 1, 5, 7)
     assert engine.resize(x, (5, 7)) is x
+
+
+def _oom_above(batch_limit: int, tile_limit: int, calls: list):
+    """A per-pixel 'model' that raises torch.OutOfMemoryError for big batches or tiles."""
+
+    def fn(x):
+        calls.append(tuple(x.shape))
+        if x.shape[0] > batch_limit or x.shape[-1] > tile_limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return x[:, :1] * 2
+
+    return fn
+
+
+def test_oom_halves_batch_then_tile_and_gives_the_same_result():
+    x = torch.rand(1, 3, 200, 260)
+    calls = []
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        out = engine.tiled_apply_safe(_oom_above(1, 32, calls), x, tile=128, overlap=8, stride=8, batch_size=4)
+    torch.testing.assert_close(out, x[:, :1] * 2)
+    batches = [c[0] for c in calls]
+    tiles = sorted({c[-1] for c in calls})
+    assert 4 in batches and 2 in batches and 1 in batches  # batch halved first
+    assert tiles[0] <= 32  # then the tile
+
+
+def test_oom_with_nothing_left_to_shrink_is_a_device_error():
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.warns(RuntimeWarning), pytest.raises(DeviceError, match="out of memory even with one"):
+        engine.tiled_apply_safe(_oom_above(0, 0, []), x, tile=64, overlap=8, stride=32, batch_size=2)
+
+
+def test_non_oom_errors_are_not_swallowed():
+    def broken(x):
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError, match="bug"):
+        engine.tiled_apply_safe(broken, torch.rand(1, 1, 8, 8), tile=8, overlap=0)
+
+
+@pytest.mark.parametrize(
+    "text,value", [("8G", 8 << 30), ("512M", 512 << 20), ("1.5GiB", int(1.5 * (1 << 30))), ("2000", 2000)]
+)
+def test_parse_memory(text, value):
+    assert engine.parse_memory(text) == value
+    with pytest.raises(BadOptionError):
+        engine.parse_memory("lots")
+
+
+def test_plan_tiles_respects_budget_and_stride():
+    tile, batch = engine.plan_tiles(100 * 1000 * 1000, 1000.0, stride=32, max_tile=1024)
+    assert tile % 32 == 0 and tile * tile * 1000 * batch <= 100e6 and batch >= 1
+    small, _ = engine.plan_tiles(1000, 1000.0, stride=32, max_tile=1024)
+    assert small == 32  # never below one stride
+
+
+def test_activation_estimate_bounds_a_simple_net():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1))
+    bpp = engine.activation_bytes_per_pixel(net, 3, size=32, stride=8)
+    assert bpp == pytest.approx((8 + 8 + 1) * 4)  # three outputs of 8, 8 and 1 float32 channels per pixel

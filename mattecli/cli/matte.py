@@ -48,6 +48,13 @@ def matte(
     tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels for tiled inference.")] = None,
     tile_overlap: Annotated[int | None, typer.Option(help="Overlap between tiles in pixels.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tiles or patches per forward pass.")] = None,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(help="Memory for tiles and batches, e.g. 6G (default: 80% of free GPU memory, half the RAM)."),
+    ] = None,
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the network (pays off on long runs).")
+    ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
     precision: Annotated[
         str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
@@ -72,6 +79,10 @@ def matte(
     common.check_bit_depth(bit_depth)
     if jobs < 1:
         raise common.UsageError("--jobs must be >= 1")
+    if max_memory is not None:
+        from mattecli.engine import parse_memory
+
+        max_memory = parse_memory(max_memory)  # a bad value is a usage error before any work
     settings = MatteSettings(
         cutout=cutout,
         foreground=foreground,
@@ -88,6 +99,8 @@ def matte(
                 "tile_size": tile_size,
                 "tile_overlap": tile_overlap,
                 "batch_size": batch_size,
+                "max_memory": max_memory,
+                "compile": compile_model,
             },
         ),
     )

@@ -135,78 +135,131 @@ register_architecture("aim", build=_build, remap=remap_official, detect=is_offic
 # ----------------------------------------------------------------------------- inference
 @dataclass
 class AimMatter:
-    """A loaded AimNet with the official test strategy; ``predict`` needs no trimap."""
+    """A loaded AimNet with the official test strategy; ``predict`` needs no trimap.
+
+    Memory: whole-image passes that run out of device memory are not lost. A glance
+    pass is retried at half the size; a focus pass falls back to blended tiles at the
+    same scale. Tiles and batches come from ``memory_budget`` (bytes) unless
+    ``tile_size`` / ``batch_size`` are given, and shrink further on out-of-memory
+    errors (:func:`mattecli.engine.tiled_apply_safe`). Every fallback warns.
+    """
 
     net: object
     device: object
     precision: str = "fp32"
     strategy: str = "hybrid"
-    tile_size: int = 512
+    tile_size: int | None = None
     tile_overlap: int = 64
-    batch_size: int = 4
+    batch_size: int | None = None
+    memory_budget: int | None = None
     weights_path: object = None  # the file the weights came from (bench reports its sha256)
+    _bytes_per_pixel: float | None = None
 
-    def _run(self, image: np.ndarray, size: tuple[int, int]):
+    def _forward(self, x):
         import torch
 
         from mattecli import engine
 
-        x = engine.resize(engine.image_to_tensor(image, self.device), size)
         with torch.inference_mode(), engine.autocast(self.device, self.precision):
             glance, focus, fusion = self.net(x)
         return glance.float(), focus.float(), fusion.float()
+
+    def _glance(self, x_full, h: int, w: int):
+        """The glance pass at the official 1/4 scale, halved until it fits in memory."""
+        import warnings
+
+        from mattecli import engine
+        from mattecli.errors import DeviceError
+
+        size = scaled_size(h, w, GLANCE_RATIO)
+        while True:
+            try:
+                return self._forward(engine.resize(x_full, size))
+            except Exception as err:
+                if not engine.is_oom(err):
+                    raise
+                if size == (32, 32):
+                    raise DeviceError("out of memory even for a 32x32 glance pass") from err
+                size = scaled_size(size[0], size[1], 0.5)
+                warnings.warn(
+                    f"AIM glance pass out of memory: retrying at {size[1]}x{size[0]}", RuntimeWarning, stacklevel=2
+                )
+
+    def _tile_plan(self) -> tuple[int, int]:
+        from mattecli import engine
+
+        if self.tile_size and self.batch_size:
+            return max(32, self.tile_size - self.tile_size % 32), self.batch_size
+        budget = self.memory_budget or engine.memory_budget(self.device)
+        if self._bytes_per_pixel is None:  # one small probe forward per run
+            self._bytes_per_pixel = engine.activation_bytes_per_pixel(self.net, 3, stride=32, forward=self._forward)
+        tile, batch = engine.plan_tiles(budget, self._bytes_per_pixel, stride=32, max_tile=self.tile_size or 1024)
+        return (max(32, self.tile_size - self.tile_size % 32) if self.tile_size else tile), (self.batch_size or batch)
+
+    def _focus_tiles(self, x, transition: np.ndarray | None):
+        """Focus alpha of a normalised ``(1,3,H,W)`` tensor on blended tiles (tiles without transition skipped)."""
+        import torch.nn.functional as F
+
+        from mattecli import engine
+
+        h, w = x.shape[2:]
+        ph, pw = (-h) % 32, (-w) % 32
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        mask = None
+        if transition is not None:
+            mask = np.zeros((h + ph, w + pw), bool)
+            mask[:h, :w] = transition
+        tile, batch = self._tile_plan()
+        out = engine.tiled_apply_safe(
+            lambda b: self._forward(b)[1],
+            x,
+            tile=tile,
+            overlap=max(0, min(self.tile_overlap, tile // 2)),
+            stride=32,
+            batch_size=batch,
+            skip=None if mask is None else (lambda y0, y1, x0, x1: not mask[y0:y1, x0:x1].any()),
+        )
+        return out[:, :, :h, :w]
+
+    def _focus_at(self, x_full, size: tuple[int, int]):
+        """The focus alpha of a whole-image pass at ``size``; blended tiles if that runs out of memory."""
+        import warnings
+
+        from mattecli import engine
+
+        x = engine.resize(x_full, size)
+        try:
+            return self._forward(x)[1]
+        except Exception as err:
+            if not engine.is_oom(err):
+                raise
+            warnings.warn("AIM focus pass out of memory: computing it on tiles", RuntimeWarning, stacklevel=2)
+            return self._focus_tiles(x, None)
 
     def predict_with_trimap(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Alpha (float32 ``HxW``) and the glance trimap (uint8 {0,128,255}) at the image's size."""
         from mattecli import engine
 
         h, w = image.shape[:2]
-        glance, focus, fusion = self._run(image, scaled_size(h, w, GLANCE_RATIO))
+        x_full = engine.image_to_tensor(image, self.device)
+        glance, _, fusion = self._glance(x_full, h, w)
         trimap_small = glance.argmax(dim=1, keepdim=True).float() / 2.0  # 0, 0.5, 1 = 0, 128, 255
         trimap_up = engine.resize_zero_border(trimap_small, (h, w))[0, 0].cpu().numpy()
+        known_fg = np.abs(trimap_up - 1.0) <= 1e-4
+        known_bg = np.abs(trimap_up) <= 1e-4
         if self.strategy == "resize":
             alpha = engine.resize_zero_border(fusion, (h, w))[0, 0].cpu().numpy()
         elif self.strategy == "tiled":
-            alpha = hybrid_fuse(trimap_up, self._focus_tiled(image, trimap_up))
+            focus = self._focus_tiles(x_full, ~(known_fg | known_bg))[0, 0].cpu().numpy()
+            alpha = hybrid_fuse(trimap_up, focus)
         else:
-            _, focus2, _ = self._run(image, scaled_size(h, w, FOCUS_RATIO))
-            focus_up = engine.resize_zero_border(focus2, (h, w))[0, 0].cpu().numpy()
-            alpha = hybrid_fuse(trimap_up, focus_up)
+            focus = self._focus_at(x_full, scaled_size(h, w, FOCUS_RATIO))
+            alpha = hybrid_fuse(trimap_up, engine.resize_zero_border(focus, (h, w))[0, 0].cpu().numpy())
         trimap = np.full((h, w), 128, np.uint8)
-        trimap[np.abs(trimap_up) <= 1e-4] = 0
-        trimap[np.abs(trimap_up - 1.0) <= 1e-4] = 255
+        trimap[known_bg] = 0
+        trimap[known_fg] = 255
         return np.clip(alpha, 0.0, 1.0).astype(np.float32), trimap
-
-    def _focus_tiled(self, image: np.ndarray, trimap_up: np.ndarray) -> np.ndarray:
-        """Full-resolution focus alpha on tiles that touch the transition region (0 elsewhere)."""
-        import torch
-        import torch.nn.functional as F
-
-        from mattecli import engine
-
-        h, w = image.shape[:2]
-        ph, pw = (-h) % 32, (-w) % 32
-        x = engine.image_to_tensor(image, self.device)
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        transition = np.zeros((h + ph, w + pw), bool)
-        transition[:h, :w] = (np.abs(trimap_up) > 1e-4) & (np.abs(trimap_up - 1.0) > 1e-4)
-        tile = max(32, self.tile_size - self.tile_size % 32)
-        overlap = max(0, min(self.tile_overlap, tile // 2))
-
-        def focus(batch):
-            with torch.inference_mode(), engine.autocast(self.device, self.precision):
-                return self.net(batch)[1]
-
-        out = engine.tiled_apply(
-            focus,
-            x,
-            tile=tile,
-            overlap=overlap,
-            batch_size=self.batch_size,
-            skip=lambda y0, y1, x0, x1: not transition[y0:y1, x0:x1].any(),
-        )
-        return out[0, 0, :h, :w].cpu().numpy()
 
     def predict(self, image: np.ndarray, trimap: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_trimap(image)[0]
@@ -225,17 +278,19 @@ def _create(config: MethodConfig) -> AimMatter:
             raise BadOptionError(f"--{name.replace('_', '-')} must be >= {low}")
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
-    variant = config.variant or "aim"
-    net = load_model(variant, device, config.weights)
     opts = config.options
+    budget = engine.memory_budget(device, opts.get("max_memory"))
+    variant = config.variant or "aim"
+    net = engine.prepare_model(load_model(variant, device, config.weights), device, compile=bool(opts.get("compile")))
     return AimMatter(
         net,
         device,
         config.precision,
         strategy,
-        tile_size=int(opts.get("tile_size") or 512),
+        tile_size=int(opts["tile_size"]) if opts.get("tile_size") else None,
         tile_overlap=int(opts.get("tile_overlap") if opts.get("tile_overlap") is not None else 64),
-        batch_size=int(opts.get("batch_size") or 4),
+        batch_size=int(opts["batch_size"]) if opts.get("batch_size") else None,
+        memory_budget=budget,
         weights_path=config.weights or local_path(variant),
     )
 

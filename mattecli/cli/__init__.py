@@ -10,6 +10,7 @@ from mattecli import __version__
 from mattecli.cli import bench as _bench
 from mattecli.cli import composite as _composite
 from mattecli.cli import matte as _matte
+from mattecli.cli import semantic_trimap as _semantic_trimap
 from mattecli.cli import trimap as _trimap
 from mattecli.cli import weights as _weights
 
@@ -41,6 +42,7 @@ def _root(
 
 
 app.command("trimap")(_trimap.trimap)
+app.command("semantic-trimap")(_semantic_trimap.semantic_trimap)
 app.command("matte")(_matte.matte)
 app.command("composite")(_composite.composite)
 app.command("bench")(_bench.bench)

@@ -46,3 +46,4 @@ def list_methods() -> list[str]:
 # Explicit imports, in the order methods are listed to users.
 from mattecli.models import aim as _aim  # noqa: E402,F401
 from mattecli.models import classical as _classical  # noqa: E402,F401
+from mattecli.models import sim as _sim  # noqa: E402,F401

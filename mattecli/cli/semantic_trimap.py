@@ -1,0 +1,89 @@
+"""``mattecli semantic-trimap``: SIM's semantic trimap (trimap + 20 class score maps) for images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mattecli.cli import common
+from mattecli.cli.common import (
+    InputsArg,
+    JsonOpt,
+    MaxPixelsOpt,
+    OutArg,
+    OverwriteOpt,
+    QuietOpt,
+    RecursiveOpt,
+)
+
+
+@common.handles_errors
+def semantic_trimap(
+    inputs: InputsArg,
+    out: OutArg,
+    trimap: Annotated[
+        Path,
+        typer.Option(
+            "--trimap",
+            "-t",
+            help="Trimap file (one input) or folder of trimaps matched by file stem.",
+            show_default=False,
+        ),
+    ],
+    scores: Annotated[
+        bool,
+        typer.Option(
+            "--scores/--no-scores",
+            help="Write <stem>_semantic.safetensors: the 20 score maps (float32 20xHxW) and the trimap.",
+        ),
+    ] = True,
+    preview: Annotated[
+        bool,
+        typer.Option(help="Also write <stem>_preview.png: image dimmed, unknown pixels coloured by class, a legend."),
+    ] = False,
+    patch_sizes: Annotated[
+        str,
+        typer.Option(help="Patch sides, one pass each, at native resolution (official: 320,800)."),
+    ] = "320,800",
+    batch_size: Annotated[int, typer.Option(help="Classifier patches per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (autocast on CUDA, bf16 also on CPU).")] = "fp32",
+    weights: Annotated[Path | None, typer.Option(help="Classifier weights file overriding sim-classifier.")] = None,
+    recursive: RecursiveOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    json_lines: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Semantic trimaps (SIM): classify overlapping patches of the unknown region into 20 matting classes.
+
+    For each image writes <OUT>/<stem>_semantic.safetensors (score maps + trimap, class names in
+    the metadata) and <OUT>/<stem>_classes.png (class index 0-19 of the best class in the unknown
+    region, 255 elsewhere); --preview adds <OUT>/<stem>_preview.png. With one input, OUT may be
+    NAME.png (the class-index PNG; the others beside it) or NAME.safetensors. Existing outputs are
+    skipped unless --overwrite.
+    """
+    from mattecli.semantic import SemanticSettings, parse_patch_sizes, semantic_trimap_files
+
+    settings = SemanticSettings(
+        scores=scores,
+        preview=preview,
+        device=device,
+        precision=precision,
+        weights=weights,
+        batch_size=batch_size,
+        patch_sizes=parse_patch_sizes(patch_sizes),
+        max_pixels=max_pixels,
+    )
+    jobs, results = semantic_trimap_files(
+        inputs,
+        out,
+        trimap=trimap,
+        settings=settings,
+        recursive=recursive,
+        overwrite=overwrite,
+        stdin=common.in_stdin(inputs),
+    )
+    common.report(jobs, results, title="semantic-trimap", quiet=quiet, json_lines=json_lines)

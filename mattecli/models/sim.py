@@ -1,0 +1,302 @@
+"""SIM: semantic image matting with the official test pipeline (``--method sim``).
+
+Paper: Sun, Tang, Tai, "Semantic Image Matting", CVPR 2021.
+Official code: github.com/nowsyn/SIM at dc5ed5a (no licence file: clean-room reimplementation),
+``scripts/main.py`` and ``data/util.py`` (digest: ``shared/refs/sim.md``). Networks in
+``sim_net.py``; the semantic trimap (patch analysis) in :mod:`mattecli.semantic`.
+
+Test pipeline (``sim.md`` section 4), per image, no resizing and no test-time augmentation:
+
+1. pad image and trimap at the bottom/right by ``(h // 8 + 1) * 8 - h`` (always 1..8 px) with
+   OpenCV ``BORDER_REFLECT`` (edge pixel repeated: ``fedcba|abcdef``);
+2. encode (:func:`encode_inputs`): RGB in [0, 1], ImageNet-normalised RGB, ``[trimap == 0,
+   trimap == 255]``, and six Gaussians of the exact Euclidean distance to the background and
+   to the foreground, ``exp(-d^2 / (2 (s L)^2))`` for ``s`` = 0.02, 0.08, 0.16 and ``L`` = 320;
+3. the semantic trimap of the padded image (:class:`mattecli.semantic.PatchAnalyzer`);
+4. the matting network; alpha clamped to [0, 1], set to 0 / 1 where the trimap is 0 / 255;
+5. crop back to the input size.
+
+Variants: ``sim-comp1k`` (default; trained on Composition-1k) and ``sim-simd`` (trained on SIMD),
+both with the ``sim-classifier`` patch classifier. ``MethodConfig.options``: ``patch_sizes``
+(default the official 320, 800), ``batch_size`` (classifier patches per pass) and
+``classifier_weights`` (a file overriding ``sim-classifier``).
+
+Deviations, none of which changes results on valid inputs: the weight-standardised decoder
+convolutions are standardised once after loading (bit-identical outputs); constant class
+activation maps (e.g. a trimap without unknown pixels) give zero score maps where the official
+code divides by zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from mattecli.models import register
+from mattecli.models._spec import MethodConfig, MethodSpec
+from mattecli.weights import register_architecture
+
+__all__ = [
+    "VARIANTS",
+    "DEFAULT_VARIANT",
+    "CLASSIFIER_VARIANT",
+    "PAD_STRIDE",
+    "CLICK_LENGTH",
+    "CLICK_SIGMAS",
+    "pad_amounts",
+    "pad_reflect",
+    "two_channel_trimap",
+    "distance_encoding",
+    "encode_inputs",
+    "is_official",
+    "remap_official",
+    "is_official_classifier",
+    "remap_official_classifier",
+    "SimMatter",
+]
+
+VARIANTS = ("sim-comp1k", "sim-simd")
+DEFAULT_VARIANT = "sim-comp1k"
+CLASSIFIER_VARIANT = "sim-classifier"
+PAD_STRIDE = 8
+CLICK_LENGTH = 320
+CLICK_SIGMAS = (0.02, 0.08, 0.16)
+
+
+# ----------------------------------------------------------------------------- input encodings
+def pad_amounts(h: int, w: int, stride: int = PAD_STRIDE) -> tuple[int, int]:
+    """Official bottom/right padding: ``(side // stride + 1) * stride - side``, so always 1..stride px."""
+    return (h // stride + 1) * stride - h, (w // stride + 1) * stride - w
+
+
+def pad_reflect(arr: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
+    """Pad an ``HxW`` or ``HxWxC`` array at the bottom/right with OpenCV's ``BORDER_REFLECT`` (numpy 'symmetric')."""
+    if pad_h == 0 and pad_w == 0:
+        return arr
+    width = ((0, pad_h), (0, pad_w)) + ((0, 0),) * (arr.ndim - 2)
+    return np.pad(arr, width, mode="symmetric")
+
+
+def two_channel_trimap(trimap: np.ndarray) -> np.ndarray:
+    """float32 ``HxWx2``: channel 0 = (trimap == 0) background, channel 1 = (trimap == 255) foreground."""
+    out = np.zeros(trimap.shape + (2,), np.float32)
+    out[:, :, 0] = trimap == 0
+    out[:, :, 1] = trimap == 255
+    return out
+
+
+def distance_encoding(trimap: np.ndarray, length: int = CLICK_LENGTH) -> np.ndarray:
+    """The six distance channels (official ``trimap_to_clks``): float32 ``HxWx6``.
+
+    For k = background, foreground (if that region is not empty): ``d`` = exact Euclidean distance
+    to the nearest pixel of the region (OpenCV precise L2 distance transform), and channels
+    ``3k + j = exp(-d^2 / (2 (CLICK_SIGMAS[j] * length)^2))``. An empty region leaves its channels 0.
+    """
+    two = two_channel_trimap(trimap)
+    out = np.zeros(trimap.shape + (6,), np.float32)
+    for k in range(2):
+        region = two[:, :, k]
+        if not np.count_nonzero(region):
+            continue
+        src = ((1.0 - region) * 255).astype(np.uint8)  # 0 on the region: distance to it
+        neg_d2 = -(cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) ** 2)
+        for j, s in enumerate(CLICK_SIGMAS):
+            out[:, :, 3 * k + j] = np.exp(neg_d2 / (2 * ((s * length) ** 2)))
+    return out
+
+
+def encode_inputs(image: np.ndarray, trimap: np.ndarray, device, *, clicks: bool = True) -> dict:
+    """Pad (official rule) and encode one image for SIM; tensors are ``(1,C,Hp,Wp)`` float32 on ``device``.
+
+    Keys: ``image`` (RGB in [0,1]), ``image_n`` (ImageNet-normalised), ``trimap`` (values 0..255,
+    1 channel), ``two_chan`` (2), ``clicks`` (6; only when ``clicks``), ``size`` (the input's
+    ``(h, w)``).
+    """
+    import torch
+
+    from mattecli import engine
+
+    h, w = trimap.shape
+    ph, pw = pad_amounts(h, w)
+    img = pad_reflect(np.asarray(image, np.float32), ph, pw)
+    tri = pad_reflect(np.asarray(trimap, np.uint8), ph, pw)
+
+    def nchw(arr: np.ndarray) -> torch.Tensor:
+        arr = arr[:, :, None] if arr.ndim == 2 else arr
+        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None].to(device)
+
+    out = {
+        "image": nchw(img),
+        "image_n": engine.image_to_tensor(img, device),
+        "trimap": nchw(tri.astype(np.float32)),
+        "two_chan": nchw(two_channel_trimap(tri)),
+        "size": (h, w),
+    }
+    if clicks:
+        out["clicks"] = nchw(distance_encoding(tri))
+    return out
+
+
+# ----------------------------------------------------------------------------- official checkpoints
+_MATTING_SENTINELS = (
+    "encoder.conv1_side.weight",
+    "decoder.conv_up4_alpha.0.weight",
+    "decoder.global_module.project.0.weight",
+)
+_CLASSIFIER_TOP = ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4.", "fc.")
+
+
+def is_official(state_dict: Mapping) -> bool:
+    """Whether a state dict is the official SIM matting one (``MattingModule``: ``encoder.*`` + ``decoder.*``)."""
+    return all(k in state_dict for k in _MATTING_SENTINELS)
+
+
+def remap_official(state_dict: dict) -> dict:
+    """Official matting state dict -> ours: the identity (our modules use the official names).
+
+    The checkpoint (``{'epoch', 'state_dict', 'best_sad'}``, 410 keys, no ``module.``) is unwrapped
+    and ``module.``-stripped by :mod:`mattecli.weights` before this is called; the training-only
+    heads ``decoder.conv_up4_fb`` / ``conv_up4_attn`` are kept because the module has them.
+    """
+    return dict(state_dict)
+
+
+def _strip_classifier_prefix(state_dict: Mapping) -> dict:
+    """The official loader drops the first dotted component of every key (``utils/util.py remove_prefix``)."""
+    sd = dict(state_dict)
+    if "conv1.weight" in sd or not sd:
+        return sd
+    firsts = {k.split(".", 1)[0] for k in sd}
+    if len(firsts) == 1 and all("." in k for k in sd):
+        return {k.split(".", 1)[1]: v for k, v in sd.items()}
+    return sd
+
+
+def is_official_classifier(state_dict: Mapping) -> bool:
+    """Whether a state dict is the official patch classifier (4-channel ResNet-50, 20 classes), prefix or not."""
+    sd = _strip_classifier_prefix(state_dict)
+    conv1, fc = sd.get("conv1.weight"), sd.get("fc.weight")
+    return (
+        conv1 is not None
+        and fc is not None
+        and tuple(conv1.shape[:2]) == (64, 4)
+        and fc.shape[0] == 20
+        and all(k.startswith(_CLASSIFIER_TOP) for k in sd)
+    )
+
+
+def remap_official_classifier(state_dict: dict) -> dict:
+    """Official classifier state dict -> ours: drop the one leading prefix (``module.``) if still there.
+
+    ``classifier_resnet50_best.pth.tar`` holds ``{'state_dict': {'module.conv1.weight': ...}}``
+    (320 keys, torchvision ResNet-50 names); the names below the prefix are ours.
+    """
+    return _strip_classifier_prefix(state_dict)
+
+
+def _build_matting():
+    from mattecli.models.sim_net import SIMNet
+
+    return SIMNet()
+
+
+def _build_classifier():
+    from mattecli.models.sim_net import SIMClassifier
+
+    return SIMClassifier()
+
+
+for _variant in VARIANTS:
+    register_architecture(_variant, build=_build_matting, remap=remap_official, detect=is_official)
+register_architecture(
+    CLASSIFIER_VARIANT, build=_build_classifier, remap=remap_official_classifier, detect=is_official_classifier
+)
+
+
+# ----------------------------------------------------------------------------- inference
+@dataclass
+class SimMatter:
+    """A loaded SIM matting network plus its patch analyzer; ``predict`` needs a trimap."""
+
+    net: object
+    analyzer: object  # mattecli.semantic.PatchAnalyzer
+    device: object
+    precision: str = "fp32"
+
+    def predict_with_semantic(self, image: np.ndarray, trimap: np.ndarray):
+        """Alpha (float32 ``HxW``) and the :class:`~mattecli.semantic.SemanticTrimap` it was computed with."""
+        import torch
+
+        from mattecli import engine
+        from mattecli.errors import TrimapError
+        from mattecli.semantic import SemanticTrimap
+
+        if trimap is None:
+            raise TrimapError("method sim needs a trimap", hint="pass --trimap FILE_OR_FOLDER")
+        h, w = trimap.shape
+        if image.shape[:2] != (h, w):
+            raise TrimapError(f"trimap is {w}x{h} but the image is {image.shape[1]}x{image.shape[0]}")
+        enc = encode_inputs(image, trimap, self.device)
+        smap = self.analyzer.score_tensor(enc["image_n"], enc["trimap"])
+        args = [enc["image"], enc["two_chan"], enc["image_n"], enc["clicks"], smap]
+        args = [t.contiguous(memory_format=torch.channels_last) for t in args]
+        with torch.inference_mode(), engine.autocast(self.device, self.precision):
+            alpha = self.net(*args)
+        alpha = alpha.float().clamp(0.0, 1.0)
+        tri = enc["trimap"]
+        alpha = torch.where(tri == 0, torch.zeros_like(alpha), alpha)
+        alpha = torch.where(tri == 255, torch.ones_like(alpha), alpha)
+        alpha_np = alpha[0, 0, :h, :w].cpu().numpy().astype(np.float32)
+        scores = smap[0, :, :h, :w].cpu().numpy().astype(np.float32)
+        return alpha_np, SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy())
+
+    def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> np.ndarray:
+        return self.predict_with_semantic(image, trimap)[0]
+
+
+def _create(config: MethodConfig) -> SimMatter:
+    import torch
+
+    from mattecli import engine, semantic
+    from mattecli.errors import BadOptionError
+    from mattecli.weights import load_model
+
+    variant = config.variant or DEFAULT_VARIANT
+    if variant not in VARIANTS:
+        raise BadOptionError(f"SIM variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    if config.options.get("strategy"):
+        raise BadOptionError("SIM has a single test strategy; drop --strategy")
+    device = engine.select_device(config.device)
+    engine.autocast(device, config.precision)  # reject a bad precision before loading weights
+    batch_size = int(config.options.get("batch_size") or semantic.DEFAULT_BATCH_SIZE)
+    sizes = semantic.parse_patch_sizes(config.options.get("patch_sizes") or semantic.PATCH_SIZES)
+    if batch_size < 1:
+        raise BadOptionError(f"batch size must be >= 1, not {batch_size}")
+    net = load_model(variant, device, config.weights)
+    net = net.fold_weight_standardization().to(memory_format=torch.channels_last)
+    analyzer = semantic.load_analyzer(
+        device=str(device),
+        precision=config.precision,
+        weights=config.options.get("classifier_weights"),
+        patch_sizes=sizes,
+        batch_size=batch_size,
+    )
+    return SimMatter(net, analyzer, device, config.precision)
+
+
+register(
+    MethodSpec(
+        name="sim",
+        summary="SIM: semantic image matting (trimap + patch-classified semantic trimap, ResNet-50)",
+        paper="Sun, Tang, Tai: Semantic Image Matting, CVPR 2021",
+        needs_trimap=True,
+        create=_create,
+        weights=(DEFAULT_VARIANT, "sim-simd", CLASSIFIER_VARIANT),
+        stride=PAD_STRIDE,
+        margin=320,
+        scales=(1.0,),
+    )
+)

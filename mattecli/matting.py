@@ -70,7 +70,7 @@ def matte_files(
             f"method {method} needs a trimap",
             hint="pass --trimap FILE_OR_FOLDER (or use a trimap-free method)",
         )
-    if trimap is not None and not spec.needs_trimap:
+    if trimap is not None and not (spec.needs_trimap or spec.accepts_trimap):
         raise BadOptionError(
             f"method {method} is trimap-free and takes no --trimap",
             hint="drop --trimap, or pick a trimap-based method (cf, knn)",

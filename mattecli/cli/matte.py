@@ -43,7 +43,16 @@ def matte(
         bool, typer.Option(help="Also write <stem>_trimap.png: the trimap a trimap-free method predicted.")
     ] = False,
     strategy: Annotated[
-        str | None, typer.Option(help="Test strategy of methods that have several (aim: hybrid, resize, tiled).")
+        str | None,
+        typer.Option(
+            help="Test strategy of methods that have several (aim: hybrid, resize, tiled; shm: whole, resize)."
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            help="Weights variant of methods that have several (sim: sim-comp1k, sim-simd; shm: shm-mindspore, shm)."
+        ),
     ] = None,
     tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels for tiled inference.")] = None,
     tile_overlap: Annotated[int | None, typer.Option(help="Overlap between tiles in pixels.")] = None,
@@ -94,6 +103,7 @@ def matte(
             device=device,
             precision=precision,
             weights=weights,
+            variant=variant,
             options={
                 "strategy": strategy,
                 "tile_size": tile_size,

@@ -43,7 +43,11 @@ def list_methods() -> list[str]:
     return list(_REGISTRY)
 
 
-# Explicit imports, in the order methods are listed to users.
+# Explicit imports, in the order methods are listed to users (so not sorted).
+# isort: off
 from mattecli.models import aim as _aim  # noqa: E402,F401
 from mattecli.models import classical as _classical  # noqa: E402,F401
 from mattecli.models import sim as _sim  # noqa: E402,F401
+from mattecli.models import shm as _shm  # noqa: E402,F401
+from mattecli.models import msia as _msia  # noqa: E402,F401
+# isort: on

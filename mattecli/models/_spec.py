@@ -47,6 +47,8 @@ class MethodSpec:
         summary: one line for ``--help`` and the README table.
         paper: citation (authors, venue, year).
         needs_trimap: whether ``predict`` requires a trimap.
+        accepts_trimap: a trimap-free method that still takes an optional trimap (its known
+            regions are then clamped); methods that need one accept one anyway.
         create: ``create(config) -> Matter``; builds the model and loads weights once.
         weights: manifest variants usable with this method, the first is the default.
         stride: input sizes must be multiples of this (tiling respects it).
@@ -60,6 +62,7 @@ class MethodSpec:
     needs_trimap: bool
     create: Callable[[MethodConfig], Matter]
     weights: tuple[str, ...] = ()
+    accepts_trimap: bool = False
     stride: int = 1
     margin: int = 0
     scales: tuple[float, ...] = (1.0,)

@@ -1,0 +1,229 @@
+"""MSIA: network structure, information assembly, padding on odd sizes, safetensors import, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import typer
+from conftest import EXAMPLES
+from typer.testing import CliRunner
+
+import mattecli.models.msia as msia  # registers the method (not yet imported by the registry)
+from mattecli import io, models
+from mattecli.errors import BadOptionError, TrimapError
+from mattecli.models.msia_net import InformationAssembly, MSIANet, ResNeXt101
+
+
+def _randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+            m.weight.data.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def net() -> MSIANet:
+    torch.manual_seed(0)
+    return _randomise(MSIANet())
+
+
+@pytest.fixture(scope="module")
+def weights_file(net, tmp_path_factory):
+    """A plain safetensors file of our layout, as a user's own training would save it."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("msia") / "msia_trained.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tagged_weights_file(net, tmp_path_factory):
+    """The same weights as a converted file that names its variant (what ``weights export`` writes):
+    imported verbatim, which keeps the CLI test quick."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("msia") / "msia.safetensors"
+    tensors = {k: v.contiguous() for k, v in net.state_dict().items()}
+    save_file(tensors, str(path), metadata={"mattecli.variant": "msia"})
+    return path
+
+
+# ----------------------------------------------------------------------------- network
+def test_backbone_is_resnext101_32x4d_with_torchvision_names():
+    trunk = ResNeXt101()
+    sd = trunk.state_dict()
+    assert [len(getattr(trunk, f"layer{i}")) for i in range(1, 5)] == [3, 4, 23, 3]
+    assert sd["layer1.0.conv2.weight"].shape == (128, 4, 3, 3)  # 32 groups x 4 channels
+    assert sd["layer4.2.conv3.weight"].shape == (2048, 1024, 1, 1)  # width 32 x 4 x 8
+    # ResNeXt-101 32x4d has 44,177,704 parameters with its 2048->1000 classifier (2,049,000)
+    assert sum(p.numel() for p in trunk.parameters()) == 44_177_704 - 2_049_000
+    assert trunk.layer4[0].conv2.dilation == (1, 1) and trunk.layer4[1].conv2.dilation == (2, 2)
+
+
+def test_feature_strides_and_output(net):
+    shapes = {}
+
+    def record(name):
+        def hook(module, inputs, output):
+            shapes[name] = tuple(output.shape)
+
+        return hook
+
+    names = ("ini_st", "sed_st", "aspp", "assembly", "ia_conv", "head")
+    hooks = [getattr(net, name).register_forward_hook(record(name)) for name in names]
+    try:
+        with torch.inference_mode():
+            alpha = net(torch.randn(1, 3, 32, 48))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert shapes == {
+        "ini_st": (1, 64, 8, 12),  # F_ini, stride 4
+        "sed_st": (1, 256, 4, 6),  # F_sed, stride 8
+        "aspp": (1, 256, 2, 3),  # F_aspp, stride 16
+        "assembly": (1, 512, 4, 6),  # F_IA = Cat(W_aspp F_aspp, W_sed F_sed) at stride 8
+        "ia_conv": (1, 256, 4, 6),
+        "head": (1, 1, 8, 12),  # from F_cat at stride 4, before the sigmoid and x4 upsampling
+    }
+    assert alpha.shape == (1, 1, 32, 48) and 0 <= float(alpha.min()) and float(alpha.max()) <= 1
+
+
+def test_adaptive_assembly_matches_numpy():
+    rng = np.random.default_rng(0)
+    f_aspp = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)
+    f_sed = rng.normal(size=(2, 2, 4, 5)).astype(np.float32)
+    wa, ba = np.array([0.5, -1.0, 2.0], np.float32), np.float32(0.3)
+    ws, bs = np.array([1.5, 0.25], np.float32), np.float32(-0.2)
+    ia = InformationAssembly(3, 2)
+    with torch.no_grad():
+        ia.score_aspp.weight.copy_(torch.from_numpy(wa).view(1, 3, 1, 1))
+        ia.score_aspp.bias.fill_(float(ba))
+        ia.score_sed.weight.copy_(torch.from_numpy(ws).view(1, 2, 1, 1))
+        ia.score_sed.bias.fill_(float(bs))
+        got = ia(torch.from_numpy(f_aspp), torch.from_numpy(f_sed)).numpy()
+    raw_a = np.maximum(f_aspp.mean(axis=(2, 3)) @ wa + ba, 0)  # per image
+    raw_s = np.maximum(f_sed.mean(axis=(2, 3)) @ ws + bs, 0)
+    total = raw_a + raw_s + 1e-4
+    expected = np.concatenate(
+        [(raw_a / total)[:, None, None, None] * f_aspp, (raw_s / total)[:, None, None, None] * f_sed], axis=1
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_static_assembly_weights_are_relu_normalised():
+    ia = InformationAssembly(1, 1, adaptive=False)
+    with torch.no_grad():
+        ia.weight.copy_(torch.tensor([2.0, -1.0]))
+    out = ia(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
+    assert out[0, 0, 0, 0].item() == pytest.approx(2 / (2 + 1e-4)) and out[0, 1, 0, 0].item() == 0.0
+
+
+def test_odd_sizes_are_padded_to_16_and_cropped_back(net):
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inputs = []
+
+        def forward(self, x):
+            self.inputs.append(x.clone())
+            return torch.sigmoid(x[:, :1])
+
+    image = np.random.default_rng(0).random((67, 93, 3)).astype(np.float32)
+    trimap = np.full((67, 93), 128, np.uint8)
+    rec = Recorder()
+    alpha = msia.MsiaMatter(rec, torch.device("cpu")).predict(image, trimap)
+    x = rec.inputs[0]
+    assert tuple(x.shape) == (1, 3, 80, 96) and alpha.shape == (67, 93) and alpha.dtype == np.float32
+    red = (image[:, :, 0] - 0.485) / 0.229  # ImageNet normalisation, crop from the top-left
+    np.testing.assert_allclose(alpha, 1 / (1 + np.exp(-red)), atol=1e-5)
+    torch.testing.assert_close(x[0, :, 67], x[0, :, 65])  # reflection padding
+    real = msia.MsiaMatter(net, torch.device("cpu")).predict(image, trimap)
+    assert real.shape == (67, 93) and 0 <= real.min() and real.max() <= 1
+
+
+def test_trimap_is_optional_but_must_match(net):
+    matter = msia.MsiaMatter(net, torch.device("cpu"))
+    image = np.zeros((16, 16, 3), np.float32)
+    assert matter.predict(image, None).shape == (16, 16)  # trimap-free, as in the paper
+    with pytest.raises(TrimapError, match="trimap is 8x16"):
+        matter.predict(image, np.zeros((16, 8), np.uint8))
+
+
+# ----------------------------------------------------------------------------- weights
+def test_import_our_safetensors_then_strict_load(net, weights_file):
+    from mattecli.weights import import_checkpoint, load_model
+
+    result = import_checkpoint("msia", weights_file)
+    assert result.source_format == "safetensors" and result.tensors == len(net.state_dict())
+    loaded = load_model("msia", "cpu")
+    x = torch.randn(1, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(net(x), loaded(x))
+
+
+def test_registry_entry_and_options():
+    spec = models.get("msia")
+    assert not spec.needs_trimap and spec.accepts_trimap and spec.weights == ("msia",) and spec.stride == 16
+    with pytest.raises(BadOptionError, match="single test strategy"):
+        spec.create(models.MethodConfig(device="cpu", options={"strategy": "hybrid"}))
+    with pytest.raises(BadOptionError, match="one variant"):
+        spec.create(models.MethodConfig(device="cpu", variant="shm"))
+
+
+# ----------------------------------------------------------------------------- CLI
+def _app() -> typer.Typer:
+    from mattecli.cli.matte import matte
+
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """Test app."""
+
+    app.command("matte")(matte)
+    return app
+
+
+def test_cli_matte_msia_end_to_end(tagged_weights_file, tmp_path):
+    from mattecli.weights import import_checkpoint
+
+    import_checkpoint("msia", tagged_weights_file)
+    out = tmp_path / "out"
+    args = ["matte", EXAMPLES / "images", out, "-m", "msia", "-t", EXAMPLES / "trimaps", "--cutout", "--json"]
+    result = CliRunner().invoke(_app(), [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["method"] == "msia"
+    for name in ("fluffy", "veil"):
+        alpha = io.read_gray(out / f"{name}.png")
+        trimap = io.read_trimap(EXAMPLES / "trimaps" / f"{name}.png")
+        assert alpha.shape == (320, 320) and (out / f"{name}_cutout.png").exists()
+        assert np.all(alpha[trimap == 0] == 0) and np.all(alpha[trimap == 255] == 1)  # clamped by the runner
+
+
+def test_cli_msia_without_a_trimap_and_without_weights(tagged_weights_file, tmp_path):
+    from mattecli.weights import import_checkpoint
+
+    app = _app()
+    args = ["matte", str(EXAMPLES / "images"), str(tmp_path / "o"), "-m", "msia"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "mattecli weights import msia" in result.stderr
+    import_checkpoint("msia", tagged_weights_file)
+    result = CliRunner().invoke(app, args)  # trimap-free: no --trimap needed
+    assert result.exit_code == 0, result.output
+    assert io.read_gray(tmp_path / "o" / "fluffy.png").shape == (320, 320)
+
+
+def test_cli_msia_with_a_trimap_without_weights(tmp_path):
+    app = _app()
+    args = ["matte", str(EXAMPLES / "images"), str(tmp_path / "o"), "-m", "msia", "-t", str(EXAMPLES / "trimaps")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "mattecli weights import msia" in result.stderr and "Traceback" not in result.output

@@ -36,6 +36,7 @@ __all__ = [
     "activation_bytes_per_pixel",
     "plan_tiles",
     "prepare_model",
+    "channels_last",
     "is_oom",
 ]
 
@@ -341,3 +342,8 @@ def prepare_model(
     if compile:
         net = torch.compile(net)
     return net
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """An ``(N,C,H,W)`` tensor in NHWC memory order (a no-op if it already is)."""
+    return x.contiguous(memory_format=torch.channels_last)

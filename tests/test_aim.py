@@ -284,7 +284,7 @@ def test_tiled_with_one_big_tile_equals_a_full_resolution_pass():
     got = matter._focus_tiles(x, None)[0, 0].numpy()
     padded = torch.nn.functional.pad(x, (0, 6, 0, 26), mode="replicate")
     with torch.inference_mode():
-        want = net(padded)[1][0, 0, :70, :90].numpy()
+        want = net(engine.channels_last(padded))[1][0, 0, :70, :90].numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 

@@ -161,7 +161,7 @@ class AimMatter:
         from mattecli import engine
 
         with torch.inference_mode(), engine.autocast(self.device, self.precision):
-            glance, focus, fusion = self.net(x)
+            glance, focus, fusion = self.net(engine.channels_last(x))
         return glance.float(), focus.float(), fusion.float()
 
     def _glance(self, x_full, h: int, w: int):

@@ -73,7 +73,7 @@ class MsiaMatter:
             raise TrimapError(f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is {w}x{h}")
         x, _ = pad_to_multiple(engine.image_to_tensor(image, self.device), STRIDE)
         with torch.inference_mode(), engine.autocast(self.device, self.precision):
-            alpha = self.net(x)
+            alpha = self.net(engine.channels_last(x))
         alpha = alpha.float()[0, 0, :h, :w].cpu().numpy()
         return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
@@ -90,7 +90,7 @@ def _create(config: MethodConfig) -> MsiaMatter:
         raise BadOptionError("MSIA has a single test strategy (whole image, padded to a multiple of 16)")
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
-    net = load_model(variant, device, config.weights)
+    net = engine.prepare_model(load_model(variant, device, config.weights), device)
     return MsiaMatter(net, device, config.precision)
 
 

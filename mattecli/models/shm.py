@@ -196,7 +196,7 @@ class ShmMatter:
         x = torch.from_numpy(np.ascontiguousarray(encode(image, self.encoding))).permute(2, 0, 1)[None]
         x, (h, w) = pad_to_multiple(x.to(self.device), STRIDE)
         with torch.inference_mode(), engine.autocast(self.device, self.precision):
-            trimap, _alpha_r, alpha_p = self.net(x)
+            trimap, _alpha_r, alpha_p = self.net(engine.channels_last(x))
         prob = torch.softmax(trimap.float(), dim=1)[0, :, :h, :w]
         alpha = alpha_p.float()[0, 0, :h, :w]
         return np.ascontiguousarray(prob.permute(1, 2, 0).cpu().numpy()), alpha.cpu().numpy()
@@ -239,7 +239,7 @@ def _create(config: MethodConfig) -> ShmMatter:
         raise BadOptionError(f"SHM strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
-    net = load_model(variant, device, config.weights)
+    net = engine.prepare_model(load_model(variant, device, config.weights), device)
     return ShmMatter(net, device, config.precision, strategy, ENCODING[variant])
 
 

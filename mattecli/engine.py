@@ -26,6 +26,7 @@ __all__ = [
     "image_to_tensor",
     "resize",
     "resize_zero_border",
+    "pad_to_multiple",
     "PRECISIONS",
     "tile_starts",
     "blend_window",
@@ -94,6 +95,20 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad ``(N,C,H,W)`` bottom/right to multiples of ``multiple``; returns ``(padded, (H, W))``.
+
+    Reflection padding, or edge replication for inputs too small to reflect; crop back
+    with ``[..., :H, :W]``.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x, (h, w)
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
 def resize_zero_border(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -26,22 +26,9 @@ from mattecli.models import register
 from mattecli.models._spec import MethodConfig, MethodSpec
 from mattecli.weights import register_architecture
 
-__all__ = ["MsiaMatter", "STRIDE", "pad_to_multiple"]
+__all__ = ["MsiaMatter", "STRIDE"]
 
 STRIDE = 16
-
-
-def pad_to_multiple(x, multiple: int):
-    """Pad ``(N,C,H,W)`` bottom/right to multiples of ``multiple`` (reflection, or replication when too
-    small to reflect); returns ``(padded, (H, W))``."""
-    import torch.nn.functional as F
-
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
 def _build():
@@ -71,7 +58,7 @@ class MsiaMatter:
         h, w = image.shape[:2]
         if trimap is not None and tuple(trimap.shape[:2]) != (h, w):
             raise TrimapError(f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is {w}x{h}")
-        x, _ = pad_to_multiple(engine.image_to_tensor(image, self.device), STRIDE)
+        x, _ = engine.pad_to_multiple(engine.image_to_tensor(image, self.device), STRIDE)
         with torch.inference_mode(), engine.autocast(self.device, self.precision):
             alpha = self.net(engine.channels_last(x))
         alpha = alpha.float()[0, 0, :h, :w].cpu().numpy()

@@ -60,7 +60,6 @@ __all__ = [
     "MINDSPORE_MEAN_BGR",
     "paper_size",
     "encode",
-    "pad_to_multiple",
     "remap_mindspore",
     "is_mindspore",
 ]
@@ -99,21 +98,6 @@ def encode(image: np.ndarray, encoding: str) -> np.ndarray:
     if encoding == "mindspore":
         return (x[:, :, ::-1] * 255.0 - np.float32(MINDSPORE_MEAN_BGR)) / 255.0
     raise ValueError(f"unknown encoding {encoding!r}")
-
-
-def pad_to_multiple(x, multiple: int):
-    """Pad ``(N,C,H,W)`` bottom/right to multiples of ``multiple``; returns ``(padded, (H, W))``.
-
-    Reflection padding, or edge replication for inputs too small to reflect.
-    """
-    import torch.nn.functional as F
-
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x, (h, w)
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
 def _resize_8bit(image: np.ndarray, size: int) -> np.ndarray:
@@ -194,7 +178,7 @@ class ShmMatter:
         from mattecli import engine
 
         x = torch.from_numpy(np.ascontiguousarray(encode(image, self.encoding))).permute(2, 0, 1)[None]
-        x, (h, w) = pad_to_multiple(x.to(self.device), STRIDE)
+        x, (h, w) = engine.pad_to_multiple(x.to(self.device), STRIDE)
         with torch.inference_mode(), engine.autocast(self.device, self.precision):
             trimap, _alpha_r, alpha_p = self.net(engine.channels_last(x))
         prob = torch.softmax(trimap.float(), dim=1)[0, :, :h, :w]

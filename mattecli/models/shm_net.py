@@ -214,7 +214,21 @@ class VggMNet(nn.Module):
         return torch.sigmoid(self.pred(x))
 
 
-class SHMNet(nn.Module):
+class _TwoStage(nn.Module):
+    """T-Net -> softmax -> M-Net on (image, softmax) -> ``fuse`` of the foreground and unknown channels."""
+
+    fg_channel: int
+    unknown_channel: int
+
+    def forward(self, x):
+        trimap = self.t_net(x)
+        prob = torch.softmax(trimap, dim=1)
+        alpha_r = self.m_net(torch.cat((x, prob), 1))
+        fg, us = self.fg_channel, self.unknown_channel
+        return trimap, alpha_r, fuse(prob[:, fg : fg + 1], prob[:, us : us + 1], alpha_r)
+
+
+class SHMNet(_TwoStage):
     """The paper's SHM: ``(N,3,H,W)`` ImageNet-normalised RGB, H and W multiples of 16.
 
     Returns:
@@ -232,12 +246,6 @@ class SHMNet(nn.Module):
         self.t_net = PSPNet50(3)
         self.m_net = VggMNet(6)
 
-    def forward(self, x):
-        trimap = self.t_net(x)
-        prob = torch.softmax(trimap, dim=1)
-        alpha_r = self.m_net(torch.cat((x, prob), 1))
-        fg, us = self.fg_channel, self.unknown_channel
-        return trimap, alpha_r, fuse(prob[:, fg : fg + 1], prob[:, us : us + 1], alpha_r)
 
 
 # ============================================================================ MindSpore: T-Net
@@ -362,7 +370,7 @@ class MindSporeMNet(nn.Module):
         return self.conv(x)
 
 
-class SHMMindSporeNet(nn.Module):
+class SHMMindSporeNet(_TwoStage):
     """The MindSpore model zoo's end-to-end ``net`` (stage 2): ``(N,3,H,W)``, H and W multiples of 16.
 
     Input is the BGR encoding of ``eval.py`` (see the module docstring). Returns ``(trimap logits,
@@ -379,9 +387,3 @@ class SHMMindSporeNet(nn.Module):
         self.t_net = MobileNetV2UNet(3)
         self.m_net = MindSporeMNet()
 
-    def forward(self, x):
-        trimap = self.t_net(x)
-        prob = torch.softmax(trimap, dim=1)
-        alpha_r = self.m_net(torch.cat((x, prob), 1))
-        fg, us = self.fg_channel, self.unknown_channel
-        return trimap, alpha_r, fuse(prob[:, fg : fg + 1], prob[:, us : us + 1], alpha_r)

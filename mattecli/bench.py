@@ -166,6 +166,7 @@ class BenchSettings:
         device: passed to the method (``auto``, ``cpu``, ``cuda``, ``cuda:N``).
         precision: passed to the method (``fp32``, ``fp16``, ``bf16``).
         weights: a weights file overriding the manifest (deep methods).
+        variant: the weights variant of methods that have several (e.g. ``sim-simd``).
         limit: first N samples only.
         grad_norm: ``minmax`` (MATLAB mat2gray) or ``255``.
         quantize: 8 or 16 to score the prediction rounded to that bit depth (what a
@@ -185,6 +186,7 @@ class BenchSettings:
     device: str = "auto"
     precision: str = "fp32"
     weights: str | None = None
+    variant: str | None = None
     limit: int | None = None
     grad_norm: str = "minmax"
     quantize: int | None = 8
@@ -684,6 +686,7 @@ def run_bench(
                 device=settings.device,
                 precision=settings.precision,
                 weights=None if settings.weights is None else Path(settings.weights),
+                variant=settings.variant,
                 options=dict(settings.method_options),
             )
         )
@@ -702,6 +705,7 @@ def run_bench(
         "metric_mode": dataset.metric_mode,
         "exact_trimap": dataset.exact_trimap,
         "method": settings.method,
+        "variant": settings.variant,
         "predictions": None if settings.predictions is None else str(Path(settings.predictions).resolve()),
         "weights_sha256": weights_sha,
         "device": device,
@@ -779,6 +783,7 @@ def run_bench(
             "requested_device": settings.device,
             "precision": settings.precision,
             "weights": settings.weights,
+            "variant": settings.variant,
             "save_predictions": settings.save_predictions,
             "dataset_options": {k: str(v) for k, v in settings.dataset_options.items()},
             "method_options": settings.method_options,

@@ -163,7 +163,13 @@ def bench(
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (deep methods).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest.")] = None,
     strategy: Annotated[
-        str | None, typer.Option(help="Test strategy of methods that have several (aim: hybrid or resize).")
+        str | None,
+        typer.Option(
+            help="Test strategy of methods that have several (aim: hybrid, resize, tiled; shm: whole, resize)."
+        ),
+    ] = None,
+    variant: Annotated[
+        str | None, typer.Option(help="Weights variant of methods that have several (sim-simd, shm, ...).")
     ] = None,
     save_predictions: Annotated[
         Path | None, typer.Option("--save-predictions", help="Write every scored matte to DIR/<name>.png.")
@@ -248,6 +254,7 @@ def bench(
         device=device,
         precision=precision,
         weights=None if weights is None else str(weights),
+        variant=variant,
         limit=limit,
         grad_norm=grad_norm,
         quantize=quant_map[quantize.lower()],

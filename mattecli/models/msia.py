@@ -47,6 +47,7 @@ class MsiaMatter:
     net: object
     device: object
     precision: str = "fp32"
+    weights_path: object = None  # the weights file (bench reports its sha256)
 
     def predict(self, image: np.ndarray, trimap: np.ndarray | None = None) -> np.ndarray:
         """float32 ``HxWx3`` RGB in [0, 1] (+ an optional uint8 ``HxW`` trimap) -> float32 ``HxW`` alpha."""
@@ -78,7 +79,9 @@ def _create(config: MethodConfig) -> MsiaMatter:
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
     net = engine.prepare_model(load_model(variant, device, config.weights), device)
-    return MsiaMatter(net, device, config.precision)
+    from mattecli.weights import local_path
+
+    return MsiaMatter(net, device, config.precision, weights_path=config.weights or local_path(variant))
 
 
 register(

@@ -170,6 +170,7 @@ class ShmMatter:
     precision: str = "fp32"
     strategy: str = "whole"
     encoding: str = "imagenet"
+    weights_path: object = None  # the weights file (bench reports its sha256)
 
     def _forward(self, image: np.ndarray):
         """``HxWx3`` image in [0, 1] (already at the network size) -> (softmax ``3xHxW``, alpha ``HxW``)."""
@@ -224,7 +225,10 @@ def _create(config: MethodConfig) -> ShmMatter:
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
     net = engine.prepare_model(load_model(variant, device, config.weights), device)
-    return ShmMatter(net, device, config.precision, strategy, ENCODING[variant])
+    from mattecli.weights import local_path
+
+    weights_path = config.weights or local_path(variant)
+    return ShmMatter(net, device, config.precision, strategy, ENCODING[variant], weights_path=weights_path)
 
 
 register(

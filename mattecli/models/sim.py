@@ -225,6 +225,7 @@ class SimMatter:
     analyzer: object  # mattecli.semantic.PatchAnalyzer
     device: object
     precision: str = "fp32"
+    weights_path: object = None  # the matting weights file (bench reports its sha256)
 
     def predict_with_semantic(self, image: np.ndarray, trimap: np.ndarray):
         """Alpha (float32 ``HxW``) and the :class:`~mattecli.semantic.SemanticTrimap` it was computed with."""
@@ -284,7 +285,9 @@ def _create(config: MethodConfig) -> SimMatter:
         patch_sizes=sizes,
         batch_size=batch_size,
     )
-    return SimMatter(net, analyzer, device, config.precision)
+    from mattecli.weights import local_path
+
+    return SimMatter(net, analyzer, device, config.precision, weights_path=config.weights or local_path(variant))
 
 
 register(

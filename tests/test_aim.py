@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import EXAMPLES, REPO, invoke
+from helpers import random_net
 
 from mattecli import engine, io, models
 from mattecli.errors import CheckpointMismatchError
@@ -26,14 +27,7 @@ ALIASES = [
 
 
 def _random_net(seed: int = 0) -> AimNet:
-    torch.manual_seed(seed)
-    net = AimNet()
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-    return net.eval()
+    return random_net(AimNet(), seed)
 
 
 def official_state_dict(net: AimNet) -> dict:

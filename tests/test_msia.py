@@ -9,6 +9,7 @@ import pytest
 import torch
 import typer
 from conftest import EXAMPLES
+from helpers import random_net
 from typer.testing import CliRunner
 
 import mattecli.models.msia as msia  # registers the method (not yet imported by the registry)
@@ -17,20 +18,10 @@ from mattecli.errors import BadOptionError, TrimapError
 from mattecli.models.msia_net import InformationAssembly, MSIANet, ResNeXt101
 
 
-def _randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-    return net.eval()
-
-
 @pytest.fixture(scope="module")
 def net() -> MSIANet:
     torch.manual_seed(0)
-    return _randomise(MSIANet())
+    return random_net(MSIANet())
 
 
 @pytest.fixture(scope="module")

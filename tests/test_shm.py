@@ -10,6 +10,7 @@ import pytest
 import torch
 import typer
 from conftest import EXAMPLES
+from helpers import mindspore_ckpt, random_net
 from typer.testing import CliRunner
 
 import mattecli.models.shm as shm  # registers the method (not yet imported by the registry)
@@ -20,53 +21,9 @@ from mattecli.models.shm_net import MindSporeMNet, SHMMindSporeNet, SHMNet, fuse
 MS_FILENAME = "semantichumanmatting_ascend_v180_MattingHumanDatasets_official_cv_avesad5.49.ckpt"
 
 
-def _randomise(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
-    return net.eval()
-
-
 def _ms_net(seed: int = 0) -> SHMMindSporeNet:
     torch.manual_seed(seed)
-    return _randomise(SHMMindSporeNet(), seed)
-
-
-# ----------------------------------------------------------------------------- MindSpore .ckpt writer
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: bytes | int) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
-_MS_TYPES = {np.dtype("float32"): b"Float32", np.dtype("int32"): b"Int32"}
-
-
-def mindspore_ckpt(tensors: dict[str, np.ndarray]) -> bytes:
-    """MindSpore's checkpoint protobuf: ``Checkpoint{repeated Value value = 1}``,
-    ``Value{string tag = 1; TensorProto tensor = 2}``,
-    ``TensorProto{repeated int64 dims = 1; string tensor_type = 2; bytes tensor_content = 3}``."""
-    parts = []
-    for name, array in tensors.items():
-        array = np.asarray(array)
-        dims = b"".join(_field(1, d) for d in array.shape)
-        content = array.astype(array.dtype.newbyteorder("<")).tobytes()
-        tensor = dims + _field(2, _MS_TYPES[array.dtype]) + _field(3, content)
-        parts.append(_field(1, _field(1, name.encode()) + _field(2, tensor)))
-    return b"".join(parts)
+    return random_net(SHMMindSporeNet(), seed)
 
 
 _TO_MS = {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean", "running_var": "moving_variance"}
@@ -123,7 +80,7 @@ def test_mindspore_net_fuses_channel_1_plus_channel_2_times_alpha_r():
 
 def test_paper_net_shapes_sigmoid_alpha_r_and_fusion():
     torch.manual_seed(0)
-    net = _randomise(SHMNet())
+    net = random_net(SHMNet())
     with torch.inference_mode():
         trimap, alpha_r, alpha_p = net(torch.randn(1, 3, 32, 48))
     assert trimap.shape == (1, 3, 32, 48) and alpha_r.shape == alpha_p.shape == (1, 1, 32, 48)
@@ -302,7 +259,7 @@ def test_resize_strategy_is_the_mindspore_evaluation():
 @pytest.mark.parametrize("strategy", ["whole", "resize"])
 def test_real_networks_round_trip_odd_sizes(strategy):
     image = _image(67, 93, seed=2)
-    for net, encoding in ((_ms_net(), "mindspore"), (_randomise(SHMNet()), "imagenet")):
+    for net, encoding in ((_ms_net(), "mindspore"), (random_net(SHMNet()), "imagenet")):
         if strategy == "resize" and encoding == "imagenet":
             continue  # the paper net at 320x320 is slow on CPU and adds nothing here
         matter = shm.ShmMatter(net, torch.device("cpu"), strategy=strategy, encoding=encoding)

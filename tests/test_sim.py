@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 import typer
 from conftest import EXAMPLES
+from helpers import random_net
 from typer.testing import CliRunner
 
 import mattecli.models.sim  # noqa: F401  (registers "sim" until the registry imports it)
@@ -32,18 +33,6 @@ from mattecli.models.sim_net import SIMClassifier, SIMNet, WSConv2d, standardize
 from mattecli.semantic import PatchAnalyzer
 
 # ----------------------------------------------------------------------------- helpers (test_semantic_trimap uses them)
-
-
-def random_net(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Random weights with non-trivial batch-norm statistics, eval mode."""
-    torch.manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.1, 0.1)
-            m.running_var.uniform_(0.5, 1.5)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.1, 0.1)
-    return net.eval()
 
 
 def save_official_matting(net: SIMNet, path: Path) -> Path:

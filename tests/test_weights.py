@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from helpers import mindspore_ckpt
 from hub_server import FakeHub, hub_entry, use_fake_hub, write_manifest
 from safetensors import safe_open
 from safetensors.torch import load_file, save
@@ -730,36 +731,6 @@ def test_weights_file_override(env):
 
 
 # ---------------------------------------------------------------------------- MindSpore
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: bytes | int) -> bytes:
-    if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
-
-
-def mindspore_ckpt(tensors: dict[str, np.ndarray], *, packed: bool = False) -> bytes:
-    """Encode a MindSpore checkpoint (protobuf: Checkpoint{repeated Value{tag, TensorProto}})."""
-    types = {np.dtype("float32"): b"Float32", np.dtype("float16"): b"Float16", np.dtype("int32"): b"Int32",
-             np.dtype("int64"): b"Int64"}
-    out = b""
-    for name, array in tensors.items():
-        if packed:
-            dims = _field(1, b"".join(_varint(d) for d in array.shape)) if array.shape else b""
-        else:
-            dims = b"".join(_field(1, d) for d in array.shape)
-        tensor = dims + _field(2, types[array.dtype]) + _field(3, array.astype(array.dtype.newbyteorder("<")).tobytes())
-        out += _field(1, _field(1, name.encode()) + _field(2, tensor))
-    return out
-
-
 @pytest.mark.parametrize("packed", [False, True])
 def test_import_mindspore_checkpoint(env, packed):
     ours = seeded(ToyNet(), 3).state_dict()

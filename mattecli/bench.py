@@ -167,6 +167,8 @@ class BenchSettings:
         precision: passed to the method (``fp32``, ``fp16``, ``bf16``).
         weights: a weights file overriding the manifest (deep methods).
         variant: the weights variant of methods that have several (e.g. ``sim-simd``).
+        shard: ``(K, N)``: score only the samples of shard K of N (by sample name); the
+            partial reports combine with :func:`merge_reports` into the full one.
         limit: first N samples only.
         grad_norm: ``minmax`` (MATLAB mat2gray) or ``255``.
         quantize: 8 or 16 to score the prediction rounded to that bit depth (what a
@@ -187,6 +189,7 @@ class BenchSettings:
     precision: str = "fp32"
     weights: str | None = None
     variant: str | None = None
+    shard: tuple[int, int] | None = None
     limit: int | None = None
     grad_norm: str = "minmax"
     quantize: int | None = 8
@@ -659,6 +662,12 @@ def run_bench(
         dataset = load_dataset(settings.dataset, settings.root, limit=settings.limit, **settings.dataset_options)
     else:
         dataset = dataset.limited(settings.limit)
+    if settings.shard is not None:
+        from dataclasses import replace as _replace
+
+        from mattecli.io import in_shard
+
+        dataset = _replace(dataset, samples=[s for s in dataset.samples if in_shard(s.name, settings.shard)])
 
     index = None
     matter = None
@@ -780,6 +789,7 @@ def run_bench(
             "quantize": settings.quantize,
             "clamp_known": clamp,
             "limit": settings.limit,
+            "shard": None if settings.shard is None else f"{settings.shard[0]}/{settings.shard[1]}",
             "requested_device": settings.device,
             "precision": settings.precision,
             "weights": settings.weights,

@@ -159,6 +159,7 @@ def composite_files(
     recursive: bool = False,
     overwrite: bool = False,
     stdin=None,
+    shard: tuple[int, int] | None = None,
     max_pixels: int | None = None,
 ) -> tuple[list[batch.Job], object]:
     """Plan composites of images over a new background; returns (jobs, iterator of result dicts).
@@ -166,7 +167,7 @@ def composite_files(
     ``alpha`` is one file (single image) or a folder of mattes matched by stem.
     """
     parse_background(background)  # fail before any work on a bad spec
-    items = io.discover(images, recursive=recursive, stdin=stdin)
+    items = io.discover(images, recursive=recursive, stdin=stdin, shard=shard)
     ext = out.suffix.lower() if len(items) == 1 and io.is_image_path(out) else ".png"
     jobs = batch.plan_jobs(items, Path(out), ext=ext)
 

@@ -14,6 +14,7 @@ Conventions at this boundary (see DESIGN.md):
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import sys
 import tempfile
@@ -39,6 +40,8 @@ from mattecli.errors import (
 __all__ = [
     "InputItem",
     "discover",
+    "parse_shard",
+    "in_shard",
     "read_image",
     "read_gray",
     "read_trimap",
@@ -102,11 +105,39 @@ def _has_glob_magic(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` (1 <= K <= N) -> ``(K, N)``.
+
+    Raises:
+        BadOptionError: anything else.
+    """
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise BadOptionError(f"--shard must look like K/N (e.g. 2/8), not {text!r}") from None
+    if not 1 <= k <= n:
+        raise BadOptionError(f"--shard {text}: K must be between 1 and N")
+    return k, n
+
+
+def in_shard(key: str, shard: tuple[int, int]) -> bool:
+    """Whether ``key`` (a relative path or sample name) belongs to shard ``(K, N)``.
+
+    The choice hashes the key alone (SHA-1, not Python's salted ``hash``), so it is the
+    same on every machine and for every order of the inputs: N processes given the same
+    inputs split them with no coordination, and together cover each input exactly once.
+    """
+    k, n = shard
+    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % n == k - 1
+
+
 def discover(
     inputs: Sequence[str | os.PathLike],
     *,
     recursive: bool = False,
     stdin: IO[str] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> list[InputItem]:
     """Expand command-line inputs into an ordered list of images.
 
@@ -114,7 +145,8 @@ def discover(
     pattern, or ``-`` meaning newline-separated paths read from ``stdin``. Files named
     explicitly are kept even if their extension is unusual (the decoder decides);
     folder scans keep known image extensions only. Duplicates are dropped, first
-    occurrence wins.
+    occurrence wins. ``shard=(K, N)`` keeps the items of that shard (by relative
+    path, see :func:`in_shard`); a shard may be empty.
 
     Raises:
         NoInputsError: nothing matched at all, or a named path does not exist.
@@ -160,6 +192,8 @@ def discover(
             unique.append(it)
     if not unique:
         raise NoInputsError("no input images given", hint="pass files, folders, globs, or - for stdin")
+    if shard is not None:
+        unique = [it for it in unique if in_shard(it.rel.as_posix(), shard)]
     return unique
 
 
@@ -220,8 +254,7 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> int:
         return 1
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{path}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of "
-            f"{max_pixels / 1e6:.1f} MP",
+            f"{path}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of {max_pixels / 1e6:.1f} MP",
             hint="raise it with --max-pixels or MATTECLI_MAX_PIXELS if the file is trusted",
         )
     return orientation

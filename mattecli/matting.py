@@ -53,6 +53,7 @@ def matte_files(
     recursive: bool = False,
     overwrite: bool = False,
     stdin=None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[list[batch.Job], Iterator[dict]]:
     """Plan and run matting over inputs; returns (jobs, iterator of per-file result dicts).
 
@@ -79,7 +80,7 @@ def matte_files(
         raise BadOptionError(f"--save-trimap is for trimap-free methods; {method} takes the trimap you give it")
     if trimap is not None and not trimap.exists():
         raise BadOptionError(f"trimap not found: {trimap}")
-    items = io.discover(inputs, recursive=recursive, stdin=stdin)
+    items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
     roles = {}
     if settings.cutout:
         roles["cutout"] = "_cutout"
@@ -88,7 +89,8 @@ def matte_files(
     if settings.save_trimap:
         roles["trimap"] = "_trimap"
     jobs = batch.plan_jobs(items, Path(out), roles=roles)
-    batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
+    if jobs:
+        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
 
     def results() -> Iterator[dict]:
         matter = None
@@ -141,6 +143,7 @@ def predicted_trimap_files(
     recursive: bool = False,
     overwrite: bool = False,
     stdin=None,
+    shard: tuple[int, int] | None = None,
     max_pixels: int | None = None,
 ) -> tuple[list[batch.Job], Iterator[dict]]:
     """Trimaps predicted from the images themselves by a trimap-free method (e.g. AIM's glance decoder).
@@ -154,7 +157,7 @@ def predicted_trimap_files(
             f"method {method} needs a trimap itself and cannot predict one",
             hint="use a trimap-free method, e.g. --method aim",
         )
-    jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin), Path(out))
+    jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
 
     def results() -> Iterator[dict]:
         matter = None

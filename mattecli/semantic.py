@@ -510,6 +510,7 @@ def semantic_trimap_files(
     recursive: bool = False,
     overwrite: bool = False,
     stdin=None,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[list[batch.Job], Iterator[dict]]:
     """Plan and compute semantic trimaps; returns (jobs, iterator of per-file result dicts).
 
@@ -528,10 +529,10 @@ def semantic_trimap_files(
     sizes = parse_patch_sizes(settings.patch_sizes)
     if settings.batch_size < 1:
         raise BadOptionError(f"--batch-size must be >= 1, not {settings.batch_size}")
-    items = io.discover(inputs, recursive=recursive, stdin=stdin)
+    items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
     jobs = _plan(items, Path(out), settings)
-    folder = jobs[0].output.parent if len(jobs) == 1 else Path(out)
-    batch.check_writable(folder)
+    if jobs:
+        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
 
     def results() -> Iterator[dict]:
         analyzer = None

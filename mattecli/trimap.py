@@ -118,11 +118,12 @@ def trimap_files(
     recursive: bool = False,
     overwrite: bool = False,
     stdin=None,
+    shard: tuple[int, int] | None = None,
     max_pixels: int | None = None,
 ) -> tuple[list[batch.Job], object]:
     """Plan trimaps for alpha/mask files; returns (jobs, iterator of result dicts)."""
     settings.validate()
-    jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin), Path(out))
+    jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
 
     def work(job: batch.Job) -> dict:
         trimap = make_trimap(io.read_gray(job.item.path, max_pixels=max_pixels), settings)

@@ -151,9 +151,14 @@ def _progress(quiet: bool, total_hint: str):
 @common.handles_errors
 def bench(
     dataset: Annotated[
-        str, typer.Option("--dataset", "-d", help=f"Benchmark: {', '.join(_DATASETS)}.", show_default=False)
-    ],
-    root: Annotated[Path, typer.Option("--root", help="The dataset folder.", show_default=False)],
+        str | None, typer.Option("--dataset", "-d", help=f"Benchmark: {', '.join(_DATASETS)}.", show_default=False)
+    ] = None,
+    root: Annotated[Path | None, typer.Option("--root", help="The dataset folder.", show_default=False)] = None,
+    shard: common.ShardOpt = None,
+    merge: Annotated[
+        list[Path] | None,
+        typer.Option("--merge", help="Combine partial reports (e.g. of --shard runs) into one; repeat per file."),
+    ] = None,
     method: Annotated[
         str | None,
         typer.Option("--method", "-m", help="Method to run (or, with --predictions, the label of the mattes)."),
@@ -226,6 +231,18 @@ def bench(
     from mattecli import bench as lib
     from mattecli.datasets import DATASETS
 
+    if merge:
+        result = lib.merge_reports([lib.load_report(path) for path in merge])
+        if report is not None:
+            lib.write_report(result, report)
+        if json_out:
+            common.stdout.print(json.dumps(result, ensure_ascii=False, allow_nan=False), markup=False, highlight=False)
+        if not quiet:
+            render_report(result)
+        common.exit_with(common.EXIT_FAILED if result["failures"] else common.EXIT_OK)
+        return
+    if dataset is None or root is None:
+        raise common.UsageError("give --dataset and --root (or --merge REPORT ...)")
     if dataset not in DATASETS:
         raise common.UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
     if method is None and predictions is None:
@@ -255,6 +272,7 @@ def bench(
         precision=precision,
         weights=None if weights is None else str(weights),
         variant=variant,
+        shard=common.shard_of(shard),
         limit=limit,
         grad_norm=grad_norm,
         quantize=quant_map[quantize.lower()],

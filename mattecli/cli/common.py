@@ -59,6 +59,8 @@ __all__ = [
     "RecursiveOpt",
     "BitDepthOpt",
     "MaxPixelsOpt",
+    "ShardOpt",
+    "shard_of",
 ]
 
 EXIT_OK = 0
@@ -197,16 +199,12 @@ class Reporter:
 
 # ----------------------------------------------------------------------------- options
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per processed file on stdout.")]
-QuietOpt = Annotated[
-    bool, typer.Option("--quiet", "-q", help="No progress bar or summary (errors still show).")
-]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary (errors still show).")]
 OverwriteOpt = Annotated[
     bool,
     typer.Option("--overwrite", help="Redo outputs that already exist (default: skip them, so runs resume)."),
 ]
-RecursiveOpt = Annotated[
-    bool, typer.Option("--recursive", "-r", help="Descend into subfolders of input folders.")
-]
+RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into subfolders of input folders.")]
 BitDepthOpt = Annotated[int, typer.Option("--bit-depth", help="Bits per channel of PNG outputs: 8 or 16.")]
 MaxPixelsOpt = Annotated[
     int | None,
@@ -216,18 +214,29 @@ MaxPixelsOpt = Annotated[
         "default MATTECLI_MAX_PIXELS or 200 MP).",
     ),
 ]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--shard",
+        help="K/N: process only shard K of N (by a hash of each input's relative path), so N processes or "
+        "cluster array jobs split a folder with no coordination.",
+    ),
+]
 InputsArg = Annotated[
     list[str],
-    typer.Argument(
-        help="Image files, folders, glob patterns, or - to read paths from stdin.", show_default=False
-    ),
+    typer.Argument(help="Image files, folders, glob patterns, or - to read paths from stdin.", show_default=False),
 ]
 OutArg = Annotated[
     Path,
-    typer.Argument(
-        help="Output folder (or output file when there is exactly one input).", show_default=False
-    ),
+    typer.Argument(help="Output folder (or output file when there is exactly one input).", show_default=False),
 ]
+
+
+def shard_of(text: str | None) -> tuple[int, int] | None:
+    """Parse ``--shard`` (None when not given)."""
+    from mattecli.io import parse_shard
+
+    return None if text is None else parse_shard(text)
 
 
 def check_bit_depth(bit_depth: int) -> int:

@@ -13,12 +13,8 @@ from mattecli.cli.common import BitDepthOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt
 
 @common.handles_errors
 def composite(
-    image: Annotated[
-        str, typer.Argument(help="Image file or folder (or - for paths on stdin).", show_default=False)
-    ],
-    alpha: Annotated[
-        Path, typer.Argument(help="Alpha matte file, or folder matched by stem.", show_default=False)
-    ],
+    image: Annotated[str, typer.Argument(help="Image file or folder (or - for paths on stdin).", show_default=False)],
+    alpha: Annotated[Path, typer.Argument(help="Alpha matte file, or folder matched by stem.", show_default=False)],
     out: common.OutArg,
     background: Annotated[
         str,
@@ -34,6 +30,7 @@ def composite(
     ] = True,
     bit_depth: BitDepthOpt = 8,
     recursive: RecursiveOpt = False,
+    shard: common.ShardOpt = None,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
@@ -53,6 +50,7 @@ def composite(
         estimate_fg=estimate_foreground,
         bit_depth=bit_depth,
         recursive=recursive,
+        shard=common.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin([image]),
         max_pixels=max_pixels,

@@ -72,6 +72,7 @@ def matte(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="I/O threads decoding and writing beside the model.")] = 2,
     bit_depth: BitDepthOpt = 8,
     recursive: RecursiveOpt = False,
+    shard: common.ShardOpt = None,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
@@ -121,6 +122,7 @@ def matte(
         trimap=trimap,
         settings=settings,
         recursive=recursive,
+        shard=common.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin(inputs),
     )

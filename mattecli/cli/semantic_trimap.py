@@ -52,6 +52,7 @@ def semantic_trimap(
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (autocast on CUDA, bf16 also on CPU).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Classifier weights file overriding sim-classifier.")] = None,
     recursive: RecursiveOpt = False,
+    shard: common.ShardOpt = None,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
@@ -83,6 +84,7 @@ def semantic_trimap(
         trimap=trimap,
         settings=settings,
         recursive=recursive,
+        shard=common.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin(inputs),
     )

@@ -39,13 +39,9 @@ app = typer.Typer(
 
 VariantArg = Annotated[
     str,
-    typer.Argument(
-        help="Weights variant, e.g. sim-comp1k (`mattecli weights list` shows all).", show_default=False
-    ),
+    typer.Argument(help="Weights variant, e.g. sim-comp1k (`mattecli weights list` shows all).", show_default=False),
 ]
-OptionalVariantArg = Annotated[
-    str | None, typer.Argument(help="Weights variant (default: all).", show_default=False)
-]
+OptionalVariantArg = Annotated[str | None, typer.Argument(help="Weights variant (default: all).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per variant/file on stdout.")]
 CheckOpt = Annotated[bool, typer.Option("--check", help="Hash the local files to show checksum ok/mismatch.")]
 AllOpt = Annotated[bool, typer.Option("--all", help="Download every published variant.")]
@@ -54,9 +50,7 @@ FileArg = Annotated[
     Path,
     typer.Argument(help="The authors' checkpoint file, or a converted .safetensors.", show_default=False),
 ]
-OutDirArg = Annotated[
-    Path, typer.Argument(help="Folder to write (must be empty or absent).", show_default=False)
-]
+OutDirArg = Annotated[Path, typer.Argument(help="Folder to write (must be empty or absent).", show_default=False)]
 RepoIdOpt = Annotated[str | None, typer.Option("--repo-id", help="Hub repository the files are meant for.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Write into a folder that has files.")]
 
@@ -231,8 +225,7 @@ def verify(
         names = ", ".join(f"{c.variant} ({c.kind})" for c in bad)
         raise ChecksumMismatchError(
             f"{len(bad)} of {len(results)} weights files failed verification: {names}",
-            hint="download again with `mattecli weights pull VARIANT --force`, "
-            "or import the official file again",
+            hint="download again with `mattecli weights pull VARIANT --force`, or import the official file again",
         )
 
 

@@ -27,8 +27,7 @@ def _validate(image: np.ndarray, trimap: np.ndarray) -> None:
         raise ValueError(f"image must be HxWx3, got shape {image.shape}")
     if trimap.shape != image.shape[:2]:
         raise TrimapError(
-            f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is "
-            f"{image.shape[1]}x{image.shape[0]}"
+            f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}"
         )
     if not (trimap == 255).any():
         raise TrimapError("trimap has no foreground (white, 255) pixels", hint="mark some certain foreground")

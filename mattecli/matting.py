@@ -14,7 +14,15 @@ from mattecli.composite import estimate_foreground
 from mattecli.errors import BadOptionError
 from mattecli.trimap import clamp_known
 
-__all__ = ["MatteSettings", "matte_image", "matte_files", "predicted_trimap_files"]
+__all__ = [
+    "MatteSettings",
+    "MatteRunner",
+    "output_roles",
+    "plan_matte",
+    "matte_image",
+    "matte_files",
+    "predicted_trimap_files",
+]
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,110 @@ def matte_image(
     return alpha
 
 
+def output_roles(settings: MatteSettings) -> dict[str, str]:
+    """Extra outputs beside each alpha: role -> file-name suffix."""
+    roles = {}
+    if settings.cutout:
+        roles["cutout"] = "_cutout"
+    if settings.foreground:
+        roles["foreground"] = "_fg"
+    if settings.save_trimap:
+        roles["trimap"] = "_trimap"
+    return roles
+
+
+class MatteRunner:
+    """Mattes jobs with one method; the method is built (weights loaded) on first use, then reused.
+
+    ``count`` is the size of the whole input list (a single trimap file is only valid for one
+    input). Used by :func:`matte_files` and by scale-out workers (one runner per process/actor).
+    """
+
+    def __init__(self, spec: models.MethodSpec, settings: MatteSettings, trimap: Path | None, *, count: int):
+        self.spec = spec
+        self.settings = settings
+        self.trimap = trimap
+        self.count = count
+        self.matter = None
+
+    def load(self, job: batch.Job):
+        s = self.settings
+        image = io.read_image(job.item.path, max_pixels=s.max_pixels)
+        tri_path = batch.pair_file(job.item, self.trimap, count=self.count, role="trimap")
+        tri = None
+        if tri_path is not None:
+            tri = io.read_trimap(tri_path, shape=image.shape[:2], max_pixels=s.max_pixels)
+        return image, tri
+
+    def compute(self, job: batch.Job, inputs) -> dict:
+        image, tri = inputs
+        if self.matter is None:
+            self.matter = self.spec.create(self.settings.config)
+        out = {}
+        if self.settings.save_trimap:
+            alpha, out["trimap"] = self.matter.predict_with_trimap(image)
+        else:
+            alpha = matte_image(self.matter, self.spec, image, tri)
+        out["main"] = alpha
+        if self.settings.cutout or self.settings.foreground:
+            out["fg"] = estimate_foreground(image, alpha)
+        return out
+
+    def save(self, job: batch.Job, out: dict) -> None:
+        bits = self.settings.bit_depth
+        if "trimap" in out:
+            io.atomic_write_bytes(job.outputs["trimap"], io.encode_png(out["trimap"]))
+        if self.settings.foreground:
+            io.write_image(job.outputs["foreground"], out["fg"], bit_depth=bits)
+        if self.settings.cutout:
+            io.write_rgba(job.outputs["cutout"], out["fg"], out["main"], bit_depth=bits)
+        io.write_alpha(job.output, out["main"], bit_depth=bits)  # last: its presence marks the job done
+
+    def run(self, jobs: list[batch.Job], *, overwrite: bool = False) -> Iterator[dict]:
+        stages = batch.Stages(compute=self.compute, load=self.load, save=self.save)
+        return batch.run_jobs(
+            jobs, stages, overwrite=overwrite, method=self.spec.name, io_workers=self.settings.io_workers
+        )
+
+
+def plan_matte(
+    inputs: Sequence[str | os.PathLike],
+    out: Path,
+    *,
+    method: str,
+    trimap: Path | None,
+    settings: MatteSettings,
+    recursive: bool = False,
+    stdin=None,
+    shard: tuple[int, int] | None = None,
+) -> tuple[models.MethodSpec, list[batch.Job]]:
+    """Check the options against the method and plan the jobs (no model is built).
+
+    Raises:
+        UnknownMethodError, BadOptionError, NoInputsError, OutputError.
+    """
+    spec = models.get(method)
+    if spec.needs_trimap and trimap is None:
+        raise BadOptionError(
+            f"method {method} needs a trimap",
+            hint="pass --trimap FILE_OR_FOLDER (or use a trimap-free method)",
+        )
+    if trimap is not None and not (spec.needs_trimap or spec.accepts_trimap):
+        raise BadOptionError(
+            f"method {method} is trimap-free and takes no --trimap",
+            hint="drop --trimap, or pick a trimap-based method (cf, knn)",
+        )
+    if settings.save_trimap and spec.needs_trimap:
+        raise BadOptionError(f"--save-trimap is for trimap-free methods; {method} takes the trimap you give it")
+    if trimap is not None and not trimap.exists():
+        raise BadOptionError(f"trimap not found: {trimap}")
+    items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
+    jobs = batch.plan_jobs(items, Path(out), roles=output_roles(settings))
+    if jobs:
+        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
+    return spec, jobs
+
+
 def matte_files(
     inputs: Sequence[str | os.PathLike],
     out: Path,
@@ -65,73 +177,11 @@ def matte_files(
         UnknownMethodError, BadOptionError, NoInputsError, OutputError.
     """
     settings = settings or MatteSettings()
-    spec = models.get(method)
-    if spec.needs_trimap and trimap is None:
-        raise BadOptionError(
-            f"method {method} needs a trimap",
-            hint="pass --trimap FILE_OR_FOLDER (or use a trimap-free method)",
-        )
-    if trimap is not None and not (spec.needs_trimap or spec.accepts_trimap):
-        raise BadOptionError(
-            f"method {method} is trimap-free and takes no --trimap",
-            hint="drop --trimap, or pick a trimap-based method (cf, knn)",
-        )
-    if settings.save_trimap and spec.needs_trimap:
-        raise BadOptionError(f"--save-trimap is for trimap-free methods; {method} takes the trimap you give it")
-    if trimap is not None and not trimap.exists():
-        raise BadOptionError(f"trimap not found: {trimap}")
-    items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
-    roles = {}
-    if settings.cutout:
-        roles["cutout"] = "_cutout"
-    if settings.foreground:
-        roles["foreground"] = "_fg"
-    if settings.save_trimap:
-        roles["trimap"] = "_trimap"
-    jobs = batch.plan_jobs(items, Path(out), roles=roles)
-    if jobs:
-        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
-
-    def results() -> Iterator[dict]:
-        matter = None
-
-        def load(job: batch.Job):
-            image = io.read_image(job.item.path, max_pixels=settings.max_pixels)
-            tri_path = batch.pair_file(job.item, trimap, count=len(jobs), role="trimap")
-            tri = None
-            if tri_path is not None:
-                tri = io.read_trimap(tri_path, shape=image.shape[:2], max_pixels=settings.max_pixels)
-            return image, tri
-
-        def compute(job: batch.Job, inputs) -> dict:
-            nonlocal matter
-            image, tri = inputs
-            if matter is None:
-                matter = spec.create(settings.config)
-            out = {}
-            if settings.save_trimap:
-                alpha, out["trimap"] = matter.predict_with_trimap(image)
-            else:
-                alpha = matte_image(matter, spec, image, tri)
-            out["main"] = alpha
-            if settings.cutout or settings.foreground:
-                out["fg"] = estimate_foreground(image, alpha)
-            return out
-
-        def save(job: batch.Job, out: dict) -> None:
-            bits = settings.bit_depth
-            if "trimap" in out:
-                io.atomic_write_bytes(job.outputs["trimap"], io.encode_png(out["trimap"]))
-            if settings.foreground:
-                io.write_image(job.outputs["foreground"], out["fg"], bit_depth=bits)
-            if settings.cutout:
-                io.write_rgba(job.outputs["cutout"], out["fg"], out["main"], bit_depth=bits)
-            io.write_alpha(job.output, out["main"], bit_depth=bits)  # last: its presence marks the job done
-
-        stages = batch.Stages(compute=compute, load=load, save=save)
-        yield from batch.run_jobs(jobs, stages, overwrite=overwrite, method=method, io_workers=settings.io_workers)
-
-    return jobs, results()
+    spec, jobs = plan_matte(
+        inputs, out, method=method, trimap=trimap, settings=settings, recursive=recursive, stdin=stdin, shard=shard
+    )
+    runner = MatteRunner(spec, settings, trimap, count=len(jobs))
+    return jobs, runner.run(jobs, overwrite=overwrite)
 
 
 def predicted_trimap_files(

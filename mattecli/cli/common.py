@@ -255,9 +255,13 @@ def in_stdin(inputs: list[str]) -> Any:
     return sys.stdin if "-" in inputs else None
 
 
-def report(jobs: list, results: Any, *, title: str, quiet: bool, json_lines: bool) -> None:
-    """Consume a batch's result iterator with a :class:`Reporter`; exit 1 if any file failed."""
-    with Reporter(len(jobs), title=title, quiet=quiet, json_lines=json_lines) as reporter:
+def report(jobs: list | int, results: Any, *, title: str, quiet: bool, json_lines: bool) -> None:
+    """Consume a batch's result iterator with a :class:`Reporter`; exit 1 if any file failed.
+
+    ``jobs`` is the planned job list (or just how many there are).
+    """
+    total = jobs if isinstance(jobs, int) else len(jobs)
+    with Reporter(total, title=title, quiet=quiet, json_lines=json_lines) as reporter:
         for result in results:
             reporter.add(result)
     reporter.summary()

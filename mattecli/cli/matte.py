@@ -64,11 +64,25 @@ def matte(
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the network (pays off on long runs).")
     ] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto, cpu, cuda or cuda:N; a list (cuda:0,cuda:1) or 'all' runs one worker process per device."
+        ),
+    ] = "auto",
     precision: Annotated[
         str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
     ] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")] = None,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray", help="Run on a Ray cluster (Ray Data, one model per actor); pip install 'mattecli[ray]'."
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: RAY_ADDRESS, else a local Ray instance).")
+    ] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="I/O threads decoding and writing beside the model.")] = 2,
     bit_depth: BitDepthOpt = 8,
     recursive: RecursiveOpt = False,
@@ -115,6 +129,43 @@ def matte(
             },
         ),
     )
+    from mattecli.distributed import matte_on_devices, parse_devices
+
+    if ray:
+        from mattecli.distributed import matte_with_ray
+
+        total, results = matte_with_ray(
+            inputs,
+            out,
+            method=method,
+            trimap=trimap,
+            settings=settings,
+            address=ray_address,
+            recursive=recursive,
+            overwrite=overwrite,
+            stdin=common.in_stdin(inputs),
+        )
+        common.report(total, results, title=f"matte ({method}) on Ray", quiet=quiet, json_lines=json_lines)
+        return
+    devices = parse_devices(device)
+    if devices is not None:
+        if shard is not None:
+            raise common.UsageError("--shard and several --device values do not combine; use one of them")
+        total, results = matte_on_devices(
+            inputs,
+            out,
+            devices,
+            method=method,
+            trimap=trimap,
+            settings=settings,
+            recursive=recursive,
+            overwrite=overwrite,
+            stdin=common.in_stdin(inputs),
+        )
+        common.report(
+            total, results, title=f"matte ({method}) on {len(devices)} devices", quiet=quiet, json_lines=json_lines
+        )
+        return
     jobs, results = matte_files(
         inputs,
         out,

@@ -33,9 +33,7 @@ def get(name: str) -> MethodSpec:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownMethodError(
-            f"unknown method {name!r}; known methods: {', '.join(list_methods())}"
-        ) from None
+        raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(list_methods())}") from None
 
 
 def list_methods() -> list[str]:

@@ -92,8 +92,7 @@ class PSPModule(nn.Module):
     def __init__(self, features: int, out_features: int, sizes=(1, 3, 5)):
         super().__init__()
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(s), nn.Conv2d(features, features, 1, bias=False))
-            for s in sizes
+            nn.Sequential(nn.AdaptiveAvgPool2d(s), nn.Conv2d(features, features, 1, bias=False)) for s in sizes
         )
         self.bottleneck = nn.Conv2d(features * (len(sizes) + 1), out_features, 1)
         self.relu = nn.ReLU()
@@ -101,8 +100,7 @@ class PSPModule(nn.Module):
     def forward(self, feats):
         h, w = feats.shape[2:]
         priors = [
-            F.interpolate(stage(feats), size=(h, w), mode="bilinear", align_corners=False)
-            for stage in self.stages
+            F.interpolate(stage(feats), size=(h, w), mode="bilinear", align_corners=False) for stage in self.stages
         ]
         return self.relu(self.bottleneck(torch.cat(priors + [feats], dim=1)))
 

@@ -61,9 +61,7 @@ class Bottleneck(nn.Module):
         width = int(planes * (base_width / 64.0)) * groups
         self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(
-            width, width, 3, stride, padding=dilation, dilation=dilation, groups=groups, bias=False
-        )
+        self.conv2 = nn.Conv2d(width, width, 3, stride, padding=dilation, dilation=dilation, groups=groups, bias=False)
         self.bn2 = nn.BatchNorm2d(width)
         self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -97,9 +95,7 @@ def make_layer(
     outplanes = planes * block.expansion
     downsample = None
     if stride != 1 or inplanes != outplanes:
-        downsample = nn.Sequential(
-            nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), nn.BatchNorm2d(outplanes)
-        )
+        downsample = nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride, bias=False), nn.BatchNorm2d(outplanes))
     first = dilation if first_dilation is None else first_dilation
     layers = [block(inplanes, planes, stride, downsample, dilation=first, **block_kw)]
     layers += [block(outplanes, planes, dilation=dilation, **block_kw) for _ in range(1, blocks)]

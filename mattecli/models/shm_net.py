@@ -247,7 +247,6 @@ class SHMNet(_TwoStage):
         self.m_net = VggMNet(6)
 
 
-
 # ============================================================================ MindSpore: T-Net
 class InvertedResidual(nn.Module):
     """MindSpore ``InvertedResidual``: 1x1 expand + BN + ReLU6, 3x3 depthwise + BN + ReLU6, 1x1 + BN."""
@@ -386,4 +385,3 @@ class SHMMindSporeNet(_TwoStage):
         super().__init__()
         self.t_net = MobileNetV2UNet(3)
         self.m_net = MindSporeMNet()
-

@@ -172,9 +172,7 @@ def _torch_load(path: Path) -> Any:
         with torch.serialization.safe_globals(allowed):
             return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as err:
-        raise UnsafeCheckpointError(
-            f"{path} cannot be loaded with the restricted unpickler ({_reason(err)})"
-        ) from err
+        raise UnsafeCheckpointError(f"{path} cannot be loaded with the restricted unpickler ({_reason(err)})") from err
 
 
 def _reason(err: BaseException) -> str:
@@ -394,9 +392,7 @@ def _listing(label: str, items: list[str], limit: int = 10) -> str:
     return f"{label} ({len(items)}): {shown}"
 
 
-def conform(
-    sd: dict[str, torch.Tensor], layout: Layout, variant: str, source: Path
-) -> dict[str, torch.Tensor]:
+def conform(sd: dict[str, torch.Tensor], layout: Layout, variant: str, source: Path) -> dict[str, torch.Tensor]:
     """Check ``sd`` against the module key by key; return it in canonical form (aliases dropped,
     floats cast to the module's dtype, contiguous) or raise :class:`CheckpointMismatchError`."""
     import torch
@@ -478,9 +474,7 @@ def convert_file(path: Path, entry: CheckpointEntry, arch: Architecture, layout:
         official = arch.detect(sd)
         if not official and not ours:
             others = [
-                v
-                for v, a in _ARCHITECTURES.items()
-                if v != entry.variant and a.detect is not None and a.detect(sd)
+                v for v, a in _ARCHITECTURES.items() if v != entry.variant and a.detect is not None and a.detect(sd)
             ]
             raise UnknownCheckpointError(
                 f"{path.name} is not an official {entry.variant} checkpoint"
@@ -508,9 +502,7 @@ def convert_file(path: Path, entry: CheckpointEntry, arch: Architecture, layout:
     return Converted(tensors, fmt, meta, verbatim)
 
 
-def load_into(
-    model: nn.Module, tensors: dict[str, torch.Tensor], layout: Layout, variant: str, source: Path
-) -> None:
+def load_into(model: nn.Module, tensors: dict[str, torch.Tensor], layout: Layout, variant: str, source: Path) -> None:
     full = dict(tensors)
     for alias, owner in layout.aliases.items():
         full[alias] = tensors[owner]

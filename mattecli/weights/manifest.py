@@ -300,9 +300,7 @@ def _parse_entry(f: _Fields) -> CheckpointEntry:
         c.get("note", str, required=False),
     )
     if conversion.source_format not in SOURCE_FORMATS:
-        raise c.error(
-            "source_format", f"must be one of {', '.join(SOURCE_FORMATS)}, not {conversion.source_format!r}"
-        )
+        raise c.error("source_format", f"must be one of {', '.join(SOURCE_FORMATS)}, not {conversion.source_format!r}")
     c.done()
     f.done()
     return CheckpointEntry(
@@ -365,9 +363,7 @@ def load_manifest(path: str | Path | None = None) -> Manifest:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ManifestError(
-            f"{path.name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}"
-        ) from err
+        raise ManifestError(f"{path.name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
     manifest = parse_manifest(data, path.name, path)
     _MANIFEST_CACHE[key] = manifest
     return manifest

@@ -102,9 +102,7 @@ def _model_card(entry: CheckpointEntry, meta: dict[str, str], sha: str, size: in
     return "\n".join(lines)
 
 
-def export(
-    variant: str, out_dir: str | Path, *, repo_id: str | None = None, overwrite: bool = False
-) -> ExportResult:
+def export(variant: str, out_dir: str | Path, *, repo_id: str | None = None, overwrite: bool = False) -> ExportResult:
     """Write a hub-ready folder for publishing ``variant``'s local weights: the safetensors file,
     a ``README.md`` model card (licence, provenance) and ``manifest_snippet.json`` (the manifest
     entry with ``hub`` filled in: sha256 and size; ``revision`` is left for the uploader).
@@ -121,9 +119,7 @@ def export(
     source = verified_path(copy)
     out = Path(out_dir).expanduser()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
-        raise OutputError(
-            f"{out} already exists and is not an empty folder", hint="pass --overwrite to replace it"
-        )
+        raise OutputError(f"{out} already exists and is not an empty folder", hint="pass --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
     from safetensors import safe_open
 
@@ -150,7 +146,6 @@ def export(
     warning = None
     if entry.license.lower() in _NOT_REDISTRIBUTABLE:
         warning = (
-            f"{variant}: the licence is {entry.license}; make sure the authors allow "
-            f"redistribution before publishing"
+            f"{variant}: the licence is {entry.license}; make sure the authors allow redistribution before publishing"
         )
     return ExportResult(out, weights, readme, snippet, sha, size, warning)

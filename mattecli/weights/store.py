@@ -296,9 +296,7 @@ def verified_path(copy: LocalCopy, *, use_cache: bool = True) -> Path:
         )
     else:
         hint = f"import it again with `{entry.import_command()}`"
-        _check_digest(
-            copy.path, copy.expected_sha256, copy.variant, "imported file", use_cache=use_cache, hint=hint
-        )
+        _check_digest(copy.path, copy.expected_sha256, copy.variant, "imported file", use_cache=use_cache, hint=hint)
     return copy.path
 
 
@@ -433,9 +431,9 @@ def _reproducible_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[s
 
     raw = save(tensors, metadata=metadata)
     n = int.from_bytes(raw[:8], "little")
-    header = json.dumps(json.loads(raw[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + raw[8 + n:]
+    return len(header).to_bytes(8, "little") + header + raw[8 + n :]
 
 
 def _store_import(entry: CheckpointEntry, write: Callable[[Path], None]) -> tuple[Path, str, int]:

@@ -1,0 +1,78 @@
+"""Scale-out: one worker process per device, and the Ray Data path, give the single-process outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLES, REPO
+
+from mattecli.distributed import parse_devices
+from mattecli.errors import BadOptionError
+
+
+def _run(args: list, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mattecli", *map(str, args)], capture_output=True, text=True, cwd=REPO, timeout=600, **kw
+    )
+
+
+def _single(tmp_path: Path) -> Path:
+    out = tmp_path / "single"
+    proc = _run(["matte", "-m", "cf", EXAMPLES / "images", out, "-t", EXAMPLES / "trimaps", "-q"])
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_parse_devices():
+    assert parse_devices("cuda:0") is None and parse_devices("auto") is None
+    assert parse_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
+    assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
+    with pytest.raises(BadOptionError):
+        parse_devices("cuda:0,")
+
+
+def test_one_worker_per_device_gives_identical_outputs(tmp_path):
+    single = _single(tmp_path)
+    out = tmp_path / "multi"
+    proc = _run(
+        ["matte", "-m", "cf", EXAMPLES / "images", out, "-t", EXAMPLES / "trimaps", "--device", "cpu,cpu", "--json"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sorted(Path(r["input"]).name for r in rows) == ["fluffy.png", "veil.png"]
+    assert all(r["status"] == "ok" and r["device"] == "cpu" for r in rows)
+    for name in ("fluffy.png", "veil.png"):
+        assert (out / name).read_bytes() == (single / name).read_bytes()
+    # re-running skips everything (the workers share skip-existing semantics)
+    proc = _run(
+        ["matte", "-m", "cf", EXAMPLES / "images", out, "-t", EXAMPLES / "trimaps", "--device", "cpu,cpu", "--json"]
+    )
+    assert {json.loads(line)["status"] for line in proc.stdout.splitlines()} == {"skipped"}
+
+
+def test_workers_report_fatal_errors(tmp_path):
+    proc = _run(
+        ["matte", "-m", "aim", EXAMPLES / "images", tmp_path / "o", "--device", "cpu,cpu"],
+        env={"HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2 and "mattecli weights import aim" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_ray_path_writes_the_same_outputs_as_the_local_path(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'mattecli[ray]')")
+    single = _single(tmp_path)
+    out = tmp_path / "ray"
+    proc = _run(
+        ["matte", "-m", "cf", EXAMPLES / "images", out, "-t", EXAMPLES / "trimaps", "--ray", "--json"],
+        env={"RAY_ADDRESS": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert sorted(r["status"] for r in rows) == ["ok", "ok"]
+    for name in ("fluffy.png", "veil.png"):
+        assert (out / name).read_bytes() == (single / name).read_bytes()

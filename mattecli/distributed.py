@@ -94,8 +94,10 @@ def matte_on_devices(
     Results arrive as workers finish files (not in input order). A usage, weights or device
     error in any worker stops the run with that error.
     """
-    from mattecli import errors, io
+    from mattecli import engine, errors, io
 
+    for device in devices:  # fail before spawning anything (e.g. cuda:1 on a one-GPU machine)
+        engine.select_device(device)
     if stdin is not None and "-" in [os.fspath(i) for i in inputs]:  # workers cannot share our stdin
         inputs = [os.fspath(i) for i in inputs if os.fspath(i) != "-"] + [
             line.strip() for line in stdin if line.strip()

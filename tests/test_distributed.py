@@ -76,3 +76,25 @@ def test_ray_path_writes_the_same_outputs_as_the_local_path(tmp_path):
     assert sorted(r["status"] for r in rows) == ["ok", "ok"]
     for name in ("fluffy.png", "veil.png"):
         assert (out / name).read_bytes() == (single / name).read_bytes()
+
+
+def test_absent_devices_are_refused_before_any_work(tmp_path):
+    import torch
+
+    if torch.cuda.device_count() >= 2:
+        pytest.skip("this machine has two GPUs")
+    proc = _run(
+        [
+            "matte",
+            "-m",
+            "cf",
+            EXAMPLES / "images",
+            tmp_path / "o",
+            "-t",
+            EXAMPLES / "trimaps",
+            "--device",
+            "cuda:0,cuda:1",
+        ]
+    )
+    assert proc.returncode == 2 and "requested but" in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -575,28 +575,21 @@ def evaluate(
             raise UsageError(f"unknown metric(s) {', '.join(bad)} for mode {mode!r}; known: {', '.join(wanted)}")
         wanted = list(metrics)
     out: dict[str, float] = {}
+    region = tri == UNKNOWN if mode == "unknown" else None
+    err = np.abs(p[region] - g[region]) if region is not None else np.abs(p - g)
+    if "sad" in wanted:
+        out["sad"] = float(err.sum() / 1000.0)
+    if "mse" in wanted:
+        out["mse"] = float(np.mean(err * err)) if err.size else 0.0
+    if "mad" in wanted:
+        out["mad"] = float(np.mean(err)) if err.size else 0.0
     if mode == "unknown":
-        region = tri == UNKNOWN
-        err = np.abs(p[region] - g[region])
-        if "sad" in wanted:
-            out["sad"] = float(err.sum() / 1000.0)
-        if "mse" in wanted:
-            out["mse"] = float(np.mean(err * err)) if err.size else 0.0
-        if "mad" in wanted:
-            out["mad"] = float(np.mean(err)) if err.size else 0.0
         if "grad" in wanted:
             out["grad"] = _grad(p, g, region, grad_norm)
         if "conn" in wanted:
             out["conn"] = _conn(p, g, region, CONN_STEP, "matlab")
         out["unknown_px"] = int(region.sum())
     else:
-        err = np.abs(p - g)
-        if "sad" in wanted:
-            out["sad"] = float(err.sum() / 1000.0)
-        if "mse" in wanted:
-            out["mse"] = float(np.mean(err * err)) if err.size else 0.0
-        if "mad" in wanted:
-            out["mad"] = float(np.mean(err)) if err.size else 0.0
         if "grad" in wanted:
             out["grad"] = _grad_aim(p, g, None)
         if "conn" in wanted:

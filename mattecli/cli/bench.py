@@ -167,15 +167,8 @@ def bench(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (deep methods).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest.")] = None,
-    strategy: Annotated[
-        str | None,
-        typer.Option(
-            help="Test strategy of methods that have several (aim: hybrid, resize, tiled; shm: whole, resize)."
-        ),
-    ] = None,
-    variant: Annotated[
-        str | None, typer.Option(help="Weights variant of methods that have several (sim-simd, shm, ...).")
-    ] = None,
+    strategy: common.StrategyOpt = None,
+    variant: common.VariantOpt = None,
     save_predictions: Annotated[
         Path | None, typer.Option("--save-predictions", help="Write every scored matte to DIR/<name>.png.")
     ] = None,

@@ -60,6 +60,8 @@ __all__ = [
     "BitDepthOpt",
     "MaxPixelsOpt",
     "ShardOpt",
+    "StrategyOpt",
+    "VariantOpt",
     "shard_of",
 ]
 
@@ -220,6 +222,16 @@ ShardOpt = Annotated[
         "--shard",
         help="K/N: process only shard K of N (by a hash of each input's relative path), so N processes or "
         "cluster array jobs split a folder with no coordination.",
+    ),
+]
+StrategyOpt = Annotated[
+    str | None,
+    typer.Option(help="Test strategy of methods that have several (aim: hybrid, resize, tiled; shm: whole, resize)."),
+]
+VariantOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Weights variant of methods that have several (sim: sim-comp1k, sim-simd; shm: shm-mindspore, shm)."
     ),
 ]
 InputsArg = Annotated[

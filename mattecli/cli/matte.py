@@ -42,18 +42,8 @@ def matte(
     save_trimap: Annotated[
         bool, typer.Option(help="Also write <stem>_trimap.png: the trimap a trimap-free method predicted.")
     ] = False,
-    strategy: Annotated[
-        str | None,
-        typer.Option(
-            help="Test strategy of methods that have several (aim: hybrid, resize, tiled; shm: whole, resize)."
-        ),
-    ] = None,
-    variant: Annotated[
-        str | None,
-        typer.Option(
-            help="Weights variant of methods that have several (sim: sim-comp1k, sim-simd; shm: shm-mindspore, shm)."
-        ),
-    ] = None,
+    strategy: common.StrategyOpt = None,
+    variant: common.VariantOpt = None,
     tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels for tiled inference.")] = None,
     tile_overlap: Annotated[int | None, typer.Option(help="Overlap between tiles in pixels.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Tiles or patches per forward pass.")] = None,

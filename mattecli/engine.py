@@ -11,12 +11,14 @@ import contextlib
 import os
 import re
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mattecli.errors import BadOptionError, DeviceError
+from mattecli.tiling import is_oom
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -28,14 +30,13 @@ __all__ = [
     "resize_zero_border",
     "pad_to_multiple",
     "PRECISIONS",
-    "tile_starts",
-    "blend_window",
-    "tiled_apply",
-    "tiled_apply_safe",
     "parse_memory",
     "memory_budget",
     "activation_bytes_per_pixel",
     "plan_tiles",
+    "measure_bytes_per_pixel",
+    "TilePolicy",
+    "tile_policy",
     "prepare_model",
     "channels_last",
     "is_oom",
@@ -121,6 +122,8 @@ def resize_zero_border(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """
     n, _, h, w = x.shape
     oh, ow = size
+    if (h, w) == (oh, ow):  # every sample lands on a pixel centre: the identity
+        return x.float()
     ys = (torch.arange(oh, device=x.device, dtype=torch.float32) + 0.5) * (h / oh) - 0.5
     xs = (torch.arange(ow, device=x.device, dtype=torch.float32) + 0.5) * (w / ow) - 0.5
     # grid_sample's normalised coordinates with align_corners=False: -1 and 1 are the outer pixel edges
@@ -128,78 +131,6 @@ def resize_zero_border(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     gx = (xs + 0.5) / w * 2 - 1
     grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None].expand(n, oh, ow, 2)
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-# ----------------------------------------------------------------------------- tiling
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of size ``tile`` covering ``[0, length)`` with at least ``overlap`` px shared.
-
-    The last tile is aligned to the end, so every tile lies fully inside (when ``length >= tile``).
-    """
-    if length <= tile:
-        return [0]
-    step = max(1, tile - overlap)
-    starts = list(range(0, length - tile, step))
-    starts.append(length - tile)
-    return starts
-
-
-def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
-    """A separable ``(height, width)`` weight: 1 inside, raised-cosine ramps over ``overlap`` px at each edge.
-
-    Weights stay strictly positive, so dividing the weighted sum of overlapping
-    tiles by the summed weights is always defined and seams fade smoothly.
-    """
-
-    def ramp(n: int) -> torch.Tensor:
-        w = torch.ones(n, dtype=torch.float32)
-        r = min(overlap, n // 2)
-        if r > 0:
-            t = (torch.arange(r, dtype=torch.float32) + 0.5) / r
-            edge = 0.5 - 0.5 * torch.cos(torch.pi * t)
-            w[:r] = edge
-            w[n - r :] = edge.flip(0)
-        return w
-
-    return ramp(height)[:, None] * ramp(width)[None, :]
-
-
-def tiled_apply(
-    fn,
-    x: torch.Tensor,
-    *,
-    tile: int,
-    overlap: int,
-    out_channels: int = 1,
-    batch_size: int = 4,
-    skip=None,
-) -> torch.Tensor:
-    """Apply ``fn`` to overlapping tiles of ``x`` ``(1,C,H,W)`` and blend the results into ``(1,out_channels,H,W)``.
-
-    ``fn`` maps ``(N,C,t,t)`` to ``(N,out_channels,t,t)``; tiles are batched by
-    ``batch_size``. ``skip(y0, y1, x0, x1) -> bool`` may exclude tiles (their area
-    stays 0 unless another tile covers it). Overlaps are blended with
-    :func:`blend_window`.
-    """
-    _, _, h, w = x.shape
-    th, tw = min(tile, h), min(tile, w)
-    boxes = [
-        (y0, y0 + th, x0, x0 + tw)
-        for y0 in tile_starts(h, th, overlap)
-        for x0 in tile_starts(w, tw, overlap)
-        if skip is None or not skip(y0, y0 + th, x0, x0 + tw)
-    ]
-    out = torch.zeros(1, out_channels, h, w, dtype=torch.float32, device=x.device)
-    weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=x.device)
-    window = blend_window(th, tw, overlap).to(x.device)
-    for i in range(0, len(boxes), batch_size):
-        chunk = boxes[i : i + batch_size]
-        batch = torch.cat([x[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in chunk], dim=0)
-        result = fn(batch).float()
-        for k, (y0, y1, x0, x1) in enumerate(chunk):
-            out[:, :, y0:y1, x0:x1] += result[k : k + 1] * window
-            weight[:, :, y0:y1, x0:x1] += window
-    return out / weight.clamp_min(1e-12)
 
 
 # ----------------------------------------------------------------------------- memory
@@ -250,7 +181,7 @@ def activation_bytes_per_pixel(
     """
     size = max(stride, size - size % stride)
     total = 0
-    device = next(net.parameters()).device
+    device = next(iter(net.parameters()), torch.zeros(0)).device
 
     def hook(_module, _inputs, output):
         nonlocal total
@@ -287,56 +218,182 @@ def plan_tiles(
     return max(tile, min_tile), batch
 
 
-def is_oom(err: BaseException) -> bool:
-    """Whether ``err`` is an out-of-memory error from torch (CUDA or CPU allocator)."""
-    if isinstance(err, torch.OutOfMemoryError):
+def _proc_status(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux ``clear_refs`` 5)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
         return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    except OSError:
+        return False
 
 
-def tiled_apply_safe(
-    fn,
-    x: torch.Tensor,
-    *,
-    tile: int,
-    overlap: int,
-    stride: int = 1,
-    out_channels: int = 1,
-    batch_size: int = 4,
-    skip=None,
-    min_tile: int | None = None,
-) -> torch.Tensor:
-    """:func:`tiled_apply` that survives running out of memory.
+def _peak_bytes(run, device: torch.device) -> int | None:
+    """Peak memory ``run()`` adds on ``device``: CUDA allocator peak, or the process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        run()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - base
+    if not _reset_peak_rss():
+        return None
+    base = _proc_status("VmRSS")
+    run()
+    peak = _proc_status("VmHWM")
+    return None if base is None or peak is None else peak - base
 
-    On an out-of-memory error the batch is halved and the same tiles are run
-    again; at batch 1 the tile is halved (kept a multiple of ``stride`` and above
-    ``min_tile``, default ``2 * overlap`` or one stride). Only when no smaller tile
-    is possible does it give up with a :class:`DeviceError`. Each fallback warns.
+
+def measure_bytes_per_pixel(forward, make_input, device: torch.device, *, sizes=(256, 512)) -> float | None:
+    """Measured peak memory per input pixel of ``forward(make_input(side))``, or None if it cannot be measured.
+
+    Runs square probes of the two ``sizes`` and takes the slope of peak memory against the
+    pixel count, so fixed costs (weights, allocator pools) drop out. On CUDA the allocator's
+    peak is exact; on the CPU the process's peak RSS is reset (Linux ``clear_refs``) before
+    each probe. The larger probe is also run first once, untimed, to warm allocator caches.
     """
-    min_tile = max(stride, min_tile or 2 * overlap or stride)
-    while True:
-        try:
-            return tiled_apply(
-                fn, x, tile=tile, overlap=overlap, out_channels=out_channels, batch_size=batch_size, skip=skip
+    small, large = sizes
+
+    def run(side: int):
+        with torch.inference_mode():
+            forward(make_input(side))
+
+    try:
+        run(large)
+        p_small = _peak_bytes(lambda: run(small), device)
+        p_large = _peak_bytes(lambda: run(large), device)
+    except Exception as err:  # a probe that does not fit says nothing useful
+        if is_oom(err):
+            return None
+        raise
+    if p_small is None or p_large is None or p_large <= p_small:
+        return None
+    return (p_large - p_small) / (large * large - small * small)
+
+
+@dataclass
+class TilePolicy:
+    """How one method tiles: tile side, halo, blend and batch, from options or from a memory budget.
+
+    ``halo`` defaults to the method's receptive-field margin (``MethodSpec.margin``); tile
+    and batch sizes come from ``budget`` and the network's measured memory per pixel
+    (:func:`measure_bytes_per_pixel`, falling back to the upper bound of
+    :func:`activation_bytes_per_pixel`) unless ``tile_size`` / ``batch_size`` are given.
+    Tiles never shrink below ``2 * halo + blend`` plus one stride (with a warning when the
+    budget asked for less).
+    """
+
+    stride: int
+    halo: int
+    blend: int = 32
+    tile_size: int | None = None
+    batch_size: int | None = None
+    budget: int | None = None
+    max_tile: int = 1024
+    max_batch: int = 8
+    bytes_per_pixel: float | None = None
+
+    @property
+    def min_tile(self) -> int:
+        need = 2 * self.halo + self.blend + self.stride
+        return need + (-need) % self.stride
+
+    def probe(self, net, forward, in_channels: int, device: torch.device) -> float:
+        """Bytes per input pixel of ``forward`` (measured once, then cached; not needed with explicit sizes)."""
+        if self.bytes_per_pixel is None and not (self.tile_size and self.batch_size):
+            s = self.stride
+
+            def make_input(side: int):
+                side -= side % s
+                return torch.zeros(1, in_channels, side, side, device=device)
+
+            bpp = measure_bytes_per_pixel(forward, make_input, device, sizes=(max(s, 128 - 128 % s), 384 - 384 % s))
+            if bpp is None:
+                bpp = activation_bytes_per_pixel(net, in_channels, stride=s, forward=forward)
+            self.bytes_per_pixel = bpp
+        return self.bytes_per_pixel
+
+    def fits(self, pixels: int) -> bool:
+        """Whether a whole-image pass of ``pixels`` fits the budget (needs :meth:`probe` first)."""
+        if self.budget is None or self.bytes_per_pixel is None:
+            return True
+        return pixels * self.bytes_per_pixel <= self.budget
+
+    def plan(self) -> tuple[int, int]:
+        """``(tile, batch)``: explicit sizes, else the largest that fit the budget."""
+        if self.tile_size and self.batch_size:
+            tile, batch = self.tile_size, self.batch_size
+        elif self.budget is None or self.bytes_per_pixel is None:
+            tile, batch = self.tile_size or self.max_tile, self.batch_size or 1
+        else:
+            tile, batch = plan_tiles(
+                self.budget,
+                self.bytes_per_pixel,
+                stride=self.stride,
+                max_tile=self.tile_size or self.max_tile,
+                min_tile=self.min_tile,
+                max_batch=self.max_batch,
             )
-        except Exception as err:
-            if not is_oom(err):
-                raise
-            if x.device.type == "cuda":
-                torch.cuda.empty_cache()
-            if batch_size > 1:
-                batch_size //= 2
-                warnings.warn(f"out of memory: retrying with batch size {batch_size}", RuntimeWarning, stacklevel=2)
-                continue
-            smaller = (tile // 2) - (tile // 2) % stride
-            if smaller < min_tile:
-                raise DeviceError(
-                    f"out of memory even with one {tile}x{tile} tile per batch",
-                    hint="lower --max-memory / --tile-size, use --precision fp16/bf16, or free the GPU",
-                ) from err
-            tile = smaller
-            overlap = min(overlap, tile // 4)
-            warnings.warn(f"out of memory: retrying with {tile}x{tile} tiles", RuntimeWarning, stacklevel=2)
+            tile = self.tile_size or tile
+            batch = self.batch_size or batch
+        tile = max(self.stride, tile - tile % self.stride)
+        if tile < self.min_tile:
+            warnings.warn(
+                f"tile {tile} is below 2 x halo + blend; using {self.min_tile}", RuntimeWarning, stacklevel=2
+            )
+            tile = self.min_tile
+        return tile, batch
+
+    def run(self, fn, source, *, size=None, skip=None, out_channels: int = 1) -> torch.Tensor:
+        """:func:`mattecli.tiling.tiled_apply_safe` with this policy's sizes."""
+        from mattecli.tiling import tiled_apply_safe
+
+        tile, batch = self.plan()
+        return tiled_apply_safe(
+            fn,
+            source,
+            tile=tile,
+            halo=self.halo,
+            blend=self.blend,
+            stride=self.stride,
+            batch_size=batch,
+            skip=skip,
+            size=size,
+            out_channels=out_channels,
+        )
+
+
+def tile_policy(spec, options: dict, device: torch.device, **defaults) -> TilePolicy:
+    """A :class:`TilePolicy` for ``spec`` from run options (``tile_size``, ``tile_overlap``, ``batch_size``,
+    ``max_memory``); ``tile_overlap`` is the halo (default ``spec.margin``).
+
+    Raises:
+        BadOptionError: sizes below their minimum.
+    """
+    for name, low in (("tile_size", spec.stride), ("tile_overlap", 0), ("batch_size", 1)):
+        if options.get(name) is not None and int(options[name]) < low:
+            raise BadOptionError(f"--{name.replace('_', '-')} must be >= {low}")
+    halo = options.get("tile_overlap")
+    return TilePolicy(
+        stride=spec.stride,
+        halo=int(spec.margin if halo is None else halo),
+        tile_size=int(options["tile_size"]) if options.get("tile_size") else None,
+        batch_size=int(options["batch_size"]) if options.get("batch_size") else None,
+        budget=memory_budget(device, options.get("max_memory")),
+        **defaults,
+    )
 
 
 # ----------------------------------------------------------------------------- model preparation

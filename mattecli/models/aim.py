@@ -15,13 +15,20 @@ Test strategies (``config.options["strategy"]``):
     is exactly 255 / 0 become 1 / 0, every other pixel takes the focus alpha.
 ``resize``
     One pass at 1/4; the network's own fused output is upsampled.
+``whole`` (mattecli's addition)
+    The glance trimap comes from the 1/4 pass as in ``hybrid``; the focus pass runs
+    once at full resolution, with the glance pass's global statistics (squeeze-and-
+    excitation, the PSP image bin) replayed. Fused as in ``hybrid``.
 ``tiled`` (mattecli's addition, for large images)
-    The glance trimap comes from the 1/4 pass as in ``hybrid``; the focus alpha is
-    computed at full resolution on overlapping tiles (``tile_size``, default 512,
-    overlap ``tile_overlap``, default 64, both multiples of 32 after rounding) and
-    blended with raised-cosine windows. Tiles whose area holds no transition pixel
-    are skipped. This keeps 8K detail that the 1/2-scale focus pass loses, with
-    memory bounded by the tile size.
+    ``whole`` with the focus pass on overlapping full-resolution tiles (the engine's
+    :class:`~mattecli.engine.TilePolicy`: tile side from ``tile_size`` or the memory
+    budget, halo ``tile_overlap``, default 64, raised-cosine blending). Tiles whose
+    area holds no transition pixel are skipped. This keeps 8K detail that the 1/2-scale
+    focus pass loses, with memory bounded by the tile size. The PSP module's 3x3 and
+    5x5 bins stay tile-local, the one difference from ``whole`` besides tile borders.
+
+``scales`` (``--scales GLANCE,FOCUS``) overrides the two ratios of every strategy but
+``resize`` (defaults 0.25,0.5 for ``hybrid``, 0.25,1 for ``whole`` / ``tiled``).
 
 Deviations, all for inputs the official code cannot take: sizes below 32 are
 raised to 32 (the official rounding would give 0), and the "exactly 0 / 255"
@@ -46,10 +53,11 @@ __all__ = [
     "scaled_size",
     "hybrid_fuse",
     "remap_official",
+    "parse_scales",
     "is_official",
 ]
 
-STRATEGIES = ("hybrid", "resize", "tiled")
+STRATEGIES = ("hybrid", "resize", "whole", "tiled")
 GLANCE_RATIO = 1 / 4
 FOCUS_RATIO = 1 / 2
 MAX_SIDE = 1600
@@ -135,46 +143,64 @@ register_architecture("aim", build=_build, remap=remap_official, detect=is_offic
 # ----------------------------------------------------------------------------- inference
 @dataclass
 class AimMatter:
-    """A loaded AimNet with the official test strategy; ``predict`` needs no trimap.
+    """A loaded AimNet with a test strategy; ``predict`` needs no trimap.
+
+    ``scales`` is ``(glance, focus)``: the glance pass runs on the image scaled by the first,
+    the focus pass by the second (hybrid: the official 1/4 and 1/2; whole and tiled: 1/4 and
+    full resolution). In ``whole`` and ``tiled`` the focus pass replays the glance pass's
+    global statistics (:class:`mattecli.tiling.GlobalContext`), so the two differ only by
+    the tiling.
 
     Memory: whole-image passes that run out of device memory are not lost. A glance
     pass is retried at half the size; a focus pass falls back to blended tiles at the
-    same scale. Tiles and batches come from ``memory_budget`` (bytes) unless
-    ``tile_size`` / ``batch_size`` are given, and shrink further on out-of-memory
-    errors (:func:`mattecli.engine.tiled_apply_safe`). Every fallback warns.
+    same scale. Tiles and batches follow ``tiles`` (a :class:`mattecli.engine.TilePolicy`:
+    explicit sizes or a memory budget) and shrink further on out-of-memory errors. Every
+    fallback warns.
     """
 
     net: object
     device: object
     precision: str = "fp32"
     strategy: str = "hybrid"
-    tile_size: int | None = None
-    tile_overlap: int = 64
-    batch_size: int | None = None
-    memory_budget: int | None = None
+    scales: tuple[float, float] | None = None
+    tiles: object = None  # engine.TilePolicy
     weights_path: object = None  # the file the weights came from (bench reports its sha256)
-    _bytes_per_pixel: float | None = None
 
-    def _forward(self, x):
+    def __post_init__(self):
+        from mattecli import engine, tiling
+
+        if self.tiles is None:
+            self.tiles = engine.TilePolicy(stride=32, halo=64)
+        if self.scales is None:
+            self.scales = (GLANCE_RATIO, FOCUS_RATIO if self.strategy == "hybrid" else 1.0)
+        self.context = tiling.GlobalContext(self.net)
+
+    def _forward(self, x, *, replay: bool = False):
+        import contextlib
+
         import torch
 
         from mattecli import engine
 
-        with torch.inference_mode(), engine.autocast(self.device, self.precision):
+        ctx = self.context.replay() if replay and self.context.recorded else contextlib.nullcontext()
+        with torch.inference_mode(), engine.autocast(self.device, self.precision), ctx:
             glance, focus, fusion = self.net(engine.channels_last(x))
         return glance.float(), focus.float(), fusion.float()
 
     def _glance(self, x_full, h: int, w: int):
-        """The glance pass at the official 1/4 scale, halved until it fits in memory."""
+        """The glance pass at ``scales[0]``, halved until it fits in memory (records the global context)."""
+        import contextlib
         import warnings
 
         from mattecli import engine
         from mattecli.errors import DeviceError
 
-        size = scaled_size(h, w, GLANCE_RATIO)
+        size = scaled_size(h, w, self.scales[0])
         while True:
             try:
-                return self._forward(engine.resize(x_full, size))
+                rec = self.context.record() if self.strategy in ("whole", "tiled") else contextlib.nullcontext()
+                with rec:
+                    return self._forward(engine.resize(x_full, size))
             except Exception as err:
                 if not engine.is_oom(err):
                     raise
@@ -185,22 +211,9 @@ class AimMatter:
                     f"AIM glance pass out of memory: retrying at {size[1]}x{size[0]}", RuntimeWarning, stacklevel=2
                 )
 
-    def _tile_plan(self) -> tuple[int, int]:
-        from mattecli import engine
-
-        if self.tile_size and self.batch_size:
-            return max(32, self.tile_size - self.tile_size % 32), self.batch_size
-        budget = self.memory_budget or engine.memory_budget(self.device)
-        if self._bytes_per_pixel is None:  # one small probe forward per run
-            self._bytes_per_pixel = engine.activation_bytes_per_pixel(self.net, 3, stride=32, forward=self._forward)
-        tile, batch = engine.plan_tiles(budget, self._bytes_per_pixel, stride=32, max_tile=self.tile_size or 1024)
-        return (max(32, self.tile_size - self.tile_size % 32) if self.tile_size else tile), (self.batch_size or batch)
-
     def _focus_tiles(self, x, transition: np.ndarray | None):
         """Focus alpha of a normalised ``(1,3,H,W)`` tensor on blended tiles (tiles without transition skipped)."""
         import torch.nn.functional as F
-
-        from mattecli import engine
 
         h, w = x.shape[2:]
         ph, pw = (-h) % 32, (-w) % 32
@@ -210,14 +223,11 @@ class AimMatter:
         if transition is not None:
             mask = np.zeros((h + ph, w + pw), bool)
             mask[:h, :w] = transition
-        tile, batch = self._tile_plan()
-        out = engine.tiled_apply_safe(
-            lambda b: self._forward(b)[1],
+        replay = self.strategy in ("whole", "tiled")
+        self.tiles.probe(self.net, lambda b: self._forward(b, replay=replay), 3, self.device)
+        out = self.tiles.run(
+            lambda b: self._forward(b, replay=replay)[1],
             x,
-            tile=tile,
-            overlap=max(0, min(self.tile_overlap, tile // 2)),
-            stride=32,
-            batch_size=batch,
             skip=None if mask is None else (lambda y0, y1, x0, x1: not mask[y0:y1, x0:x1].any()),
         )
         return out[:, :, :h, :w]
@@ -226,11 +236,15 @@ class AimMatter:
         """The focus alpha of a whole-image pass at ``size``; blended tiles if that runs out of memory."""
         import warnings
 
+        import torch.nn.functional as F
+
         from mattecli import engine
 
         x = engine.resize(x_full, size)
         try:
-            return self._forward(x)[1]
+            h, w = size
+            padded = F.pad(x, (0, (-w) % 32, 0, (-h) % 32), mode="replicate") if (h % 32 or w % 32) else x
+            return self._forward(padded, replay=self.strategy == "whole")[1][:, :, :h, :w]
         except Exception as err:
             if not engine.is_oom(err):
                 raise
@@ -248,13 +262,20 @@ class AimMatter:
         trimap_up = engine.resize_zero_border(trimap_small, (h, w))[0, 0].cpu().numpy()
         known_fg = np.abs(trimap_up - 1.0) <= 1e-4
         known_bg = np.abs(trimap_up) <= 1e-4
+        focus_size = _focus_size(h, w, self.scales[1])
         if self.strategy == "resize":
             alpha = engine.resize_zero_border(fusion, (h, w))[0, 0].cpu().numpy()
-        elif self.strategy == "tiled":
-            focus = self._focus_tiles(x_full, ~(known_fg | known_bg))[0, 0].cpu().numpy()
-            alpha = hybrid_fuse(trimap_up, focus)
         else:
-            focus = self._focus_at(x_full, scaled_size(h, w, FOCUS_RATIO))
+            if self.strategy == "tiled":
+                x = engine.resize(x_full, focus_size)
+                transition = ~(known_fg | known_bg)
+                if focus_size != (h, w):
+                    import cv2
+
+                    transition = cv2.resize(transition.astype(np.uint8), focus_size[::-1], cv2.INTER_NEAREST) > 0
+                focus = self._focus_tiles(x, transition)
+            else:
+                focus = self._focus_at(x_full, focus_size)
             alpha = hybrid_fuse(trimap_up, engine.resize_zero_border(focus, (h, w))[0, 0].cpu().numpy())
         trimap = np.full((h, w), 128, np.uint8)
         trimap[known_bg] = 0
@@ -265,32 +286,57 @@ class AimMatter:
         return self.predict_with_trimap(image)[0]
 
 
+def _focus_size(h: int, w: int, ratio: float) -> tuple[int, int]:
+    """The focus pass's size: the official rounding below full resolution, the image's own size at 1."""
+    if ratio >= 1.0:
+        return h, w
+    return scaled_size(h, w, ratio)
+
+
+def parse_scales(value) -> tuple[float, float] | None:
+    """``--scales GLANCE,FOCUS`` for AIM (e.g. ``0.25,0.5``, the official hybrid); None keeps the defaults.
+
+    Raises:
+        BadOptionError: not two numbers in (0, 1].
+    """
+    from mattecli.errors import BadOptionError
+
+    if value is None:
+        return None
+    parts = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
+    try:
+        scales = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        scales = ()
+    if len(scales) != 2 or not all(0 < s <= 1 for s in scales):
+        raise BadOptionError(
+            f"AIM --scales takes GLANCE,FOCUS, two ratios in (0, 1] (official 0.25,0.5), not {value!r}"
+        )
+    return scales
+
+
 def _create(config: MethodConfig) -> AimMatter:
-    from mattecli import engine
+    from mattecli import engine, models
     from mattecli.errors import BadOptionError
     from mattecli.weights import load_model, local_path
 
     strategy = config.options.get("strategy") or "hybrid"
     if strategy not in STRATEGIES:
         raise BadOptionError(f"AIM strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    for name, low in (("tile_size", 32), ("tile_overlap", 0), ("batch_size", 1)):
-        if config.options.get(name) is not None and int(config.options[name]) < low:
-            raise BadOptionError(f"--{name.replace('_', '-')} must be >= {low}")
+    scales = parse_scales(config.options.get("scales"))
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
-    opts = config.options
-    budget = engine.memory_budget(device, opts.get("max_memory"))
+    tiles = engine.tile_policy(models.get("aim"), config.options, device)
     variant = config.variant or "aim"
+    opts = config.options
     net = engine.prepare_model(load_model(variant, device, config.weights), device, compile=bool(opts.get("compile")))
     return AimMatter(
         net,
         device,
         config.precision,
         strategy,
-        tile_size=int(opts["tile_size"]) if opts.get("tile_size") else None,
-        tile_overlap=int(opts.get("tile_overlap") if opts.get("tile_overlap") is not None else 64),
-        batch_size=int(opts["batch_size"]) if opts.get("batch_size") else None,
-        memory_budget=budget,
+        scales=scales,
+        tiles=tiles,
         weights_path=config.weights or local_path(variant),
     )
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mattecli.models.backbones import BasicBlock, make_layer
+from mattecli.tiling import GlobalAvgPool
 
 __all__ = ["AimNet", "AimResNet34MP", "fuse_glance_focus"]
 
@@ -80,9 +81,10 @@ class SELayer(nn.Module):
             nn.Linear(channels // reduction, channels, bias=False),
             nn.Sigmoid(),
         )
+        self.pool = GlobalAvgPool()  # no parameters; a hook point for tiled inference
 
     def forward(self, x):
-        w = self.fc(x.mean(dim=(2, 3)))
+        w = self.fc(self.pool(x).flatten(1))
         return x * w[:, :, None, None]
 
 

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mattecli.models.backbones import Bottleneck, make_layer
+from mattecli.tiling import GlobalAvgPool
 
 __all__ = ["MSIANet", "ResNeXt101", "ASPP", "InformationAssembly", "assembly_weights"]
 
@@ -127,6 +128,7 @@ class InformationAssembly(nn.Module):
         super().__init__()
         self.adaptive = adaptive
         self.eps = eps
+        self.pool = GlobalAvgPool()  # no parameters; a hook point for tiled inference
         if adaptive:
             self.score_aspp = nn.Conv2d(c_aspp, 1, 1)
             self.score_sed = nn.Conv2d(c_sed, 1, 1)
@@ -139,8 +141,8 @@ class InformationAssembly(nn.Module):
     def coefficients(self, f_aspp: torch.Tensor, f_sed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised ``(W_aspp, W_sed)``, each ``(N,1,1,1)`` (adaptive) or a scalar tensor."""
         if self.adaptive:
-            w_a = F.relu(self.score_aspp(f_aspp.mean(dim=(2, 3), keepdim=True)))
-            w_s = F.relu(self.score_sed(f_sed.mean(dim=(2, 3), keepdim=True)))
+            w_a = F.relu(self.score_aspp(self.pool(f_aspp)))
+            w_s = F.relu(self.score_sed(self.pool(f_sed)))
         else:
             w_a, w_s = F.relu(self.weight).unbind(0)
         return assembly_weights(w_a, w_s, self.eps)

@@ -1,0 +1,321 @@
+"""Tiled inference for dense-prediction networks, and replay of their global context.
+
+Large images are cut into overlapping tiles. Each tile is run with a *halo*: a margin
+of ``halo`` pixels on every side that borders another tile, whose outputs are thrown
+away because the network saw a zero-padded (not the true) neighbourhood there. Next
+to the halo, ``blend`` pixels ramp in with a raised cosine, so where neighbouring
+tiles disagree slightly the seam fades instead of stepping. Sides on the image border
+keep full weight (the whole-image pass sees the same border there). Neighbouring
+tiles therefore overlap by ``2 * halo + blend`` pixels, and the normalised weights of
+all tiles covering a pixel sum to one.
+
+Tile origins are multiples of the network's ``stride``, so every tile sees the same
+down-sampling grid as the whole image: with a halo as wide as the network's receptive
+field and global statistics taken from the whole image (:class:`GlobalContext`), tiled
+and whole-image outputs agree to floating-point rounding. With narrower halos (the
+practical ones: receptive fields of deep backbones are hundreds of pixels wide) they
+agree to a tolerance that ``bench/speed.py`` measures per method.
+
+Global context: pooled statistics over the whole image (ASPP image pooling, squeeze-and-
+excitation, PSP's 1x1 bin) cannot come from a tile. :class:`GlobalContext` records them
+on one pass over the whole image (at a reduced scale when it is large) and makes every
+tile use the recorded values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from mattecli.errors import DeviceError
+
+__all__ = [
+    "tile_starts",
+    "tile_boxes",
+    "axis_weight",
+    "tile_weight",
+    "blend_window",
+    "tiled_apply",
+    "tiled_apply_safe",
+    "is_oom",
+    "resize_crop",
+    "GlobalAvgPool",
+    "GlobalContext",
+]
+
+Box = tuple[int, int, int, int]  # y0, y1, x0, x1
+
+
+# ----------------------------------------------------------------------------- layout
+def tile_starts(length: int, tile: int, overlap: int, stride: int = 1) -> list[int]:
+    """Start offsets of tiles of size ``tile`` covering ``[0, length)``, neighbours sharing ``>= overlap`` px.
+
+    Steps are multiples of ``stride``; when ``length`` and ``tile`` are too, every start
+    is (the last tile is aligned to the end, so all tiles lie inside when ``length >= tile``).
+    """
+    if length <= tile:
+        return [0]
+    step = max(stride, (tile - overlap) // stride * stride)
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)
+    return starts
+
+
+def tile_boxes(h: int, w: int, tile: int, overlap: int, stride: int = 1) -> list[Box]:
+    """``(y0, y1, x0, x1)`` of every tile (rows outer), each ``min(tile, h) x min(tile, w)``."""
+    th, tw = min(tile, h), min(tile, w)
+    return [
+        (y0, y0 + th, x0, x0 + tw)
+        for y0 in tile_starts(h, th, overlap, stride)
+        for x0 in tile_starts(w, tw, overlap, stride)
+    ]
+
+
+def axis_weight(n: int, inner_lo: bool, inner_hi: bool, halo: int, blend: int) -> torch.Tensor:
+    """Weights along one tile axis of ``n`` px: 0 over the halo, a raised-cosine ramp over ``blend``, then 1.
+
+    Only sides that border another tile (``inner_lo`` / ``inner_hi``) get a halo and a ramp.
+    """
+    w = torch.ones(n, dtype=torch.float32)
+    ramp = 0.5 - 0.5 * torch.cos(torch.pi * (torch.arange(blend, dtype=torch.float32) + 0.5) / max(blend, 1))
+    for inner, flip in ((inner_lo, False), (inner_hi, True)):
+        if not inner:
+            continue
+        side = torch.cat([torch.zeros(halo), ramp])[: n // 2]
+        side = side.flip(0) if flip else side
+        if flip:
+            w[n - side.numel() :] = torch.minimum(w[n - side.numel() :], side)
+        else:
+            w[: side.numel()] = torch.minimum(w[: side.numel()], side)
+    return w
+
+
+def tile_weight(box: Box, h: int, w: int, halo: int, blend: int) -> torch.Tensor:
+    """The ``(y1-y0, x1-x0)`` blending weight of one tile of an ``h x w`` image."""
+    y0, y1, x0, x1 = box
+    wy = axis_weight(y1 - y0, y0 > 0, y1 < h, halo, blend)
+    wx = axis_weight(x1 - x0, x0 > 0, x1 < w, halo, blend)
+    return wy[:, None] * wx[None, :]
+
+
+def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
+    """A separable ``(height, width)`` window: raised-cosine ramps over ``overlap`` px at every edge, 1 inside.
+
+    Strictly positive (no halo), for callers that blend fixed-size patches on their own.
+    """
+    return axis_weight(height, True, True, 0, min(overlap, height // 2))[:, None] * axis_weight(
+        width, True, True, 0, min(overlap, width // 2)
+    )[None, :]
+
+
+# ----------------------------------------------------------------------------- running tiles
+def is_oom(err: BaseException) -> bool:
+    """Whether ``err`` is an out-of-memory error from torch (CUDA or CPU allocator)."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+class _TileTooLarge(Exception):
+    """One tile per batch still ran out of memory: the caller must shrink the tile."""
+
+
+def _cropper(source, size):
+    if isinstance(source, torch.Tensor):
+        return (lambda y0, y1, x0, x1: source[:, :, y0:y1, x0:x1]), tuple(source.shape[-2:]), source.device
+    if size is None:
+        raise ValueError("a callable tile source needs size=(H, W)")
+    return source, tuple(size), None
+
+
+def tiled_apply(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    source,
+    *,
+    tile: int,
+    halo: int = 0,
+    blend: int = 16,
+    stride: int = 1,
+    out_channels: int = 1,
+    batch_size: int = 4,
+    skip: Callable[[int, int, int, int], bool] | None = None,
+    size: tuple[int, int] | None = None,
+    retry_oom: bool = False,
+) -> torch.Tensor:
+    """Run ``fn`` on overlapping tiles and blend the results into ``(1, out_channels, H, W)``.
+
+    Args:
+        fn: ``(N, C, t, t) -> (N, out_channels, t, t)``.
+        source: the ``(1, C, H, W)`` input, or ``crop(y0, y1, x0, x1) -> (1, C, y1-y0, x1-x0)``
+            that builds tile inputs on demand (then ``size=(H, W)`` is required), so that a
+            huge image's per-pixel encodings never exist at full size.
+        tile: tile side; ``halo`` / ``blend``: see the module docstring. Neighbouring tiles
+            overlap by ``2 * halo + blend``; ``tile`` must exceed that.
+        stride: tile origins are multiples of it (pad H and W to multiples first).
+        batch_size: tiles per ``fn`` call.
+        skip: ``skip(y0, y1, x0, x1) -> True`` leaves that tile out; pixels no tile covers are 0.
+        retry_oom: on an out-of-memory error, halve the batch and retry the same tiles (tiles
+            already blended are kept); at batch 1 raise ``_TileTooLarge``.
+    """
+    crop, (h, w), device = _cropper(source, size)
+    overlap = 2 * halo + blend
+    if min(tile, h) <= overlap and h > tile or min(tile, w) <= overlap and w > tile:
+        raise ValueError(f"tile {tile} must be larger than 2 * halo + blend = {overlap}")
+    boxes = [b for b in tile_boxes(h, w, tile, overlap, stride) if skip is None or not skip(*b)]
+    out = weight = None
+    i = 0
+    while i < len(boxes):
+        chunk = boxes[i : i + batch_size]
+        try:
+            batch = torch.cat([crop(*b) for b in chunk], dim=0)
+            result = fn(batch).float()
+        except Exception as err:
+            if not (retry_oom and is_oom(err)):
+                raise
+            del err
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if batch_size == 1:
+                raise _TileTooLarge() from None
+            batch_size //= 2
+            warnings.warn(f"out of memory: retrying with batch size {batch_size}", RuntimeWarning, stacklevel=3)
+            continue
+        if out is None:
+            device = result.device
+            out = torch.zeros(1, out_channels, h, w, dtype=torch.float32, device=device)
+            weight = torch.zeros(1, 1, h, w, dtype=torch.float32, device=device)
+        for k, (y0, y1, x0, x1) in enumerate(chunk):
+            win = tile_weight((y0, y1, x0, x1), h, w, halo, blend).to(device)
+            out[:, :, y0:y1, x0:x1] += result[k : k + 1] * win
+            weight[:, :, y0:y1, x0:x1] += win
+        i += len(chunk)
+    if out is None:
+        return torch.zeros(1, out_channels, h, w, dtype=torch.float32, device=device or "cpu")
+    return out / weight.clamp_min(1e-12)
+
+
+def tiled_apply_safe(fn, source, *, tile: int, halo: int = 0, blend: int = 16, stride: int = 1, **kwargs):
+    """:func:`tiled_apply` that survives running out of memory, never losing the image.
+
+    On an out-of-memory error the batch is halved and the same tiles are retried; at
+    batch 1 the tile is halved (kept a multiple of ``stride`` and larger than the
+    overlap) and the image restarted with the smaller tiles. Only when no smaller tile
+    is possible does it give up with a :class:`DeviceError`. Each fallback warns.
+    """
+    minimum = 2 * halo + blend + stride
+    while True:
+        try:
+            return tiled_apply(fn, source, tile=tile, halo=halo, blend=blend, stride=stride, retry_oom=True, **kwargs)
+        except _TileTooLarge:
+            smaller = (tile // 2) - (tile // 2) % stride
+            if smaller < minimum:
+                raise DeviceError(
+                    f"out of memory even with one {tile}x{tile} tile per batch",
+                    hint="lower --max-memory / --tile-size, use --precision fp16/bf16, or free the GPU",
+                ) from None
+            tile = smaller
+            kwargs["batch_size"] = 1
+            warnings.warn(f"out of memory: retrying with {tile}x{tile} tiles", RuntimeWarning, stacklevel=2)
+
+
+def resize_crop(small: torch.Tensor, size: tuple[int, int], box: Box) -> torch.Tensor:
+    """``F.interpolate(small, size, bilinear, align_corners=False)[..., y0:y1, x0:x1]`` without the full-size map.
+
+    Lets tiles take their part of an upsampled low-resolution map (semantic scores, a
+    trimap from a reduced-scale pass) while only tile-sized tensors exist.
+    """
+    import torch.nn.functional as F
+
+    n, c, sh, sw = small.shape
+    y0, y1, x0, x1 = box
+    big_h, big_w = size
+    if (sh, sw) == (big_h, big_w):
+        return small[:, :, y0:y1, x0:x1]
+
+    def coords(lo: int, hi: int, src: int, dst: int) -> torch.Tensor:
+        # source coordinate of each output pixel, clamped at 0 as PyTorch's bilinear kernel does
+        pos = ((torch.arange(lo, hi, dtype=torch.float64) + 0.5) * (src / dst) - 0.5).clamp_min(0.0)
+        return (pos + 0.5) / src * 2 - 1  # grid_sample's normalised coordinate (align_corners=False)
+
+    gy = coords(y0, y1, sh, big_h).to(small.device, torch.float32)
+    gx = coords(x0, x1, sw, big_w).to(small.device, torch.float32)
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None].expand(n, -1, -1, 2)
+    return F.grid_sample(small.float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+# ----------------------------------------------------------------------------- global context
+class GlobalAvgPool(nn.Module):
+    """Mean over H and W, keeping dims: ``(N,C,H,W) -> (N,C,1,1)``; a hook point for :class:`GlobalContext`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+
+def _is_global_pool(module: nn.Module) -> bool:
+    if isinstance(module, GlobalAvgPool):
+        return True
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        size = module.output_size
+        return size in (1, (1, 1))
+    return False
+
+
+class GlobalContext:
+    """Whole-image pooled statistics of a network, recorded once and replayed on tiles.
+
+    ``with ctx.record(): net(x_whole)`` stores the output of every global pooling module
+    (``nn.AdaptiveAvgPool2d(1)`` and :class:`GlobalAvgPool`) in call order; inside
+    ``with ctx.replay(): net(tiles)`` each of those modules returns its recorded value
+    (broadcast over the batch) instead of pooling the tile. Modules called several times
+    per forward replay their calls in the same order.
+    """
+
+    def __init__(self, net: nn.Module):
+        self.modules = [m for m in net.modules() if _is_global_pool(m)]
+        self.saved: dict[int, list[torch.Tensor]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.modules)
+
+    @property
+    def recorded(self) -> bool:
+        return bool(self.saved)
+
+    @contextlib.contextmanager
+    def _hooked(self, hook):
+        handles = [m.register_forward_hook(hook) for m in self.modules]
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def record(self):
+        """Context manager: the passes inside it (one image, batch 1) become the recorded context."""
+        self.saved = {}
+
+        def hook(module, _inputs, output):
+            self.saved.setdefault(id(module), []).append(output.detach()[:1].clone())
+
+        return self._hooked(hook)
+
+    def replay(self):
+        """Context manager: global pools inside it return the recorded values."""
+        if not self.saved and self.modules:
+            raise RuntimeError("GlobalContext.replay() before anything was recorded")
+        calls: dict[int, int] = {}
+
+        def hook(module, _inputs, output):
+            saved = self.saved.get(id(module))
+            if not saved:
+                return output
+            k = calls.get(id(module), 0)
+            calls[id(module)] = k + 1
+            value = saved[k % len(saved)]
+            return value.to(output.dtype).expand(output.shape[0], *value.shape[1:]).contiguous()
+
+        return self._hooked(hook)

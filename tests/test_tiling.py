@@ -1,0 +1,223 @@
+"""Tiling: layout, blending weights, exactness against whole-image passes, global context, OOM fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mattecli import engine, tiling
+from mattecli.errors import DeviceError
+
+
+@pytest.mark.parametrize(
+    "length,tile,overlap,stride", [(100, 32, 8, 1), (97, 40, 10, 1), (40, 40, 5, 1), (30, 64, 16, 1), (512, 128, 72, 8)]
+)
+def test_tile_starts_cover_with_overlap_on_the_stride_grid(length, tile, overlap, stride):
+    starts = tiling.tile_starts(length, tile, overlap, stride)
+    t = min(tile, length)
+    covered = np.zeros(length, int)
+    for s in starts:
+        assert 0 <= s and s + t <= length and s % stride == 0
+        covered[s : s + t] += 1
+    assert covered.min() >= 1
+    for a, b in zip(starts[:-1], starts[1:], strict=True):
+        assert a + t - b >= min(overlap, t)  # neighbours share at least the overlap
+
+
+@pytest.mark.parametrize(
+    "h,w,tile,halo,blend", [(67, 93, 32, 4, 8), (100, 64, 48, 8, 16), (20, 30, 64, 8, 8), (129, 257, 64, 16, 0)]
+)
+def test_weights_sum_to_one_and_identity_is_exact(h, w, tile, halo, blend):
+    x = torch.rand(1, 3, h, w)
+    out = tiling.tiled_apply(lambda t: t, x, tile=tile, halo=halo, blend=blend, out_channels=3, batch_size=3)
+    torch.testing.assert_close(out, x)
+    # the normalised weights of all tiles sum to exactly one everywhere
+    ones = tiling.tiled_apply(lambda t: torch.ones(t.shape[0], 1, *t.shape[2:]), x, tile=tile, halo=halo, blend=blend)
+    torch.testing.assert_close(ones, torch.ones(1, 1, h, w))
+
+
+def test_raw_weight_sums_are_positive_and_halos_are_discarded():
+    h, w, tile, halo, blend = 90, 150, 48, 6, 10
+    total = torch.zeros(h, w)
+    for box in tiling.tile_boxes(h, w, tile, 2 * halo + blend):
+        y0, y1, x0, x1 = box
+        win = tiling.tile_weight(box, h, w, halo, blend)
+        total[y0:y1, x0:x1] += win
+        if x0 > 0:  # an inner side: its halo has weight 0
+            assert float(win[:, :halo].abs().max()) == 0.0
+    assert float(total.min()) > 0
+    border = tiling.axis_weight(40, False, True, halo, blend)  # left: the image border, right: another tile
+    assert float(border[0]) == 1.0 and float(border[-halo:].max()) == 0.0 and 0 < float(border[-halo - 1]) < 1
+
+
+def test_blend_window_is_smooth_and_positive():
+    win = tiling.blend_window(16, 16, 4)
+    assert float(win.min()) > 0 and float(win.max()) == 1.0
+    assert torch.equal(win, win.flip(0)) and torch.equal(win, win.T)
+
+
+def test_skipped_tiles_stay_zero():
+    x = torch.ones(1, 1, 64, 64)
+    out = tiling.tiled_apply(lambda t: t * 2, x, tile=32, blend=0, skip=lambda y0, y1, x0, x1: x0 >= 32)
+    assert float(out[..., :32].min()) == 2.0 and float(out[..., 32:].max()) == 0.0
+
+
+def test_callable_source_builds_tiles_on_demand():
+    x = torch.rand(1, 2, 70, 90)
+    seen = []
+
+    def crop(y0, y1, x0, x1):
+        seen.append((y0, y1, x0, x1))
+        return x[:, :, y0:y1, x0:x1]
+
+    out = tiling.tiled_apply(lambda t: t, crop, size=(70, 90), tile=32, halo=2, blend=4, out_channels=2)
+    torch.testing.assert_close(out, x)
+    assert all(y1 - y0 == 32 and x1 - x0 == 32 for y0, y1, x0, x1 in seen)
+
+
+class _Local(nn.Module):
+    """A strided encoder-decoder with a finite receptive field (radius < 40 px at the input)."""
+
+    stride = 8
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.down = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1)
+        )
+        self.mid = nn.Sequential(nn.ReLU(), nn.Conv2d(8, 8, 3, 2, 1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.gate = nn.Conv2d(8, 8, 1)
+        self.head = nn.Conv2d(8, 1, 3, padding=1)
+        with torch.no_grad():  # strong enough to see
+            self.gate.weight.mul_(20)
+            self.head.weight.mul_(20)
+
+    def forward(self, x):
+        f = self.mid(self.down(x))
+        f = f * torch.sigmoid(self.gate(self.pool(f)))  # global context (squeeze-and-excitation)
+        return torch.sigmoid(self.head(F.interpolate(f, scale_factor=8, mode="bilinear", align_corners=False)))
+
+
+def test_halo_covering_the_receptive_field_and_replayed_context_give_the_whole_image_answer():
+    net = _Local().eval()
+    x = torch.rand(1, 3, 200, 264)  # multiples of the stride
+    x[:, :, :, :100] += 2  # tiles on the left see other statistics than the whole image
+    with torch.inference_mode():
+        whole = net(x)
+        ctx = tiling.GlobalContext(net)
+        with ctx.record():
+            net(x)
+        with ctx.replay():
+            tiled = tiling.tiled_apply(net, x, tile=128, halo=48, blend=8, stride=8, batch_size=2)
+        no_context = tiling.tiled_apply(net, x, tile=128, halo=48, blend=8, stride=8, batch_size=2)
+    torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=0)
+    assert float((no_context - whole).abs().max()) > 1e-4  # tile-local pooling differs (100x the tolerance)
+    assert len(ctx.modules) == 1 and ctx.recorded
+
+
+def test_misaligned_tiles_would_differ():
+    """Tile origins off the stride grid see another down-sampling grid: why origins are aligned."""
+    net = _Local().eval()
+    x = torch.rand(1, 3, 96, 96)
+    with torch.inference_mode():
+        ctx = tiling.GlobalContext(net)
+        with ctx.record():
+            whole = net(x)
+        with ctx.replay():
+            shifted = net(x[:, :, 4:92, 4:92])  # an origin at 4, not a multiple of 8
+    assert float((shifted[:, :, 40:48, 40:48] - whole[:, :, 44:52, 44:52]).abs().max()) > 1e-4
+
+
+def test_resize_crop_equals_interpolating_then_cropping():
+    small = torch.rand(2, 3, 13, 17)
+    full = F.interpolate(small, size=(100, 130), mode="bilinear", align_corners=False)
+    for box in [(0, 100, 0, 130), (7, 40, 90, 130), (99, 100, 0, 1), (33, 65, 12, 77)]:
+        y0, y1, x0, x1 = box
+        torch.testing.assert_close(tiling.resize_crop(small, (100, 130), box), full[:, :, y0:y1, x0:x1])
+
+
+def _oom_above(batch_limit: int, tile_limit: int, calls: list):
+    """A per-pixel 'model' that raises torch.OutOfMemoryError for big batches or tiles."""
+
+    def fn(x):
+        calls.append(tuple(x.shape))
+        if x.shape[0] > batch_limit or x.shape[-1] > tile_limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return x[:, :1] * 2
+
+    return fn
+
+
+def test_oom_halves_batch_then_tile_and_gives_the_same_result():
+    x = torch.rand(1, 3, 200, 260)
+    calls = []
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        out = tiling.tiled_apply_safe(_oom_above(1, 32, calls), x, tile=128, halo=4, blend=8, stride=8, batch_size=4)
+    torch.testing.assert_close(out, x[:, :1] * 2)
+    batches = [c[0] for c in calls]
+    tiles = sorted({c[-1] for c in calls})
+    assert 4 in batches and 2 in batches and 1 in batches  # batch halved first
+    assert tiles[0] <= 32  # then the tile
+
+
+def test_oom_retries_the_failing_batch_without_redoing_finished_tiles():
+    x = torch.rand(1, 1, 64, 256)
+    calls = []
+
+    def fn(t):
+        calls.append(t.shape[0])
+        if len(calls) == 2:  # the second batch fails once
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return t
+
+    with pytest.warns(RuntimeWarning, match="batch size 1"):
+        out = tiling.tiled_apply_safe(fn, x, tile=64, blend=0, batch_size=2)
+    torch.testing.assert_close(out, x)
+    assert calls == [2, 2, 1, 1]  # tiles 1-2, (3-4 fail), 3, 4
+
+
+def test_oom_with_nothing_left_to_shrink_is_a_device_error():
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.warns(RuntimeWarning), pytest.raises(DeviceError, match="out of memory even with one"):
+        tiling.tiled_apply_safe(_oom_above(0, 0, []), x, tile=64, halo=8, blend=8, stride=32, batch_size=2)
+
+
+def test_non_oom_errors_are_not_swallowed():
+    def broken(x):
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError, match="bug"):
+        tiling.tiled_apply_safe(broken, torch.rand(1, 1, 8, 8), tile=8, blend=0)
+
+
+def test_memory_cap_makes_the_policy_tile_and_the_result_is_unchanged():
+    net = _Local().eval()
+    x = torch.rand(1, 3, 160, 240)
+    big = engine.TilePolicy(stride=8, halo=48, blend=8, budget=1 << 40)
+    small = engine.TilePolicy(stride=8, halo=48, blend=8, budget=150 * 150 * 600)
+    for policy in (big, small):
+        policy.bytes_per_pixel = 600.0  # as if measured
+    assert big.fits(160 * 240) and not small.fits(160 * 240)
+    tile, _ = small.plan()
+    assert tile < 240 and tile % 8 == 0 and tile >= small.min_tile
+    with torch.inference_mode():
+        ctx = tiling.GlobalContext(net)
+        with ctx.record():
+            whole = net(x)
+        with ctx.replay():
+            out = small.run(net, x)
+    torch.testing.assert_close(out, whole, atol=1e-6, rtol=0)
+
+
+def test_measured_bytes_per_pixel_is_linear_and_sane():
+    conv = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1)).eval()
+    bpp = engine.measure_bytes_per_pixel(conv, lambda s: torch.zeros(1, 3, s, s), torch.device("cpu"))
+    if bpp is None:
+        pytest.skip("peak RSS cannot be reset on this system")
+    # at least one 64-channel float32 map is alive, at most the four maps a naive count gives
+    assert 64 * 4 * 0.8 <= bpp <= 4 * 64 * 4 * 1.5

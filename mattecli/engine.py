@@ -37,6 +37,10 @@ __all__ = [
     "measure_bytes_per_pixel",
     "TilePolicy",
     "tile_policy",
+    "CONTEXT_PIXELS",
+    "context_size",
+    "choose_strategy",
+    "run_shrinking",
     "prepare_model",
     "channels_last",
     "is_oom",
@@ -350,9 +354,7 @@ class TilePolicy:
             batch = self.batch_size or batch
         tile = max(self.stride, tile - tile % self.stride)
         if tile < self.min_tile:
-            warnings.warn(
-                f"tile {tile} is below 2 x halo + blend; using {self.min_tile}", RuntimeWarning, stacklevel=2
-            )
+            warnings.warn(f"tile {tile} is below 2 x halo + blend; using {self.min_tile}", RuntimeWarning, stacklevel=2)
             tile = self.min_tile
         return tile, batch
 
@@ -375,7 +377,75 @@ class TilePolicy:
         )
 
 
-def tile_policy(spec, options: dict, device: torch.device, **defaults) -> TilePolicy:
+#: Pixels of the reduced-scale pass that gives tiled methods their global context (512 x 512).
+CONTEXT_PIXELS = 1 << 18
+
+
+def context_size(h: int, w: int, stride: int, max_pixels: int = CONTEXT_PIXELS) -> tuple[int, int]:
+    """The size of a global (context) pass over an ``h x w`` image: the image's own size when it has at
+    most ``max_pixels`` pixels, else scaled down (aspect kept) to about that many, sides rounded to
+    multiples of ``stride``."""
+    if h * w <= max_pixels:
+        return h, w
+    s = (max_pixels / (h * w)) ** 0.5
+
+    def side(n: int) -> int:
+        return max(stride, round(n * s / stride) * stride)
+
+    return side(h), side(w)
+
+
+def run_shrinking(run, size: tuple[int, int], stride: int, what: str):
+    """``run(size)``, halving ``size`` (multiples of ``stride``) after each out-of-memory error.
+
+    For global passes (context, glance) whose size only trades precision of global
+    statistics for memory; each retry warns.
+
+    Raises:
+        DeviceError: out of memory even at one stride.
+    """
+    while True:
+        try:
+            return run(size)
+        except Exception as err:
+            if not is_oom(err):
+                raise
+            del err
+            device_cache_clear()
+            if max(size) <= stride:
+                raise DeviceError(f"out of memory even for a {stride}x{stride} {what}") from None
+            size = tuple(max(stride, (s // 2) - (s // 2) % stride) for s in size)
+            warnings.warn(f"{what} out of memory: retrying at {size[1]}x{size[0]}", RuntimeWarning, stacklevel=2)
+
+
+def device_cache_clear() -> bool:
+    """Return cached CUDA blocks to the driver after an out-of-memory error (no-op without CUDA)."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        return True
+    return False
+
+
+def choose_strategy(strategy: str | None, policy: TilePolicy, pixels: int, net, forward, in_channels: int) -> str:
+    """``whole`` or ``tiled`` for ``auto`` (None): whole when the image's pass fits the memory budget.
+
+    A cheap upper bound (:func:`activation_bytes_per_pixel` on a 64 px probe) settles most
+    images; only when the bound does not fit is the real peak measured
+    (:meth:`TilePolicy.probe`).
+    """
+    if strategy not in (None, "auto"):
+        return strategy
+    if policy.budget is None:
+        return "whole"
+    if policy.bytes_per_pixel is None:
+        bound = activation_bytes_per_pixel(net, in_channels, stride=policy.stride, forward=forward)
+        if pixels * bound <= policy.budget:
+            return "whole"
+        policy.probe(net, forward, in_channels, next(iter(net.parameters()), torch.zeros(0)).device)
+    return "whole" if policy.fits(pixels) else "tiled"
+
+
+def tile_policy(spec, options: dict, device: torch.device, *, margin: int | None = None, **defaults) -> TilePolicy:
     """A :class:`TilePolicy` for ``spec`` from run options (``tile_size``, ``tile_overlap``, ``batch_size``,
     ``max_memory``); ``tile_overlap`` is the halo (default ``spec.margin``).
 
@@ -388,7 +458,7 @@ def tile_policy(spec, options: dict, device: torch.device, **defaults) -> TilePo
     halo = options.get("tile_overlap")
     return TilePolicy(
         stride=spec.stride,
-        halo=int(spec.margin if halo is None else halo),
+        halo=int((spec.margin if margin is None else margin) if halo is None else halo),
         tile_size=int(options["tile_size"]) if options.get("tile_size") else None,
         batch_size=int(options["batch_size"]) if options.get("batch_size") else None,
         budget=memory_budget(device, options.get("max_memory")),

@@ -146,6 +146,8 @@ def plan_matte(
         )
     if settings.save_trimap and spec.needs_trimap:
         raise BadOptionError(f"--save-trimap is for trimap-free methods; {method} takes the trimap you give it")
+    if settings.config.options.get("scales") and len(spec.scales) < 2:
+        raise BadOptionError(f"method {method} defines no multi-scale fusion; drop --scales")
     if trimap is not None and not trimap.exists():
         raise BadOptionError(f"trimap not found: {trimap}")
     items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)

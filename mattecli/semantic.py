@@ -72,6 +72,7 @@ __all__ = [
     "patch_span",
     "patch_boxes",
     "stitch_cams",
+    "minmax_scores",
     "normalize_scores",
     "load_analyzer",
     "class_index",
@@ -222,17 +223,24 @@ def stitch_cams(
     return cam_sum / torch.clamp_min(count, 1.0), count
 
 
-def normalize_scores(cam, trimap):
-    """Official normalisation: one global min-max over all classes and pixels, then 0 outside the unknown region.
+def minmax_scores(cam):
+    """The official global min-max over all classes and pixels of ``cam`` ``(1,C,H,W)``, before masking.
 
-    ``cam`` is ``(1,C,H,W)``, ``trimap`` ``(1,1,H,W)`` in 0..255. Constant CAMs (officially a
-    division by zero giving NaN) give all-zero maps.
+    Constant CAMs (officially a division by zero giving NaN) give all-zero maps.
     """
     lo, hi = cam.min(), cam.max()
     span = hi - lo
     if not bool(span > 0):
         return cam.new_zeros(cam.shape)
-    return (cam - lo) / span * (trimap == UNKNOWN).to(cam.dtype)
+    return (cam - lo) / span
+
+
+def normalize_scores(cam, trimap):
+    """Official normalisation: :func:`minmax_scores`, then 0 outside the unknown region.
+
+    ``cam`` is ``(1,C,H,W)``, ``trimap`` ``(1,1,H,W)`` in 0..255.
+    """
+    return minmax_scores(cam) * (trimap == UNKNOWN).to(cam.dtype)
 
 
 # ----------------------------------------------------------------------------- results
@@ -384,9 +392,15 @@ class PatchAnalyzer:
         """
         import torch
 
+        return self.unmasked_scores(image_n, trimap) * (trimap == UNKNOWN).to(torch.float32)
+
+    def unmasked_scores(self, image_n, trimap):
+        """:meth:`score_tensor` before its masking to the unknown region (for upsampling, then masking)."""
+        import torch
+
         with torch.inference_mode():
             cam, _ = stitch_cams(self._cam, image_n, trimap, patch_sizes=self.patch_sizes, batch_size=self.batch_size)
-            return normalize_scores(cam, trimap)
+            return minmax_scores(cam)
 
     def analyze(self, image: np.ndarray, trimap: np.ndarray) -> SemanticTrimap:
         """The semantic trimap of a float32 ``HxWx3`` RGB image in [0, 1] and its uint8 trimap.

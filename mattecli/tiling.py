@@ -35,6 +35,7 @@ from mattecli.errors import DeviceError
 
 __all__ = [
     "tile_starts",
+    "balanced_tile",
     "tile_boxes",
     "axis_weight",
     "tile_weight",
@@ -65,9 +66,21 @@ def tile_starts(length: int, tile: int, overlap: int, stride: int = 1) -> list[i
     return starts
 
 
+def balanced_tile(length: int, tile: int, overlap: int, stride: int = 1) -> int:
+    """The smallest tile side (a multiple of ``stride``, at most ``tile``) that covers ``length`` with as
+    few tiles as ``tile`` needs: an 1155 px axis takes two 672 px tiles, not two 1024 px ones."""
+    if length <= tile:
+        return length
+    n = -(-(length - overlap) // max(1, tile - overlap))
+    need = -(-(length + (n - 1) * overlap) // n)
+    need += (-need) % stride
+    return min(tile, max(need, overlap + stride))
+
+
 def tile_boxes(h: int, w: int, tile: int, overlap: int, stride: int = 1) -> list[Box]:
-    """``(y0, y1, x0, x1)`` of every tile (rows outer), each ``min(tile, h) x min(tile, w)``."""
-    th, tw = min(tile, h), min(tile, w)
+    """``(y0, y1, x0, x1)`` of every tile (rows outer), all of one size: per axis the
+    :func:`balanced_tile` of ``tile`` (``min(tile, side)`` when one tile covers it)."""
+    th, tw = balanced_tile(h, tile, overlap, stride), balanced_tile(w, tile, overlap, stride)
     return [
         (y0, y0 + th, x0, x0 + tw)
         for y0 in tile_starts(h, th, overlap, stride)
@@ -107,9 +120,10 @@ def blend_window(height: int, width: int, overlap: int) -> torch.Tensor:
 
     Strictly positive (no halo), for callers that blend fixed-size patches on their own.
     """
-    return axis_weight(height, True, True, 0, min(overlap, height // 2))[:, None] * axis_weight(
-        width, True, True, 0, min(overlap, width // 2)
-    )[None, :]
+    return (
+        axis_weight(height, True, True, 0, min(overlap, height // 2))[:, None]
+        * axis_weight(width, True, True, 0, min(overlap, width // 2))[None, :]
+    )
 
 
 # ----------------------------------------------------------------------------- running tiles

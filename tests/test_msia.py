@@ -129,7 +129,7 @@ def test_odd_sizes_are_padded_to_16_and_cropped_back(net):
     image = np.random.default_rng(0).random((67, 93, 3)).astype(np.float32)
     trimap = np.full((67, 93), 128, np.uint8)
     rec = Recorder()
-    alpha = msia.MsiaMatter(rec, torch.device("cpu")).predict(image, trimap)
+    alpha = msia.MsiaMatter(rec, torch.device("cpu"), strategy="whole").predict(image, trimap)
     x = rec.inputs[0]
     assert tuple(x.shape) == (1, 3, 80, 96) and alpha.shape == (67, 93) and alpha.dtype == np.float32
     red = (image[:, :, 0] - 0.485) / 0.229  # ImageNet normalisation, crop from the top-left
@@ -162,7 +162,7 @@ def test_import_our_safetensors_then_strict_load(net, weights_file):
 def test_registry_entry_and_options():
     spec = models.get("msia")
     assert not spec.needs_trimap and spec.accepts_trimap and spec.weights == ("msia",) and spec.stride == 16
-    with pytest.raises(BadOptionError, match="single test strategy"):
+    with pytest.raises(BadOptionError, match="strategy must be one of auto, whole, tiled"):
         spec.create(models.MethodConfig(device="cpu", options={"strategy": "hybrid"}))
     with pytest.raises(BadOptionError, match="one variant"):
         spec.create(models.MethodConfig(device="cpu", variant="shm"))

@@ -214,10 +214,10 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
 
 
-def test_whole_strategy_pads_to_16_and_crops_back_on_odd_sizes():
+def test_paper_strategy_pads_to_16_and_crops_back_on_odd_sizes():
     fake = _FakeNet()
     image = _image(67, 93)
-    matter = shm.ShmMatter(fake, torch.device("cpu"), strategy="whole", encoding="imagenet")
+    matter = shm.ShmMatter(fake, torch.device("cpu"), strategy="paper", encoding="imagenet")
     alpha, trimap = matter.predict_with_trimap(image)
     assert alpha.shape == trimap.shape == (67, 93) and alpha.dtype == np.float32 and trimap.dtype == np.uint8
     x = fake.inputs[0]
@@ -232,10 +232,10 @@ def test_whole_strategy_pads_to_16_and_crops_back_on_odd_sizes():
     assert (trimap[30, 10], trimap[30, 45], trimap[30, 80]) == (255, 128, 0)
 
 
-def test_whole_strategy_scales_the_longer_side_to_1500():
+def test_paper_strategy_scales_the_longer_side_to_1500():
     assert shm.paper_size(1600, 100) == (1500, 94) and shm.paper_size(1500, 900) == (1500, 900)
     fake = _FakeNet()
-    alpha, trimap = shm.ShmMatter(fake, torch.device("cpu"), strategy="whole").predict_with_trimap(_image(1600, 100))
+    alpha, trimap = shm.ShmMatter(fake, torch.device("cpu"), strategy="paper").predict_with_trimap(_image(1600, 100))
     assert tuple(fake.inputs[0].shape) == (1, 3, 1504, 96)  # 1500x94 padded to multiples of 16
     assert alpha.shape == trimap.shape == (1600, 100)
 
@@ -256,7 +256,7 @@ def test_resize_strategy_is_the_mindspore_evaluation():
     assert (trimap[30, 5], trimap[30, 46], trimap[30, 90]) == (255, 128, 0)
 
 
-@pytest.mark.parametrize("strategy", ["whole", "resize"])
+@pytest.mark.parametrize("strategy", ["paper", "resize"])
 def test_real_networks_round_trip_odd_sizes(strategy):
     image = _image(67, 93, seed=2)
     for net, encoding in ((_ms_net(), "mindspore"), (random_net(SHMNet()), "imagenet")):

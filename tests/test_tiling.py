@@ -75,7 +75,19 @@ def test_callable_source_builds_tiles_on_demand():
 
     out = tiling.tiled_apply(lambda t: t, crop, size=(70, 90), tile=32, halo=2, blend=4, out_channels=2)
     torch.testing.assert_close(out, x)
-    assert all(y1 - y0 == 32 and x1 - x0 == 32 for y0, y1, x0, x1 in seen)
+    sizes = {(y1 - y0, x1 - x0) for y0, y1, x0, x1 in seen}
+    assert len(sizes) == 1 and max(next(iter(sizes))) <= 32  # one batchable size, never above the tile
+
+
+@pytest.mark.parametrize("length,tile,overlap,stride", [(1155, 1024, 160, 32), (1732, 1024, 160, 32), (5000, 512, 64, 16)])
+def test_balanced_tiles_cover_with_the_fewest_tiles_and_least_waste(length, tile, overlap, stride):
+    t = tiling.balanced_tile(length, tile, overlap, stride)
+    starts = tiling.tile_starts(length, t, overlap, stride)
+    fewest = len(tiling.tile_starts(length, tile, overlap, stride))
+    assert t <= tile and t % stride == 0 and len(starts) == fewest
+    assert starts[-1] + t == length and all(b - a <= t - overlap for a, b in zip(starts, starts[1:]))
+    assert len(starts) * t - length < len(starts) * (overlap + stride)  # waste is the overlaps, not a stray tile
+    assert tiling.balanced_tile(1155, 1024, 160, 32) == 672 if length == 1155 else True
 
 
 class _Local(nn.Module):

@@ -169,6 +169,12 @@ def bench(
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest.")] = None,
     strategy: common.StrategyOpt = None,
     variant: common.VariantOpt = None,
+    tile_size: common.TileSizeOpt = None,
+    tile_overlap: common.TileOverlapOpt = None,
+    batch_size: common.BatchSizeOpt = None,
+    max_memory: common.MaxMemoryOpt = None,
+    scales: common.ScalesOpt = None,
+    compile_model: common.CompileOpt = False,
     save_predictions: Annotated[
         Path | None, typer.Option("--save-predictions", help="Write every scored matte to DIR/<name>.png.")
     ] = None,
@@ -271,7 +277,19 @@ def bench(
         quantize=quant_map[quantize.lower()],
         save_predictions=None if save_predictions is None else str(save_predictions),
         dataset_options=options,
-        method_options={"strategy": strategy} if strategy else {},
+        method_options={
+            k: v
+            for k, v in common.engine_options(
+                strategy=strategy,
+                tile_size=tile_size,
+                tile_overlap=tile_overlap,
+                batch_size=batch_size,
+                max_memory=max_memory,
+                scales=scales,
+                compile_model=compile_model,
+            ).items()
+            if v
+        },
     )
     cache = lib.cache_path_for(report) if (report is not None and resume) else None
     callback, stop = _progress(quiet, f"bench {method or 'predictions'} on {dataset}")

@@ -226,8 +226,60 @@ ShardOpt = Annotated[
 ]
 StrategyOpt = Annotated[
     str | None,
-    typer.Option(help="Test strategy of methods that have several (aim: hybrid, resize, tiled; shm: whole, resize)."),
+    typer.Option(
+        help="Test strategy. aim: hybrid (official), resize, whole, tiled; sim, msia, cf, knn: auto, whole, tiled; "
+        "shm: paper, resize, whole, tiled. 'tiled' runs global stages at reduced scale and details on "
+        "full-resolution tiles; 'auto' tiles only what does not fit --max-memory."
+    ),
 ]
+TileSizeOpt = Annotated[
+    int | None, typer.Option(help="Tile side in pixels for tiled inference (default: from --max-memory).")
+]
+TileOverlapOpt = Annotated[
+    int | None,
+    typer.Option(help="Tile halo in pixels: context seen on each side and discarded (default: the method's margin)."),
+]
+BatchSizeOpt = Annotated[int | None, typer.Option(help="Tiles or patches per forward pass.")]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option(help="Memory for tiles and batches, e.g. 6G (default: 80% of free GPU memory, half the RAM)."),
+]
+ScalesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Multi-scale inference as the method defines it. aim: GLANCE,FOCUS ratios (official 0.25,0.5); "
+        "sim: patch-analysis scales x 320 px (official 1,2.5)."
+    ),
+]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the network (pays off on long runs).")]
+
+
+def engine_options(
+    *,
+    strategy: str | None,
+    tile_size: int | None,
+    tile_overlap: int | None,
+    batch_size: int | None,
+    max_memory: str | None,
+    scales: str | None,
+    compile_model: bool,
+) -> dict:
+    """``MethodConfig.options`` from the shared engine flags (a bad --max-memory is a usage error here)."""
+    if max_memory is not None:
+        from mattecli.engine import parse_memory
+
+        max_memory = parse_memory(max_memory)
+    return {
+        "strategy": strategy,
+        "tile_size": tile_size,
+        "tile_overlap": tile_overlap,
+        "batch_size": batch_size,
+        "max_memory": max_memory,
+        "scales": scales,
+        "compile": compile_model,
+    }
+
+
 VariantOpt = Annotated[
     str | None,
     typer.Option(

@@ -44,16 +44,12 @@ def matte(
     ] = False,
     strategy: common.StrategyOpt = None,
     variant: common.VariantOpt = None,
-    tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels for tiled inference.")] = None,
-    tile_overlap: Annotated[int | None, typer.Option(help="Overlap between tiles in pixels.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Tiles or patches per forward pass.")] = None,
-    max_memory: Annotated[
-        str | None,
-        typer.Option(help="Memory for tiles and batches, e.g. 6G (default: 80% of free GPU memory, half the RAM)."),
-    ] = None,
-    compile_model: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the network (pays off on long runs).")
-    ] = False,
+    tile_size: common.TileSizeOpt = None,
+    tile_overlap: common.TileOverlapOpt = None,
+    batch_size: common.BatchSizeOpt = None,
+    max_memory: common.MaxMemoryOpt = None,
+    scales: common.ScalesOpt = None,
+    compile_model: common.CompileOpt = False,
     device: Annotated[
         str,
         typer.Option(
@@ -93,10 +89,15 @@ def matte(
     common.check_bit_depth(bit_depth)
     if jobs < 1:
         raise common.UsageError("--jobs must be >= 1")
-    if max_memory is not None:
-        from mattecli.engine import parse_memory
-
-        max_memory = parse_memory(max_memory)  # a bad value is a usage error before any work
+    options = common.engine_options(
+        strategy=strategy,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        batch_size=batch_size,
+        max_memory=max_memory,
+        scales=scales,
+        compile_model=compile_model,
+    )
     settings = MatteSettings(
         cutout=cutout,
         foreground=foreground,
@@ -109,14 +110,7 @@ def matte(
             precision=precision,
             weights=weights,
             variant=variant,
-            options={
-                "strategy": strategy,
-                "tile_size": tile_size,
-                "tile_overlap": tile_overlap,
-                "batch_size": batch_size,
-                "max_memory": max_memory,
-                "compile": compile_model,
-            },
+            options=options,
         ),
     )
     from mattecli.distributed import matte_on_devices, parse_devices

@@ -19,7 +19,7 @@ networks and every architectural assumption are documented in ``shm_net.py``. Tw
 
 Test strategies (``config.options["strategy"]``, ``--strategy``):
 
-``whole`` (default for ``shm``): the paper's test rule (section 4.5)
+``paper`` (default for ``shm``; called ``whole`` before 0.2): the paper's test rule (section 4.5)
     "the feed forward is conducted on the entire image": when the longer side exceeds 1500 px the
     image is first scaled (aspect kept) so that it is 1500; the network runs on the whole image,
     padded bottom/right to a multiple of 16 (reflection) and cropped back; the alpha (and the
@@ -28,6 +28,15 @@ Test strategies (``config.options["strategy"]``, ``--strategy``):
     the image is resized to 320x320 (bicubic, aspect not kept; rounded to 8-bit values as the
     official code resizes the 8-bit image), and the outputs are resized back to the input size
     with bicubic interpolation.
+``whole`` (mattecli's addition, for detail on large images)
+    The T-Net runs as in ``paper`` (the image scaled to at most 1500 px); its softmax is upsampled
+    bilinearly to the image, and the M-Net and the fusion run at full resolution in one pass.
+``tiled``
+    ``whole`` with the M-Net on full-resolution tiles (the engine's tile policy: memory budget,
+    halo ``tile_overlap``, raised-cosine blending). Tiles whose T-Net unknown probability stays
+    below 1e-3 skip the M-Net (their alpha is ``Fs``; the fused alpha moves less than that). The
+    M-Nets have no global pooling, so with a halo covering their receptive field tiles give the
+    ``whole`` answer.
 
 Outputs: the fused alpha ``alpha_p = Fs + Us * alpha_r`` clipped to [0, 1], and (for
 ``--save-trimap``) the T-Net trimap: argmax of the resized softmax, classes (background, unknown,
@@ -65,8 +74,13 @@ __all__ = [
 ]
 
 VARIANTS = ("shm-mindspore", "shm")
-STRATEGIES = ("whole", "resize")
-DEFAULT_STRATEGY = {"shm": "whole", "shm-mindspore": "resize"}
+STRATEGIES = ("paper", "resize", "whole", "tiled")
+DEFAULT_STRATEGY = {"shm": "paper", "shm-mindspore": "resize"}
+#: tiles whose T-Net unknown probability stays below this skip the M-Net (alpha = Fs + Us * alpha_r moves < it)
+SKIP_BELOW = 1e-3
+#: default tile halo per variant: the MindSpore M-Net's receptive field (tiles reproduce the whole
+#: pass exactly); the paper's VGG16 M-Net reaches 1e-4 of it at 128 px (measured, random weights)
+HALO = {"shm-mindspore": 96, "shm": 128}
 ENCODING = {"shm": "imagenet", "shm-mindspore": "mindspore"}
 STRIDE = 16
 MAX_SIDE = 1500
@@ -168,9 +182,18 @@ class ShmMatter:
     net: object
     device: object
     precision: str = "fp32"
-    strategy: str = "whole"
+    strategy: str = "paper"
     encoding: str = "imagenet"
     weights_path: object = None  # the weights file (bench reports its sha256)
+    tiles: object = None  # engine.TilePolicy (strategy tiled)
+
+    def __post_init__(self):
+        from mattecli import engine
+
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown SHM strategy {self.strategy!r}")
+        if self.tiles is None:
+            self.tiles = engine.TilePolicy(stride=STRIDE, halo=64)
 
     def _forward(self, image: np.ndarray):
         """``HxWx3`` image in [0, 1] (already at the network size) -> (softmax ``3xHxW``, alpha ``HxW``)."""
@@ -186,24 +209,82 @@ class ShmMatter:
         alpha = alpha_p.float()[0, 0, :h, :w]
         return np.ascontiguousarray(prob.permute(1, 2, 0).cpu().numpy()), alpha.cpu().numpy()
 
+    def _full_resolution(self, image: np.ndarray, tiled: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``whole`` / ``tiled``: T-Net at the paper's size, M-Net and fusion at full resolution.
+
+        Returns the alpha and the T-Net probabilities upsampled to the image (``HxWx3``).
+        """
+        import cv2
+        import torch
+
+        from mattecli import engine
+
+        h, w = image.shape[:2]
+        sh, sw = paper_size(h, w)
+        small = image if (sh, sw) == (h, w) else cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        xs = torch.from_numpy(np.ascontiguousarray(encode(small, self.encoding))).permute(2, 0, 1)[None]
+        xs, _ = engine.pad_to_multiple(xs.to(self.device), STRIDE)
+        with torch.inference_mode(), engine.autocast(self.device, self.precision):
+            logits = self.net.t_net(engine.channels_last(xs))
+        prob = torch.softmax(logits.float(), dim=1)[0, :, :sh, :sw].permute(1, 2, 0).cpu().numpy()
+        if (sh, sw) != (h, w):
+            prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
+        x = torch.from_numpy(np.ascontiguousarray(encode(image, self.encoding))).permute(2, 0, 1)[None]
+        x, _ = engine.pad_to_multiple(x, STRIDE)
+        ph, pw = x.shape[-2] - h, x.shape[-1] - w
+        prob_t = torch.from_numpy(np.pad(prob, ((0, ph), (0, pw), (0, 0)), mode="edge")).permute(2, 0, 1)[None]
+        source = torch.cat([x, prob_t], dim=1)  # the M-Net's input, tiles are cut from it on the host
+        fg, us = self.net.fg_channel, self.net.unknown_channel
+
+        def m_net(batch):
+            batch = batch.to(self.device)
+            with torch.inference_mode(), engine.autocast(self.device, self.precision):
+                alpha_r = self.net.m_net(engine.channels_last(batch)).float()
+            return alpha_r
+
+        if tiled:
+            unknown = np.pad(prob[:, :, us], ((0, ph), (0, pw)), mode="edge") >= SKIP_BELOW
+            self.tiles.probe(self.net.m_net, m_net, 6, self.device)
+            alpha_r = self.tiles.run(m_net, source, skip=lambda y0, y1, x0, x1: not unknown[y0:y1, x0:x1].any())
+        else:
+            alpha_r = m_net(source)
+        alpha_r = alpha_r[0, 0, :h, :w].cpu().numpy()
+        return prob[:, :, fg] + prob[:, :, us] * alpha_r, prob
+
     def predict_with_trimap(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Alpha (float32 ``HxW`` in [0, 1]) and the T-Net trimap (uint8 {0, 128, 255}) at the image's size."""
+        import warnings
+
         import cv2
 
+        from mattecli import engine
         from mattecli.models.shm_net import TRIMAP_CLASSES
 
         h, w = image.shape[:2]
-        if self.strategy == "resize":
+        if self.strategy in ("whole", "tiled"):
+            if self.strategy == "whole":
+                try:
+                    alpha, prob = self._full_resolution(image, tiled=False)
+                except Exception as err:
+                    if not engine.is_oom(err):
+                        raise
+                    del err
+                    warnings.warn("SHM M-Net out of memory: computing it on tiles", RuntimeWarning, stacklevel=2)
+                    alpha, prob = self._full_resolution(image, tiled=True)
+            else:
+                alpha, prob = self._full_resolution(image, tiled=True)
+        elif self.strategy == "resize":
             prob, alpha = self._forward(_resize_8bit(image, RESIZE_SIZE))
-            interp = cv2.INTER_CUBIC
+            if alpha.shape != (h, w):
+                alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC)
+                prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_CUBIC)
         else:
             sh, sw = paper_size(h, w)
             small = image if (sh, sw) == (h, w) else cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
             prob, alpha = self._forward(small)
-            interp = cv2.INTER_LINEAR
-        if alpha.shape != (h, w):
-            alpha = cv2.resize(alpha, (w, h), interpolation=interp)
-            prob = cv2.resize(prob, (w, h), interpolation=interp)
+            if alpha.shape != (h, w):
+                alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+                prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
         trimap = np.asarray(TRIMAP_CLASSES, np.uint8)[prob.argmax(axis=2)]
         return np.clip(alpha, 0.0, 1.0).astype(np.float32), trimap
 
@@ -212,7 +293,7 @@ class ShmMatter:
 
 
 def _create(config: MethodConfig) -> ShmMatter:
-    from mattecli import engine
+    from mattecli import engine, models
     from mattecli.errors import BadOptionError
     from mattecli.weights import load_model
 
@@ -222,13 +303,21 @@ def _create(config: MethodConfig) -> ShmMatter:
     strategy = config.options.get("strategy") or DEFAULT_STRATEGY[variant]
     if strategy not in STRATEGIES:
         raise BadOptionError(f"SHM strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    if config.options.get("scales"):
+        raise BadOptionError("SHM defines no multi-scale fusion; drop --scales")
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
-    net = engine.prepare_model(load_model(variant, device, config.weights), device)
+    tiles = engine.tile_policy(models.get("shm"), config.options, device, margin=HALO[variant])
+    compile_model = bool(config.options.get("compile"))
+    net = engine.prepare_model(load_model(variant, device, config.weights), device, compile=False)
+    if compile_model:
+        import torch
+
+        net.t_net, net.m_net = torch.compile(net.t_net), torch.compile(net.m_net)
     from mattecli.weights import local_path
 
     weights_path = config.weights or local_path(variant)
-    return ShmMatter(net, device, config.precision, strategy, ENCODING[variant], weights_path=weights_path)
+    return ShmMatter(net, device, config.precision, strategy, ENCODING[variant], weights_path=weights_path, tiles=tiles)
 
 
 register(
@@ -240,7 +329,7 @@ register(
         create=_create,
         weights=VARIANTS,
         stride=STRIDE,
-        margin=64,
+        margin=96,
         scales=(1.0,),
     )
 )

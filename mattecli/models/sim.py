@@ -49,13 +49,18 @@ __all__ = [
     "pad_amounts",
     "pad_reflect",
     "two_channel_trimap",
+    "distance_maps",
+    "gaussian_encoding",
     "distance_encoding",
+    "encode_padded",
     "encode_inputs",
     "is_official",
     "remap_official",
     "is_official_classifier",
     "remap_official_classifier",
     "SimMatter",
+    "STRATEGIES",
+    "scaled_patch_sizes",
 ]
 
 VARIANTS = ("sim-comp1k", "sim-simd")
@@ -88,6 +93,39 @@ def two_channel_trimap(trimap: np.ndarray) -> np.ndarray:
     return out
 
 
+def distance_maps(trimap: np.ndarray) -> list[np.ndarray | None]:
+    """Exact Euclidean distance (OpenCV precise L2) of every pixel to the background and to the foreground.
+
+    float32 ``HxW`` each, ``None`` for an empty region; :func:`gaussian_encoding` turns them into
+    the network's six channels (tiles take crops of these maps, so the distances stay global).
+    """
+    two = two_channel_trimap(trimap)
+    out: list[np.ndarray | None] = []
+    for k in range(2):
+        region = two[:, :, k]
+        if not np.count_nonzero(region):
+            out.append(None)
+            continue
+        src = ((1.0 - region) * 255).astype(np.uint8)  # 0 on the region: distance to it
+        out.append(cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
+    return out
+
+
+def gaussian_encoding(dists: list[np.ndarray | None], length: int = CLICK_LENGTH) -> np.ndarray:
+    """The six channels ``3k + j = exp(-d_k^2 / (2 (CLICK_SIGMAS[j] * length)^2))`` (0 for an empty region)."""
+    shape = next((d.shape for d in dists if d is not None), None)
+    if shape is None:
+        raise ValueError("no distance map given")
+    out = np.zeros(shape + (6,), np.float32)
+    for k, d in enumerate(dists):
+        if d is None:
+            continue
+        neg_d2 = -(d**2)
+        for j, s in enumerate(CLICK_SIGMAS):
+            out[:, :, 3 * k + j] = np.exp(neg_d2 / (2 * ((s * length) ** 2)))
+    return out
+
+
 def distance_encoding(trimap: np.ndarray, length: int = CLICK_LENGTH) -> np.ndarray:
     """The six distance channels (official ``trimap_to_clks``): float32 ``HxWx6``.
 
@@ -95,16 +133,38 @@ def distance_encoding(trimap: np.ndarray, length: int = CLICK_LENGTH) -> np.ndar
     to the nearest pixel of the region (OpenCV precise L2 distance transform), and channels
     ``3k + j = exp(-d^2 / (2 (CLICK_SIGMAS[j] * length)^2))``. An empty region leaves its channels 0.
     """
-    two = two_channel_trimap(trimap)
-    out = np.zeros(trimap.shape + (6,), np.float32)
-    for k in range(2):
-        region = two[:, :, k]
-        if not np.count_nonzero(region):
-            continue
-        src = ((1.0 - region) * 255).astype(np.uint8)  # 0 on the region: distance to it
-        neg_d2 = -(cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE) ** 2)
-        for j, s in enumerate(CLICK_SIGMAS):
-            out[:, :, 3 * k + j] = np.exp(neg_d2 / (2 * ((s * length) ** 2)))
+    dists = distance_maps(trimap)
+    if all(d is None for d in dists):
+        return np.zeros(trimap.shape + (6,), np.float32)
+    return gaussian_encoding(dists, length)
+
+
+def _nchw(arr: np.ndarray, device):
+    import torch
+
+    arr = arr[:, :, None] if arr.ndim == 2 else arr
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None].to(device)
+
+
+def encode_padded(img: np.ndarray, tri: np.ndarray, device, *, clicks: bool = True, dists=None) -> dict:
+    """Encode an already padded image / trimap (see :func:`encode_inputs`); ``dists`` are crops of
+    :func:`distance_maps` of the whole padded trimap (computed from ``tri`` when None)."""
+    from mattecli import engine
+
+    out = {
+        "image": _nchw(img, device),
+        "image_n": engine.image_to_tensor(img, device),
+        "trimap": _nchw(tri.astype(np.float32), device),
+        "two_chan": _nchw(two_channel_trimap(tri), device),
+    }
+    if clicks:
+        if dists is None:
+            enc = distance_encoding(tri)
+        elif all(d is None for d in dists):
+            enc = np.zeros(tri.shape + (6,), np.float32)
+        else:
+            enc = gaussian_encoding(dists)
+        out["clicks"] = _nchw(enc, device)
     return out
 
 
@@ -115,29 +175,11 @@ def encode_inputs(image: np.ndarray, trimap: np.ndarray, device, *, clicks: bool
     1 channel), ``two_chan`` (2), ``clicks`` (6; only when ``clicks``), ``size`` (the input's
     ``(h, w)``).
     """
-    import torch
-
-    from mattecli import engine
-
     h, w = trimap.shape
     ph, pw = pad_amounts(h, w)
     img = pad_reflect(np.asarray(image, np.float32), ph, pw)
     tri = pad_reflect(np.asarray(trimap, np.uint8), ph, pw)
-
-    def nchw(arr: np.ndarray) -> torch.Tensor:
-        arr = arr[:, :, None] if arr.ndim == 2 else arr
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))[None].to(device)
-
-    out = {
-        "image": nchw(img),
-        "image_n": engine.image_to_tensor(img, device),
-        "trimap": nchw(tri.astype(np.float32)),
-        "two_chan": nchw(two_channel_trimap(tri)),
-        "size": (h, w),
-    }
-    if clicks:
-        out["clicks"] = nchw(distance_encoding(tri))
-    return out
+    return {**encode_padded(img, tri, device, clicks=clicks), "size": (h, w)}
 
 
 # ----------------------------------------------------------------------------- official checkpoints
@@ -217,67 +259,196 @@ register_architecture(
 
 
 # ----------------------------------------------------------------------------- inference
+STRATEGIES = ("auto", "whole", "tiled")
+
+
 @dataclass
 class SimMatter:
-    """A loaded SIM matting network plus its patch analyzer; ``predict`` needs a trimap."""
+    """A loaded SIM matting network plus its patch analyzer; ``predict`` needs a trimap.
+
+    Strategies (``strategy``):
+
+    ``whole``
+        The official test pipeline on the whole padded image.
+    ``tiled``
+        The global stages run once on the image reduced to at most
+        :data:`mattecli.engine.CONTEXT_PIXELS` (the image itself when it is that small):
+        the patch analysis (its 320 / 800 px patches on the reduced image, scores min-max
+        normalised there) and a matting pass that records the ASPP image pooling. The
+        matting network then runs on full-resolution tiles of the padded image whose box
+        holds unknown pixels, replaying that pooling; each tile's inputs are built on demand
+        (crops of the image, of the trimap's global distance maps, and of the bilinearly
+        upsampled scores, masked to the tile's unknown pixels), so no full-size encoding of
+        a large image exists. With a context pass at full size, tiles differ from ``whole``
+        only by the network's receptive field beyond the halo.
+    ``auto`` (default)
+        ``whole`` when its measured memory fits the budget, else ``tiled``; a ``whole`` pass
+        that runs out of memory falls back to ``tiled``.
+    """
 
     net: object
     analyzer: object  # mattecli.semantic.PatchAnalyzer
     device: object
     precision: str = "fp32"
     weights_path: object = None  # the matting weights file (bench reports its sha256)
+    strategy: str = "auto"
+    tiles: object = None  # engine.TilePolicy
+
+    def __post_init__(self):
+        from mattecli import engine, tiling
+
+        if self.tiles is None:
+            self.tiles = engine.TilePolicy(stride=PAD_STRIDE, halo=64)
+        self.context = tiling.GlobalContext(self.net)
+
+    def _forward(self, args, *, replay: bool = False):
+        import contextlib
+
+        import torch
+
+        from mattecli import engine
+
+        args = [t.contiguous(memory_format=torch.channels_last) for t in args]
+        ctx = self.context.replay() if replay else contextlib.nullcontext()
+        with torch.inference_mode(), engine.autocast(self.device, self.precision), ctx:
+            return self.net(*args).float()
+
+    def _probe_input(self, x):
+        """The network's five inputs from one probe tensor ``(N, 34, H, W)`` (memory measurement)."""
+        return self._forward(list(x.split(_SPLIT, dim=1)))
+
+    def _whole(self, image, trimap):
+        from mattecli.semantic import SemanticTrimap
+
+        h, w = trimap.shape
+        enc = encode_inputs(image, trimap, self.device)
+        smap = self.analyzer.score_tensor(enc["image_n"], enc["trimap"])
+        alpha = self._forward([enc["image"], enc["two_chan"], enc["image_n"], enc["clicks"], smap])
+        scores = smap[0, :, :h, :w].cpu().numpy().astype(np.float32)
+        return alpha, enc["trimap"], SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy())
+
+    def _tiled(self, image, trimap):
+        import torch
+
+        from mattecli import engine, tiling
+        from mattecli.semantic import UNKNOWN, SemanticTrimap
+
+        h, w = trimap.shape
+        ph, pw = pad_amounts(h, w)
+        img = pad_reflect(np.asarray(image, np.float32), ph, pw)
+        tri = pad_reflect(np.asarray(trimap, np.uint8), ph, pw)
+        size = tri.shape
+
+        # global stage: patch analysis + pooled context on the (reduced) whole image
+        def context_pass(small):
+            if small == size:
+                img_s, tri_s = img, tri
+            else:
+                img_s = cv2.resize(img, small[::-1], interpolation=cv2.INTER_AREA)
+                tri_s = cv2.resize(tri, small[::-1], interpolation=cv2.INTER_NEAREST)
+            enc = encode_padded(img_s, tri_s, self.device)
+            raw = self.analyzer.unmasked_scores(enc["image_n"], enc["trimap"])
+            smap_s = raw * (enc["trimap"] == UNKNOWN).to(raw.dtype)
+            with self.context.record():
+                self._forward([enc["image"], enc["two_chan"], enc["image_n"], enc["clicks"], smap_s])
+            return raw
+
+        raw = engine.run_shrinking(context_pass, engine.context_size(*size, PAD_STRIDE), PAD_STRIDE, "SIM context pass")
+        dists = distance_maps(tri)
+        unknown = tri == UNKNOWN
+
+        def crop(y0, y1, x0, x1):
+            part = encode_padded(
+                img[y0:y1, x0:x1],
+                tri[y0:y1, x0:x1],
+                self.device,
+                dists=[None if d is None else d[y0:y1, x0:x1] for d in dists],
+            )
+            mask = part["trimap"] == UNKNOWN
+            scores = tiling.resize_crop(raw, size, (y0, y1, x0, x1)) * mask.to(torch.float32)
+            return torch.cat([part["image"], part["two_chan"], part["image_n"], part["clicks"], scores], dim=1)
+
+        self.tiles.probe(self.net, self._probe_input, sum(_SPLIT), self.device)
+        alpha = self.tiles.run(
+            lambda b: self._forward(list(b.split(_SPLIT, dim=1)), replay=True),
+            crop,
+            size=size,
+            skip=lambda y0, y1, x0, x1: not unknown[y0:y1, x0:x1].any(),
+        )
+        tri_t = torch.from_numpy(tri.astype(np.float32))[None, None].to(alpha.device)
+        full = tiling.resize_crop(raw, size, (0, h, 0, w))[0] if max(size) <= 4096 else None
+        scores = None if full is None else (full * torch.from_numpy(unknown[:h, :w]).to(full.device)).cpu().numpy()
+        return alpha, tri_t, SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy())
 
     def predict_with_semantic(self, image: np.ndarray, trimap: np.ndarray):
-        """Alpha (float32 ``HxW``) and the :class:`~mattecli.semantic.SemanticTrimap` it was computed with."""
+        """Alpha (float32 ``HxW``) and the :class:`~mattecli.semantic.SemanticTrimap` it was computed with.
+
+        After a tiled run of an image over 4096 px on a side the semantic trimap holds no scores
+        (``scores`` is None): they were never materialised at full size.
+        """
+        import warnings
+
         import torch
 
         from mattecli import engine
         from mattecli.errors import TrimapError
-        from mattecli.semantic import SemanticTrimap
 
         if trimap is None:
             raise TrimapError("method sim needs a trimap", hint="pass --trimap FILE_OR_FOLDER")
         h, w = trimap.shape
         if image.shape[:2] != (h, w):
             raise TrimapError(f"trimap is {w}x{h} but the image is {image.shape[1]}x{image.shape[0]}")
-        enc = encode_inputs(image, trimap, self.device)
-        smap = self.analyzer.score_tensor(enc["image_n"], enc["trimap"])
-        args = [enc["image"], enc["two_chan"], enc["image_n"], enc["clicks"], smap]
-        args = [t.contiguous(memory_format=torch.channels_last) for t in args]
-        with torch.inference_mode(), engine.autocast(self.device, self.precision):
-            alpha = self.net(*args)
+        ph, pw = pad_amounts(h, w)
+        strategy = engine.choose_strategy(
+            self.strategy, self.tiles, (h + ph) * (w + pw), self.net, self._probe_input, sum(_SPLIT)
+        )
+        if strategy == "whole":
+            try:
+                alpha, tri, st = self._whole(image, trimap)
+            except Exception as err:
+                if not engine.is_oom(err):
+                    raise
+                del err
+                warnings.warn("SIM whole-image pass out of memory: computing it on tiles", RuntimeWarning, stacklevel=2)
+                alpha, tri, st = self._tiled(image, trimap)
+        else:
+            alpha, tri, st = self._tiled(image, trimap)
         alpha = alpha.float().clamp(0.0, 1.0)
-        tri = enc["trimap"]
         alpha = torch.where(tri == 0, torch.zeros_like(alpha), alpha)
         alpha = torch.where(tri == 255, torch.ones_like(alpha), alpha)
-        alpha_np = alpha[0, 0, :h, :w].cpu().numpy().astype(np.float32)
-        scores = smap[0, :, :h, :w].cpu().numpy().astype(np.float32)
-        return alpha_np, SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy())
+        return alpha[0, 0, :h, :w].cpu().numpy().astype(np.float32), st
 
     def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> np.ndarray:
         return self.predict_with_semantic(image, trimap)[0]
 
 
-def _create(config: MethodConfig) -> SimMatter:
-    import torch
+#: channel split of a tile tensor: image, two-channel trimap, normalised image, clicks, scores
+_SPLIT = (3, 2, 3, 6, 20)
 
-    from mattecli import engine, semantic
+
+def _create(config: MethodConfig) -> SimMatter:
+    from mattecli import engine, models, semantic
     from mattecli.errors import BadOptionError
-    from mattecli.weights import load_model
+    from mattecli.weights import load_model, local_path
 
     variant = config.variant or DEFAULT_VARIANT
     if variant not in VARIANTS:
         raise BadOptionError(f"SIM variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
-    if config.options.get("strategy"):
-        raise BadOptionError("SIM has a single test strategy; drop --strategy")
+    strategy = config.options.get("strategy") or "auto"
+    if strategy not in STRATEGIES:
+        raise BadOptionError(f"SIM strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
     device = engine.select_device(config.device)
     engine.autocast(device, config.precision)  # reject a bad precision before loading weights
     batch_size = int(config.options.get("batch_size") or semantic.DEFAULT_BATCH_SIZE)
-    sizes = semantic.parse_patch_sizes(config.options.get("patch_sizes") or semantic.PATCH_SIZES)
     if batch_size < 1:
         raise BadOptionError(f"batch size must be >= 1, not {batch_size}")
+    sizes = semantic.parse_patch_sizes(config.options.get("patch_sizes") or semantic.PATCH_SIZES)
+    scales = config.options.get("scales")
+    if scales:
+        sizes = scaled_patch_sizes(scales)
+    tiles = engine.tile_policy(models.get("sim"), config.options, device)
     net = load_model(variant, device, config.weights)
-    net = net.fold_weight_standardization().to(memory_format=torch.channels_last)
+    net = net.fold_weight_standardization().to(memory_format=torch_channels_last())
     analyzer = semantic.load_analyzer(
         device=str(device),
         precision=config.precision,
@@ -285,9 +456,42 @@ def _create(config: MethodConfig) -> SimMatter:
         patch_sizes=sizes,
         batch_size=batch_size,
     )
-    from mattecli.weights import local_path
+    return SimMatter(
+        net,
+        analyzer,
+        device,
+        config.precision,
+        weights_path=config.weights or local_path(variant),
+        strategy=strategy,
+        tiles=tiles,
+    )
 
-    return SimMatter(net, analyzer, device, config.precision, weights_path=config.weights or local_path(variant))
+
+def torch_channels_last():
+    import torch
+
+    return torch.channels_last
+
+
+def scaled_patch_sizes(scales) -> tuple[int, ...]:
+    """``--scales`` for SIM: the patch-analysis scales, as multiples of the 320 px base patch.
+
+    The official multi-scale patches 320 and 800 are scales ``1,2.5``; ``1,2.5,5`` adds 1600 px
+    patches. Each scale is one pass of the classifier; their CAMs are averaged per pixel.
+
+    Raises:
+        BadOptionError: not a list of positive numbers.
+    """
+    from mattecli.errors import BadOptionError
+
+    parts = [p for p in scales.split(",") if p.strip()] if isinstance(scales, str) else list(scales)
+    try:
+        values = [float(p) for p in parts]
+    except (TypeError, ValueError):
+        values = []
+    if not values or any(v <= 0 for v in values) or any(round(v * CLICK_LENGTH) < 2 for v in values):
+        raise BadOptionError(f"SIM --scales takes patch scales like 1,2.5 (x {CLICK_LENGTH} px), not {scales!r}")
+    return tuple(round(v * CLICK_LENGTH) for v in values)
 
 
 register(
@@ -299,7 +503,7 @@ register(
         create=_create,
         weights=(DEFAULT_VARIANT, "sim-simd", CLASSIFIER_VARIANT),
         stride=PAD_STRIDE,
-        margin=320,
-        scales=(1.0,),
+        margin=64,
+        scales=(1.0, 2.5),
     )
 )

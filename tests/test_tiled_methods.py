@@ -1,0 +1,237 @@
+"""Every deep method through the tiling engine: tiled vs whole-image on random weights and odd sizes.
+
+Networks get random weights calibrated to unit activations (``helpers.calibrate``), so float
+rounding stays far below the tolerances. Two checks per method:
+
+* one tile covering the image gives the whole-image answer (to 1e-5): tile inputs, padding,
+  cropping and the replayed global context are right;
+* several small tiles with a small halo stay within a tolerance measured here on random
+  weights (random deep nets have wider effective receptive fields than trained ones; the
+  halo-vs-error trade-off on full-size images is in ``bench/RESULTS.md``), and tiles whose
+  area is entirely known are skipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import calibrate, random_net
+
+from mattecli import engine, tiling
+from mattecli.models import aim, msia, shm, sim
+from mattecli.models.aim_net import AimNet
+from mattecli.models.msia_net import MSIANet
+from mattecli.models.shm_net import SHMMindSporeNet, SHMNet
+from mattecli.models.sim_net import SIMClassifier, SIMNet
+from mattecli.semantic import PatchAnalyzer
+
+CPU = torch.device("cpu")
+
+
+def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Texture plus a bright soft disk, so tiles see different statistics than the whole image."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:h, :w]
+    disk = np.exp(-(((yy - h * 0.45) / (h * 0.3)) ** 2 + ((xx - w * 0.4) / (w * 0.3)) ** 2))
+    return np.clip(0.2 + 0.6 * disk[..., None] + 0.2 * rng.random((h, w, 3)), 0, 1).astype(np.float32)
+
+
+def _trimap(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    r = np.sqrt(((yy - h * 0.45) / (h * 0.3)) ** 2 + ((xx - w * 0.4) / (w * 0.3)) ** 2)
+    tri = np.zeros((h, w), np.uint8)
+    tri[r < 1.0] = 128
+    tri[r < 0.5] = 255
+    return tri
+
+
+def _policy(stride: int, *, tile: int, halo: int, blend: int = 8, batch: int = 2) -> engine.TilePolicy:
+    return engine.TilePolicy(stride=stride, halo=halo, blend=blend, tile_size=tile, batch_size=batch)
+
+
+def _counting(net: torch.nn.Module, sizes: list):
+    """Record the input size of every forward of ``net``."""
+    net.register_forward_pre_hook(lambda _m, args: sizes.append(tuple(args[0].shape)))
+    return net
+
+
+# ----------------------------------------------------------------------------- AIM
+@pytest.fixture(scope="module")
+def aim_net():
+    net = random_net(AimNet(), 3)
+    calibrate(net, engine.image_to_tensor(_image(128, 160), CPU))
+    return engine.prepare_model(net, CPU)
+
+
+def test_aim_tiled_focus_matches_the_whole_focus(aim_net):
+    image = _image(150, 211)
+    whole, tri = aim.AimMatter(aim_net, CPU, strategy="whole").predict_with_trimap(image)
+    one = aim.AimMatter(aim_net, CPU, strategy="tiled", tiles=_policy(32, tile=512, halo=32))
+    np.testing.assert_allclose(one.predict(image), whole, atol=1e-5)
+    sizes = []
+    _counting(aim_net, sizes)
+    tiled = aim.AimMatter(aim_net, CPU, strategy="tiled", tiles=_policy(32, tile=128, halo=32, blend=16))
+    got, tri_tiled = tiled.predict_with_trimap(image)
+    aim_net._forward_pre_hooks.clear()
+    np.testing.assert_array_equal(tri_tiled, tri)
+    tiles = [s for s in sizes[1:] if s[0] > 0]
+    assert len(tiles) >= 2 and all(s[-1] % 32 == 0 and s[-2] % 32 == 0 for s in tiles)
+    diff = np.abs(got - whole)
+    assert diff.max() < 0.05 and diff[tri == 128].mean() < 5e-3
+
+
+# ----------------------------------------------------------------------------- SIM
+@pytest.fixture(scope="module")
+def sim_parts():
+    image, tri = _image(100, 140), _trimap(100, 140)
+    enc = sim.encode_inputs(image, tri, CPU)
+    clf = calibrate(random_net(SIMClassifier(), 2), torch.cat([enc["image_n"], enc["trimap"] / 255], 1))
+    analyzer = PatchAnalyzer(clf, CPU)
+    smap = analyzer.score_tensor(enc["image_n"], enc["trimap"])
+    net = calibrate(random_net(SIMNet(), 1), enc["image"], enc["two_chan"], enc["image_n"], enc["clicks"], smap)
+    return net.fold_weight_standardization().to(memory_format=torch.channels_last), analyzer
+
+
+def test_sim_tiled_matches_whole(sim_parts):
+    net, analyzer = sim_parts
+    image, tri = _image(117, 153, 1), _trimap(117, 153)
+    whole, st_whole = sim.SimMatter(net, analyzer, CPU, strategy="whole").predict_with_semantic(image, tri)
+    matter = sim.SimMatter(net, analyzer, CPU, strategy="tiled", tiles=_policy(8, tile=512, halo=16))
+    one, st_one = matter.predict_with_semantic(image, tri)
+    np.testing.assert_allclose(one, whole, atol=1e-5)
+    np.testing.assert_allclose(st_one.scores, st_whole.scores, atol=1e-6)
+    tiled = sim.SimMatter(net, analyzer, CPU, strategy="tiled", tiles=_policy(8, tile=64, halo=16, blend=8))
+    got = tiled.predict(image, tri)
+    diff = np.abs(got - whole)
+    assert (got[tri == 0] == 0).all() and (got[tri == 255] == 1).all()
+    assert diff.max() < 0.1 and diff[tri == 128].mean() < 0.01
+
+
+# ----------------------------------------------------------------------------- SHM
+@pytest.mark.parametrize("variant,halo,tol", [("shm-mindspore", 96, 1e-5), ("shm", 48, 0.05)])
+def test_shm_tiled_m_net_matches_the_whole_m_net(variant, halo, tol):
+    """The M-Nets have no global pooling: a halo covering the MindSpore M-Net's receptive field
+    (96 px) reproduces the whole pass exactly; the paper's VGG M-Net needs ~128 px for 1e-4."""
+    net = random_net(SHMMindSporeNet() if variant == "shm-mindspore" else SHMNet(), 4)
+    encoding = shm.ENCODING[variant]
+    image = _image(300, 380, 2)
+    x = torch.from_numpy(shm.encode(_image(144, 192, 2), encoding)).permute(2, 0, 1)[None]
+    calibrate(net, x)
+    net = engine.prepare_model(net, CPU)
+    whole, tri = shm.ShmMatter(net, CPU, strategy="whole", encoding=encoding).predict_with_trimap(image)
+    one = shm.ShmMatter(net, CPU, strategy="tiled", encoding=encoding, tiles=_policy(16, tile=512, halo=32))
+    np.testing.assert_allclose(one.predict(image), whole, atol=1e-5)
+    sizes = []
+    _counting(net.m_net, sizes)
+    tile = 2 * halo + 8 + 16 + 16
+    tiled = shm.ShmMatter(net, CPU, strategy="tiled", encoding=encoding, tiles=_policy(16, tile=tile, halo=halo))
+    got, tri_tiled = tiled.predict_with_trimap(image)
+    net.m_net._forward_pre_hooks.clear()
+    np.testing.assert_array_equal(tri_tiled, tri)
+    assert len(sizes) >= 4 and all(s[1] == 6 and s[-1] % 16 == 0 and s[-1] <= tile for s in sizes)
+    diff = np.abs(got - whole)
+    assert diff.max() < tol and diff.mean() < tol / 10
+
+
+def test_shm_tiles_without_unknown_probability_are_skipped():
+    class Halves(torch.nn.Module):
+        """T-Net: certain background on the left half, unknown on the right; M-Net: 0.5 everywhere."""
+
+        fg_channel, unknown_channel = 2, 1
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+            self.t_net = self._t_net
+            self.m_net = self._m_net
+
+        def _t_net(self, x):
+            logits = torch.full((x.shape[0], 3, *x.shape[2:]), -20.0)
+            w = x.shape[-1]
+            logits[:, 0, :, : w // 2] = 20.0
+            logits[:, 1, :, w // 2 :] = 20.0
+            return logits
+
+        def _m_net(self, x):
+            self.calls.append(tuple(x.shape))
+            return torch.full((x.shape[0], 1, *x.shape[2:]), 0.5)
+
+    net = Halves()
+    matter = shm.ShmMatter(net, CPU, strategy="tiled", tiles=_policy(16, tile=64, halo=8))
+    alpha = matter.predict(_image(64, 256))
+    tiles_run = sum(c[0] for c in net.calls)
+    assert 0 < tiles_run < len(tiling.tile_boxes(64, 256, 64, 2 * 8 + 8, 16))  # the left tiles were skipped
+    np.testing.assert_allclose(alpha[:, :100], 0.0, atol=1e-6)
+    np.testing.assert_allclose(alpha[:, 160:], 0.5, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- MSIA
+@pytest.fixture(scope="module")
+def msia_net():
+    """MSIA's full depth, strides, ASPP and assembly, at 1/8 of its width (groups 4) to keep the tests fast."""
+    net = random_net(MSIANet(groups=4), 5)
+    calibrate(net, engine.image_to_tensor(_image(128, 160), CPU))
+    return engine.prepare_model(net, CPU)
+
+
+def test_msia_tiled_matches_whole_and_skips_known_tiles(msia_net):
+    image = _image(130, 170, 3)
+    whole = msia.MsiaMatter(msia_net, CPU, strategy="whole").predict(image)
+    one = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=_policy(16, tile=512, halo=32))
+    np.testing.assert_allclose(one.predict(image), whole, atol=1e-5)
+    tiled = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=_policy(16, tile=96, halo=24))
+    got = tiled.predict(image)
+    diff = np.abs(got - whole)
+    # a 24 px halo is a sliver of a ResNeXt-101's receptive field: measured max 0.054, mean 0.013
+    assert diff.max() < 0.1 and diff.mean() < 0.02
+    # with a trimap, tiles holding only known pixels are not run at all
+    tri = np.zeros((130, 170), np.uint8)
+    tri[10:40, 10:40] = 128  # unknown pixels in the top-left corner only
+    tri[15:35, 15:35] = 255
+    sizes = []
+    _counting(msia_net, sizes)
+    tiled.predict(image, tri)
+    with_trimap = len(sizes)
+    sizes.clear()
+    tiled.predict(image)
+    msia_net._forward_pre_hooks.clear()
+    assert with_trimap < len(sizes)
+
+
+def test_a_memory_cap_makes_auto_tile_and_a_large_budget_keeps_whole(msia_net):
+    image = _image(130, 170, 3)
+    small = engine.TilePolicy(stride=16, halo=24, blend=8, budget=100 * 100 * 1000, bytes_per_pixel=1000.0)
+    big = engine.TilePolicy(stride=16, halo=24, blend=8, budget=1 << 40, bytes_per_pixel=1000.0)
+    sizes = []
+    _counting(msia_net, sizes)
+    msia.MsiaMatter(msia_net, CPU, strategy="auto", tiles=big).predict(image)
+    assert sizes == [(1, 3, 144, 176)]  # one whole (padded) pass
+    sizes.clear()
+    got = msia.MsiaMatter(msia_net, CPU, strategy="auto", tiles=small).predict(image)
+    msia_net._forward_pre_hooks.clear()
+    assert sizes[0] == (1, 3, 144, 176)  # the context pass (the image is below CONTEXT_PIXELS) ...
+    assert all(s[-1] <= 100 and s[-2] <= 100 for s in sizes[1:])  # ... then tiles within the budget
+    tiled = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=small).predict(image)
+    np.testing.assert_array_equal(got, tiled)
+
+
+def test_whole_pass_out_of_memory_falls_back_to_tiles(msia_net):
+    class OomAbove(torch.nn.Module):
+        def __init__(self, inner, limit):
+            super().__init__()
+            self.inner, self.limit = inner, limit
+
+        def forward(self, x):
+            if x.shape[-1] * x.shape[-2] * x.shape[0] > self.limit:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            return self.inner(x)
+
+    image = _image(130, 170, 3)
+    want = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=_policy(16, tile=96, halo=24, batch=1))
+    guarded = OomAbove(msia_net, 144 * 176 - 1)  # the whole image no longer fits, tiles do
+    got = msia.MsiaMatter(guarded, CPU, strategy="whole", tiles=_policy(16, tile=96, halo=24, batch=1))
+    with pytest.warns(RuntimeWarning, match="out of memory"):
+        alpha = got.predict(image)
+    assert not np.isnan(alpha).any() and alpha.shape == (130, 170)
+    assert float(np.abs(alpha - want.predict(image)).max()) < 0.1

@@ -16,11 +16,15 @@ Methodology
   as .npy files to a work folder (a temp folder unless --workdir).
 - Deep methods run on random weights (timings and memory do not depend on weight values), built
   and imported into an isolated Hugging Face cache in the work folder by a separate subprocess.
+  AIM's glance classes and SHM's T-Net classes are steered to the synthetic trimap (their passes
+  still run): random weights call every pixel alike, so tiles would be skipped everywhere (AIM)
+  or nowhere (SHM), unlike with trained weights. MSIA, trimap-free, is given the trimap (which
+  it accepts), so tiles with only known pixels are skipped.
 - Each (method, variant, size, mode, precision) runs in a fresh subprocess: one warm-up call (its
   time is `first_s`), then --repeat timed calls; `seconds` is the best of those. Peak memory is the
   process's VmHWM (so it includes the loaded image) and, on CUDA, torch.cuda.max_memory_allocated.
   mode is passed as options["strategy"] ("whole" or "tiled"); --max-memory goes to tiled runs only.
-  The trimap is passed only to methods that need one (msia runs trimap-free).
+  The trimap is passed to methods that need or accept one (msia accepts it).
 - The parent kills a child past --timeout or above --rss-limit (VmRSS polled 5 times a second) and
   records why. "whole" is skipped where a linear-in-pixels extrapolation of the smaller sizes
   predicts it cannot fit (RSS limit, GPU memory or timeout), or where it already failed smaller.
@@ -162,7 +166,47 @@ def child_import(cfg: dict) -> dict:
         path = Path(cfg["work"]) / f"{v}.safetensors"
         save_file({k: t.contiguous() for k, t in get_architecture(v).build().state_dict().items()}, str(path))
         import_checkpoint(v, path)
+    if cfg.get("calibrate"):
+        _calibrate_imported(cfg)
     return {"status": "ok"}
+
+
+def _calibrate_imported(cfg: dict) -> None:
+    """Rescale the imported random weights' batch norms on one small scene, then import them again.
+
+    Uncalibrated random networks saturate (alphas of exactly 0 or 1), which makes tiled-vs-whole
+    differences meaningless; calibrated ones behave numerically like trained networks.
+    """
+    from safetensors.torch import load_file, save_file
+
+    from mattecli import models
+    from mattecli.models.calibration import calibrating
+    from mattecli.weights import import_checkpoint
+
+    spec = models.get(cfg["method"])
+    options = {"strategy": "whole"}
+    matter = spec.create(models.MethodConfig("cpu", "fp32", variant=cfg["variants"][0], options=options))
+    image, alpha = scene(256, 384)
+    nets = {cfg["variants"][0]: matter.net}
+    if hasattr(matter, "analyzer"):
+        nets["sim-classifier"] = matter.analyzer.net
+    with calibrating(*nets.values()):
+        matter.predict(image, trimap_from(alpha) if spec.needs_trimap else None)
+    for variant, net in nets.items():
+        path = Path(cfg["work"]) / f"{variant}.safetensors"
+        state = load_file(str(path))
+        bn = {n for n, m in net.named_modules() if isinstance(m, torch_bn())}
+        for key, value in net.state_dict().items():
+            if key.rsplit(".", 1)[0] in bn and key in state:
+                state[key] = value.detach().cpu().contiguous()
+        save_file(state, str(path))
+        import_checkpoint(variant, path)
+
+
+def torch_bn():
+    import torch
+
+    return torch.nn.BatchNorm2d
 
 
 def _method(cfg: dict):
@@ -172,13 +216,57 @@ def _method(cfg: dict):
     return models.get(cfg["method"]), config, cfg["device"].startswith("cuda")
 
 
+def _steer_aim_glance(matter, trimap: np.ndarray) -> None:
+    """Make AIM's glance argmax follow the synthetic trimap (the glance pass itself still runs).
+
+    Random weights classify every pixel alike (all background here), so the focus stage would
+    skip every tile and the fused alpha would be constant: timings and tiled-vs-whole diffs
+    would say nothing. Trained weights find a transition band; this stands in for it.
+    """
+    import cv2
+    import torch
+
+    real = matter._glance
+
+    def glance(x_full, h, w):
+        g, focus, fusion = real(x_full, h, w)
+        small = cv2.resize(trimap, (g.shape[-1], g.shape[-2]), interpolation=cv2.INTER_NEAREST)
+        cls = torch.from_numpy((small // 127).astype(np.int64))  # 0, 128, 255 -> 0, 1, 2
+        onehot = torch.nn.functional.one_hot(cls, 3).permute(2, 0, 1)[None].to(g.device, g.dtype)
+        return onehot, focus, fusion
+
+    matter._glance = glance
+
+
+def _steer_shm_tnet(matter, trimap: np.ndarray) -> None:
+    """Make SHM's T-Net classes follow the synthetic trimap (the T-Net itself still runs).
+
+    A random T-Net gives every pixel some unknown probability, so no M-Net tile would be
+    skipped; a trained one is certain away from the person's edge. Logits of +-20 stand in.
+    """
+    import cv2
+    import torch
+
+    def steered(_module, _inputs, logits):
+        small = cv2.resize(trimap, (logits.shape[-1], logits.shape[-2]), interpolation=cv2.INTER_NEAREST)
+        cls = torch.from_numpy((small // 127).astype(np.int64))  # 0, 128, 255 -> 0, 1, 2 (bg, unknown, fg)
+        onehot = torch.nn.functional.one_hot(cls, 3).permute(2, 0, 1)[None].to(logits.device, logits.dtype)
+        return 40 * onehot - 20
+
+    matter.net.t_net.register_forward_hook(steered)
+
+
 def child_run(cfg: dict) -> dict:
     import torch
 
     spec, config, cuda = _method(cfg)
     image = np.load(cfg["image"])
-    trimap = np.load(cfg["trimap"]) if spec.needs_trimap else None
+    trimap = np.load(cfg["trimap"]) if (spec.needs_trimap or spec.accepts_trimap) else None
     matter = spec.create(config)
+    if cfg["method"] == "aim":
+        _steer_aim_glance(matter, np.load(cfg["trimap"]))
+    if cfg["method"] == "shm":
+        _steer_shm_tnet(matter, np.load(cfg["trimap"]))
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     times = []
@@ -438,6 +526,7 @@ class Runner:
         if variant and variant not in self.imported:
             variants = [variant, *EXTRA_WEIGHTS.get(variant, [])]
             imp = {"phase": "import", "work": str(self.work), "variants": variants}
+            imp |= {"calibrate": self.args.calibrate, "method": cfg["method"]}
             self.imported[variant] = spawn(imp, self.env, self.work / f"import_{variant}")
         if variant and self.imported[variant]["status"] != "ok":
             return {"status": f"weights import failed: {self.imported[variant]['status']}"}
@@ -497,6 +586,11 @@ def main() -> None:
     p.add_argument("--rss-limit", default="20G")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "speed.jsonl")
     p.add_argument("--repeat", type=int, default=1, help="timed calls after the warm-up call")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="rescale the random weights' batch norms on a small scene (for meaningful tiled-vs-whole diffs)",
+    )
     p.add_argument("--folder", type=int, default=0, help="also matte a folder of N 2 MP images")
     p.add_argument("--folder-jobs", default="1,4")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra option (int if numeric)")

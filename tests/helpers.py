@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mattecli.models.calibration import calibrate  # noqa: F401  (re-exported for the tests)
+
 
 def random_net(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random weights with non-trivial batch-norm statistics and affine terms, in eval mode."""
@@ -57,32 +59,3 @@ def mindspore_ckpt(tensors: dict[str, np.ndarray], *, packed: bool = False) -> b
         tensor = dims + _field(2, _MS_TYPES[array.dtype]) + _field(3, content)
         out.append(_field(1, _field(1, name.encode()) + _field(2, tensor)))
     return b"".join(out)
-
-
-def calibrate(net: torch.nn.Module, *inputs: torch.Tensor) -> torch.nn.Module:
-    """Rescale every batch norm so its output has unit spread on ``inputs`` (LSUV-style), in place.
-
-    Deep nets with random weights otherwise grow activations layer by layer until float
-    rounding alone moves their outputs by 1e-3; calibrated, they behave like trained nets
-    numerically, which equality tests between two ways of computing the same thing need.
-    One forward pass: each batch norm's output is rescaled as it is produced (scaling its
-    weight and bias by ``1/s`` scales its output by ``1/s``), so later layers see the
-    calibrated values.
-    """
-
-    def hook(bn, _inputs, out):
-        s = float(out.float().std())
-        if s > 0:
-            bn.weight.data /= s
-            bn.bias.data /= s
-            return out / s
-        return out
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    try:
-        with torch.no_grad():
-            net(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return net

@@ -19,6 +19,7 @@ import torch
 from helpers import calibrate, random_net
 
 from mattecli import engine, tiling
+from mattecli.errors import BadOptionError
 from mattecli.models import aim, msia, shm, sim
 from mattecli.models.aim_net import AimNet
 from mattecli.models.msia_net import MSIANet
@@ -235,3 +236,35 @@ def test_whole_pass_out_of_memory_falls_back_to_tiles(msia_net):
         alpha = got.predict(image)
     assert not np.isnan(alpha).any() and alpha.shape == (130, 170)
     assert float(np.abs(alpha - want.predict(image)).max()) < 0.1
+
+
+# ----------------------------------------------------------------------------- options and CLI
+def test_scales_options_parse_or_fail_clearly():
+    assert aim.parse_scales("0.25,1") == (0.25, 1.0) and aim.parse_scales(None) is None
+    assert sim.scaled_patch_sizes("1,2.5") == (320, 800) and sim.scaled_patch_sizes([0.5]) == (160,)
+    for bad in ("0.25", "0,1", "a,b", "0.5,2"):
+        with pytest.raises(BadOptionError, match="GLANCE,FOCUS"):
+            aim.parse_scales(bad)
+    with pytest.raises(BadOptionError, match="patch scales"):
+        sim.scaled_patch_sizes("x")
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-m", "aim", "--scales", "2,3"], "GLANCE,FOCUS"),
+        (["-m", "msia", "--scales", "1,2"], "no multi-scale fusion"),
+        (["-m", "aim", "--strategy", "sideways"], "strategy must be one of"),
+        (["-m", "aim", "--max-memory", "lots"], "cannot read memory size"),
+        (["-m", "aim", "--tile-size", "8"], "--tile-size must be >= 32"),
+        (["-m", "shm", "--strategy", "hybrid"], "SHM strategy must be one of paper, resize, whole, tiled"),
+    ],
+)
+def test_engine_flags_are_checked_before_any_work(runner, tmp_path, args, message):
+    from conftest import EXAMPLES, invoke
+
+    out = tmp_path / "out"
+    result = invoke(runner, ["matte", EXAMPLES / "images", out, *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not out.exists() or not any(out.iterdir())

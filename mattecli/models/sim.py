@@ -449,6 +449,10 @@ def _create(config: MethodConfig) -> SimMatter:
     tiles = engine.tile_policy(models.get("sim"), config.options, device)
     net = load_model(variant, device, config.weights)
     net = net.fold_weight_standardization().to(memory_format=torch_channels_last())
+    if config.options.get("compile"):
+        import torch
+
+        net = torch.compile(net)
     analyzer = semantic.load_analyzer(
         device=str(device),
         precision=config.precision,

@@ -614,7 +614,7 @@ def main() -> None:
                 base = {"method": method, "variant": variant, "precision": precision, "device": args.device}
                 for mp in sorted(float(s) for s in args.sizes.split(",") if s):
                     for mode in args.modes.split(","):
-                        options = {"strategy": mode, **extra}
+                        options = {"strategy": mode, **(extra if mode != "whole" else {})}  # tile flags: tiled only
                         if mode != "whole" and max_memory.lower() != "none":
                             options["max_memory"] = parse_bytes(max_memory)
                         runner.size(base, mp, mode, options)

@@ -122,6 +122,30 @@ def _resize_8bit(image: np.ndarray, size: int) -> np.ndarray:
     return np.clip(np.rint(small), 0, 255).astype(np.float32) / 255.0
 
 
+def _m_net_input(image: np.ndarray, prob: np.ndarray, encoding: str, block: int = 512):
+    """The M-Net's input for the whole image, ``(1, 6, H16, W16)`` float32 on the host: the encoded
+    image and the T-Net probabilities, edge-padded to multiples of 16 (the image reflected, as
+    :func:`mattecli.engine.pad_to_multiple` does), filled in row blocks so that no other
+    full-size copy exists."""
+    import torch
+
+    h, w = image.shape[:2]
+    hp, wp = h + (-h) % STRIDE, w + (-w) % STRIDE
+    out = torch.empty((1, 6, hp, wp), dtype=torch.float32)
+    prob_rows, prob_cols = np.minimum(np.arange(hp), h - 1), np.minimum(np.arange(wp), w - 1)  # edge
+    rows, cols = prob_rows, prob_cols
+    if hp - h < h and wp - w < w:  # reflect, else replicate (pad_to_multiple's rule)
+        rows = np.where(np.arange(hp) < h, np.arange(hp), 2 * (h - 1) - np.arange(hp))
+        cols = np.where(np.arange(wp) < w, np.arange(wp), 2 * (w - 1) - np.arange(wp))
+    for y0 in range(0, hp, block):
+        y1 = min(hp, y0 + block)
+        enc = encode(image[rows[y0:y1]][:, cols], encoding)
+        out[0, :3, y0:y1] = torch.from_numpy(np.ascontiguousarray(enc.transpose(2, 0, 1)))
+        part = prob[prob_rows[y0:y1]][:, prob_cols]
+        out[0, 3:, y0:y1] = torch.from_numpy(np.ascontiguousarray(part.transpose(2, 0, 1)))
+    return out
+
+
 # ----------------------------------------------------------------------------- MindSpore checkpoint
 _MS_BN_LEAVES = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving_variance": "running_var"}
 _MS_WRAPPER = re.compile(r"^(?:(?:network|_backbone|backbone)\.)+(?=[tm]_net\.)")
@@ -212,7 +236,7 @@ class ShmMatter:
     def _full_resolution(self, image: np.ndarray, tiled: bool) -> tuple[np.ndarray, np.ndarray]:
         """``whole`` / ``tiled``: T-Net at the paper's size, M-Net and fusion at full resolution.
 
-        Returns the alpha and the T-Net probabilities upsampled to the image (``HxWx3``).
+        Returns the alpha and the T-Net trimap at the image's size.
         """
         import cv2
         import torch
@@ -229,12 +253,13 @@ class ShmMatter:
         prob = torch.softmax(logits.float(), dim=1)[0, :, :sh, :sw].permute(1, 2, 0).cpu().numpy()
         if (sh, sw) != (h, w):
             prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(encode(image, self.encoding))).permute(2, 0, 1)[None]
-        x, _ = engine.pad_to_multiple(x, STRIDE)
-        ph, pw = x.shape[-2] - h, x.shape[-1] - w
-        prob_t = torch.from_numpy(np.pad(prob, ((0, ph), (0, pw), (0, 0)), mode="edge")).permute(2, 0, 1)[None]
-        source = torch.cat([x, prob_t], dim=1)  # the M-Net's input, tiles are cut from it on the host
+        from mattecli.models.shm_net import TRIMAP_CLASSES
+
         fg, us = self.net.fg_channel, self.net.unknown_channel
+        fs, us_map = prob[:, :, fg].copy(), prob[:, :, us].copy()
+        trimap_idx = prob.argmax(axis=2).astype(np.uint8)
+        source = _m_net_input(image, prob, self.encoding)  # (1, 6, H16, W16) on the host, built in row blocks
+        del prob
 
         def m_net(batch):
             batch = batch.to(self.device)
@@ -242,14 +267,16 @@ class ShmMatter:
                 alpha_r = self.net.m_net(engine.channels_last(batch)).float()
             return alpha_r
 
+        ph, pw = source.shape[-2] - h, source.shape[-1] - w
         if tiled:
-            unknown = np.pad(prob[:, :, us], ((0, ph), (0, pw)), mode="edge") >= SKIP_BELOW
+            unknown = np.pad(us_map, ((0, ph), (0, pw)), mode="edge") >= SKIP_BELOW
             self.tiles.probe(self.net.m_net, m_net, 6, self.device)
             alpha_r = self.tiles.run(m_net, source, skip=lambda y0, y1, x0, x1: not unknown[y0:y1, x0:x1].any())
         else:
             alpha_r = m_net(source)
         alpha_r = alpha_r[0, 0, :h, :w].cpu().numpy()
-        return prob[:, :, fg] + prob[:, :, us] * alpha_r, prob
+        trimap = np.asarray(TRIMAP_CLASSES, np.uint8)[trimap_idx]
+        return fs + us_map * alpha_r, trimap
 
     def predict_with_trimap(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Alpha (float32 ``HxW`` in [0, 1]) and the T-Net trimap (uint8 {0, 128, 255}) at the image's size."""
@@ -264,15 +291,16 @@ class ShmMatter:
         if self.strategy in ("whole", "tiled"):
             if self.strategy == "whole":
                 try:
-                    alpha, prob = self._full_resolution(image, tiled=False)
+                    alpha, trimap = self._full_resolution(image, tiled=False)
                 except Exception as err:
                     if not engine.is_oom(err):
                         raise
                     del err
                     warnings.warn("SHM M-Net out of memory: computing it on tiles", RuntimeWarning, stacklevel=2)
-                    alpha, prob = self._full_resolution(image, tiled=True)
+                    alpha, trimap = self._full_resolution(image, tiled=True)
             else:
-                alpha, prob = self._full_resolution(image, tiled=True)
+                alpha, trimap = self._full_resolution(image, tiled=True)
+            return np.clip(alpha, 0.0, 1.0).astype(np.float32), trimap
         elif self.strategy == "resize":
             prob, alpha = self._forward(_resize_8bit(image, RESIZE_SIZE))
             if alpha.shape != (h, w):

@@ -57,8 +57,9 @@ def _official_side(core: Path, image_path: Path, ckpt: Path, out: Path) -> dict:
     real_resize = skimage.transform.resize
 
     def resize_0145(image, output_shape):  # scikit-image 0.14.5 defaults, as pinned by the authors
-        return real_resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
-                           preserve_range=False, anti_aliasing=False)
+        return real_resize(
+            image, output_shape, order=1, mode="constant", cval=0, clip=True, preserve_range=False, anti_aliasing=False
+        )
 
     import test as official  # noqa: E402  (core/test.py)
 
@@ -122,11 +123,13 @@ def _mattecli_side(image_path: Path, hf_cache: Path, out: Path, strategy: str) -
 def _child(argv: list[str]) -> None:
     side, payload = argv[0], json.loads(argv[1])
     if side == "official":
-        result = _official_side(Path(payload["core"]), Path(payload["image"]), Path(payload["ckpt"]),
-                                Path(payload["out"]))
+        result = _official_side(
+            Path(payload["core"]), Path(payload["image"]), Path(payload["ckpt"]), Path(payload["out"])
+        )
     else:
-        result = _mattecli_side(Path(payload["image"]), Path(payload["hf_cache"]), Path(payload["out"]),
-                                payload["strategy"])
+        result = _mattecli_side(
+            Path(payload["image"]), Path(payload["hf_cache"]), Path(payload["out"]), payload["strategy"]
+        )
     result["peak_rss_mib"] = _vm_hwm_mib()
     print(json.dumps(result))
 
@@ -223,8 +226,13 @@ def main() -> None:
         for side, payload, strategy in sides:
             out = work / f"{side}_{strategy}.npy"
             payload = dict(payload, image=str(args.image.resolve()), out=str(out), strategy=strategy)
-            proc = subprocess.run([sys.executable, __file__, "--child", side, json.dumps(payload)],
-                                  capture_output=True, text=True, env=env, check=False)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", side, json.dumps(payload)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
             if proc.returncode:
                 raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
             runs[(side, strategy)] = json.loads(proc.stdout.strip().splitlines()[-1]) | {"alpha": np.load(out)}
@@ -242,14 +250,18 @@ def main() -> None:
     cls = {"bg": (ref == 0).mean(), "fg": (ref == 1).mean()}
     print(f"official alpha: {cls['bg']:.0%} exactly 0, {cls['fg']:.0%} exactly 1, the rest from the focus pass\n")
     print(f"{rounding.mean():.2%} of pixels have an upsampled glance value within 1e-4 of 0/255 but not exactly\n")
-    print("| code | strategy | first call (s) | second call (s) | peak RSS (MiB) | max abs diff | mean abs diff "
-          "| pixels > 1/255 | max abs diff, rounding pixels excluded |")
+    print(
+        "| code | strategy | first call (s) | second call (s) | peak RSS (MiB) | max abs diff | mean abs diff "
+        "| pixels > 1/255 | max abs diff, rounding pixels excluded |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for (side, strategy), run in runs.items():
         diff = np.abs(run["alpha"] - ref)
-        print(f"| {side} | {strategy} | {run['first']:.2f} | {run['seconds']:.2f} | {run['peak_rss_mib']:.0f} "
-              f"| {diff.max():.2e} | "
-              f"{diff.mean():.2e} | {(diff > 1 / 255).mean():.2%} | {diff[~rounding].max():.2e} |")
+        print(
+            f"| {side} | {strategy} | {run['first']:.2f} | {run['seconds']:.2f} | {run['peak_rss_mib']:.0f} "
+            f"| {diff.max():.2e} | "
+            f"{diff.mean():.2e} | {(diff > 1 / 255).mean():.2%} | {diff[~rounding].max():.2e} |"
+        )
 
 
 if __name__ == "__main__":

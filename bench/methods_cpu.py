@@ -20,12 +20,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = [("cf", None), ("knn", None), ("aim", "aim"), ("sim", "sim-comp1k"), ("shm", "shm-mindspore"),
-         ("shm", "shm"), ("msia", "msia")]
+CASES = [
+    ("cf", None),
+    ("knn", None),
+    ("aim", "aim"),
+    ("sim", "sim-comp1k"),
+    ("shm", "shm-mindspore"),
+    ("shm", "shm"),
+    ("msia", "msia"),
+]
 
 
-def _child(phase: str, method: str, variant: str | None, image: str, trimap: str, device: str, repeat: int,
-           tmp: str) -> dict:
+def _child(
+    phase: str, method: str, variant: str | None, image: str, trimap: str, device: str, repeat: int, tmp: str
+) -> dict:
     import torch
     from huggingface_hub import constants as hf_constants
     from safetensors.torch import save_file
@@ -75,8 +83,10 @@ def main() -> None:
     import torch
 
     h, w = cv2.imread(args.image).shape[:2]
-    print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
-          f"image {Path(args.image).name} {w}x{h}\n")
+    print(
+        f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}; "
+        f"image {Path(args.image).name} {w}x{h}\n"
+    )
     print("| method | variant | first call (s) | best of next (s) | peak RSS (MiB) | CUDA max alloc (MiB) |")
     print("|---|---|---:|---:|---:|---:|")
     for method, variant in CASES:

@@ -72,8 +72,7 @@ class FakeHub:
     def gets(self, filename: str | None = None) -> list[Request]:
         """The GET requests seen (for one file name, or all)."""
         with self._lock:
-            return [r for r in self.requests
-                    if r.method == "GET" and (filename is None or r.path.endswith(filename))]
+            return [r for r in self.requests if r.method == "GET" and (filename is None or r.path.endswith(filename))]
 
     # ------------------------------------------------------------------ server
     @property
@@ -93,8 +92,9 @@ class FakeHub:
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
         self._url = f"http://{host}:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-hub", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="fake-hub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -112,8 +112,9 @@ class FakeHub:
 
     def _record(self, handler: BaseHTTPRequestHandler) -> None:
         with self._lock:
-            self.requests.append(Request(handler.command, handler.path,
-                                         {k.lower(): v for k, v in handler.headers.items()}))
+            self.requests.append(
+                Request(handler.command, handler.path, {k.lower(): v for k, v in handler.headers.items()})
+            )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -166,7 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         start = 0
         range_header = self.headers.get("Range")
         if body and range_header and range_header.startswith("bytes="):
-            first, _, _last = range_header[len("bytes="):].partition("-")
+            first, _, _last = range_header[len("bytes=") :].partition("-")
             start = int(first or 0)
         self.send_response(206 if start else 200)
         self.send_header("X-Repo-Commit", commit)
@@ -207,17 +208,26 @@ def use_fake_hub(monkeypatch, cache_dir: Path, hub: FakeHub | None = None, *, of
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache_dir))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
     # huggingface_hub caches its "agent harness" registry (user-agent telemetry) under HF_HOME
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(cache_dir.parent / ".agent_harnesses.json"),
-                        raising=False)
+    monkeypatch.setattr(
+        constants, "AGENT_HARNESSES_PATH", str(cache_dir.parent / ".agent_harnesses.json"), raising=False
+    )
     if hub is not None:
         monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-        monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            hub.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
 
 
-def hub_entry(variant: str, *, method: str = "toy", hub: dict | None = None, source_format: str = "torch",
-              official_sha256: str | None = None, official_filename: str = "toy_best.pth",
-              license: str = "MIT") -> dict:
+def hub_entry(
+    variant: str,
+    *,
+    method: str = "toy",
+    hub: dict | None = None,
+    source_format: str = "torch",
+    official_sha256: str | None = None,
+    official_filename: str = "toy_best.pth",
+    license: str = "MIT",
+) -> dict:
     """A valid manifest entry for tests (``hub`` is the published location or ``None``)."""
     return {
         "variant": variant,
@@ -228,16 +238,17 @@ def hub_entry(variant: str, *, method: str = "toy", hub: dict | None = None, sou
         "official": {
             "repo": "https://example.invalid/toy",
             "commit": None,
-            "files": [{
-                "filename": official_filename,
-                "links": [{"host": "example", "url": f"https://example.invalid/{official_filename}"}],
-                "sha256": official_sha256,
-                "size": None,
-            }],
+            "files": [
+                {
+                    "filename": official_filename,
+                    "links": [{"host": "example", "url": f"https://example.invalid/{official_filename}"}],
+                    "sha256": official_sha256,
+                    "size": None,
+                }
+            ],
         },
         "hub": hub,
-        "conversion": {"source_format": source_format, "wrapper": "state_dict",
-                       "key_mapping": f"{method}.test"},
+        "conversion": {"source_format": source_format, "wrapper": "state_dict", "key_mapping": f"{method}.test"},
     }
 
 

@@ -118,13 +118,19 @@ def test_pull_all_reports_each_variant(published, run):
     assert "error: toy-hub: cached file" in result.stderr and "it was not loaded" in result.stderr
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ((), "error: give a VARIANT or --all"),
-    (("toy", "--all"), "error: give a VARIANT or --all, not both"),
-    (("nope",), "error: unknown weights variant 'nope'; known variants: toy, toy-other, "),
-    (("toy",), "error: toy: converted weights are not published yet; run `mattecli weights import toy "
-               "toy_best.pth` instead"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "error: give a VARIANT or --all"),
+        (("toy", "--all"), "error: give a VARIANT or --all, not both"),
+        (("nope",), "error: unknown weights variant 'nope'; known variants: toy, toy-other, "),
+        (
+            ("toy",),
+            "error: toy: converted weights are not published yet; run `mattecli weights import toy "
+            "toy_best.pth` instead",
+        ),
+    ],
+)
 def test_pull_errors_are_one_line_with_exit_2(env, run, args, message):
     result = run("pull", *args)
     assert result.exit_code == 2
@@ -139,9 +145,11 @@ def test_pull_offline_without_cache(published, run, monkeypatch):
     result = run("pull", "toy-hub")
     assert result.exit_code == 2
     lines = error_lines(result)
-    assert lines[0].startswith("error: toy-hub weights are not in the cache and the Hugging Face Hub cannot be "
-                               "reached (HF_HUB_OFFLINE is set); run `mattecli weights pull toy-hub`, or "
-                               "`mattecli weights import toy-hub toy_best.pth` with the authors' file")
+    assert lines[0].startswith(
+        "error: toy-hub weights are not in the cache and the Hugging Face Hub cannot be "
+        "reached (HF_HUB_OFFLINE is set); run `mattecli weights pull toy-hub`, or "
+        "`mattecli weights import toy-hub toy_best.pth` with the authors' file"
+    )
     assert lines[1] == "hint: official file toy_best.pth from https://example.invalid/toy_best.pth"
 
 
@@ -161,8 +169,9 @@ def test_import_errors(env, run):
 
     result = run("import", "toy-unimpl", bad)
     assert result.exit_code == 2
-    assert error_lines(result)[0] == ("error: method later is not implemented yet, so weights for toy-unimpl "
-                                      "cannot be imported or loaded")
+    assert error_lines(result)[0] == (
+        "error: method later is not implemented yet, so weights for toy-unimpl cannot be imported or loaded"
+    )
 
     result = run("import", "toy")  # missing FILE: Typer's usage error
     assert result.exit_code == 2
@@ -180,8 +189,9 @@ def test_import_warns_when_the_source_is_not_the_official_file(env, run):
 def test_path_and_verify_without_weights(env, run):
     result = run("path", "toy")
     assert result.exit_code == 2 and result.stdout == ""
-    assert error_lines(result)[0] == ("error: toy weights are not published yet and not imported; run "
-                                      "`mattecli weights import toy toy_best.pth`")
+    assert error_lines(result)[0] == (
+        "error: toy weights are not published yet and not imported; run `mattecli weights import toy toy_best.pth`"
+    )
     result = run("verify")
     assert result.exit_code == 0 and "no weights are cached or imported yet" in result.stderr
     result = run("verify", "toy")

@@ -73,9 +73,7 @@ def test_rgba_image_drops_alpha_and_gray_uses_it(tmp_path):
     np.testing.assert_allclose(io.read_gray(path), 200 / 255, atol=1e-6)
     # an opaque RGBA map (like pymatting's trimaps) gives its red channel
     opaque = np.dstack([RGB8, np.full((13, 17), 255, np.uint8)])
-    np.testing.assert_allclose(
-        io.read_gray(_cv_write(tmp_path / "o.png", opaque)), RGB8[:, :, 0] / 255, atol=1e-6
-    )
+    np.testing.assert_allclose(io.read_gray(_cv_write(tmp_path / "o.png", opaque)), RGB8[:, :, 0] / 255, atol=1e-6)
 
 
 def _jpeg_with_orientation(path: Path, pixels: np.ndarray, orientation: int) -> None:

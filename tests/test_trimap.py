@@ -14,9 +14,7 @@ def _brute_morph(mask: np.ndarray, kernel: np.ndarray, op: str) -> np.ndarray:
     h, w = mask.shape
     r = kernel.shape[0] // 2
     out = np.zeros_like(mask, dtype=bool)
-    offsets = [
-        (dy - r, dx - r) for dy in range(kernel.shape[0]) for dx in range(kernel.shape[1]) if kernel[dy, dx]
-    ]
+    offsets = [(dy - r, dx - r) for dy in range(kernel.shape[0]) for dx in range(kernel.shape[1]) if kernel[dy, dx]]
     for y in range(h):
         for x in range(w):
             vals = [mask[min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)] for dy, dx in offsets]

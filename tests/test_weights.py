@@ -62,7 +62,7 @@ def remap_toy(sd: dict) -> dict:
     for key, value in sd.items():
         for old, new in _OFFICIAL:
             if key.startswith(old):
-                key = new + key[len(old):]
+                key = new + key[len(old) :]
                 break
         out[key] = value
     return out
@@ -122,7 +122,7 @@ def official_toy_sd(seed: int = 0) -> dict[str, torch.Tensor]:
     for key, value in sd.items():
         for old, new in _OFFICIAL:
             if key.startswith(new):
-                key = old + key[len(new):]
+                key = old + key[len(new) :]
                 break
         out[key] = value
     return out
@@ -148,6 +148,7 @@ def env(tmp_path, monkeypatch):
         def build():
             builds.append(factory)
             return factory()
+
         return build
 
     weights.register_architecture("toy", build=counted(ToyNet), remap=remap_toy, detect=is_official_toy)
@@ -156,9 +157,13 @@ def env(tmp_path, monkeypatch):
     weights.register_architecture("toy-ms", build=ToyNet, remap=remap_mindspore)
     weights.register_architecture("toy-hub", build=counted(ToyNet))
     weights.register_architecture("toy-hub2", build=ToyNet)
-    base = [hub_entry("toy"), hub_entry("toy-other"), hub_entry("toy-alias", method="alias"),
-            hub_entry("toy-ms", source_format="mindspore-ckpt", official_filename="toy.ckpt"),
-            hub_entry("toy-unimpl", method="later", license="unknown")]
+    base = [
+        hub_entry("toy"),
+        hub_entry("toy-other"),
+        hub_entry("toy-alias", method="alias"),
+        hub_entry("toy-ms", source_format="mindspore-ckpt", official_filename="toy.ckpt"),
+        hub_entry("toy-unimpl", method="later", license="unknown"),
+    ]
     manifest_path = tmp_path / "manifest.json"
 
     def set_manifest(extra=()):
@@ -169,8 +174,14 @@ def env(tmp_path, monkeypatch):
 
     set_manifest()
     monkeypatch.setattr(constants, "MATTECLI_MANIFEST", str(manifest_path), raising=False)
-    return SimpleNamespace(tmp=tmp_path, cache=cache, manifest=manifest_path, set_manifest=set_manifest,
-                           builds=builds, monkeypatch=monkeypatch)
+    return SimpleNamespace(
+        tmp=tmp_path,
+        cache=cache,
+        manifest=manifest_path,
+        set_manifest=set_manifest,
+        builds=builds,
+        monkeypatch=monkeypatch,
+    )
 
 
 def converted_bytes(variant: str, seed: int = 1) -> tuple[bytes, dict[str, torch.Tensor]]:
@@ -188,11 +199,20 @@ def published(env):
         commit2 = hub.add_file("org/toy2", "toy-hub2.safetensors", data2)
 
         def location(repo, filename, revision, payload):
-            return {"repo_id": repo, "filename": filename, "revision": revision,
-                    "sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)}
+            return {
+                "repo_id": repo,
+                "filename": filename,
+                "revision": revision,
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                "size": len(payload),
+            }
 
-        env.set_manifest([hub_entry("toy-hub", hub=location("org/toy", "toy-hub.safetensors", commit, data)),
-                          hub_entry("toy-hub2", hub=location("org/toy2", "toy-hub2.safetensors", commit2, data2))])
+        env.set_manifest(
+            [
+                hub_entry("toy-hub", hub=location("org/toy", "toy-hub.safetensors", commit, data)),
+                hub_entry("toy-hub2", hub=location("org/toy2", "toy-hub2.safetensors", commit2, data2)),
+            ]
+        )
         use_fake_hub(env.monkeypatch, env.cache, hub)
         yield SimpleNamespace(hub=hub, data=data, sd=sd, commit=commit, env=env)
 
@@ -211,13 +231,21 @@ def test_repo_manifest_is_valid_and_publishes_nothing_yet():
         assert entry.filename == f"{entry.variant}.safetensors"
     ms = manifest.get("shm-mindspore")
     assert ms.license == "Apache-2.0" and ms.conversion.source_format == "mindspore-ckpt"
-    assert ms.official.files[0].filename == \
-        "semantichumanmatting_ascend_v180_MattingHumanDatasets_official_cv_avesad5.49.ckpt"
+    assert (
+        ms.official.files[0].filename
+        == "semantichumanmatting_ascend_v180_MattingHumanDatasets_official_cv_avesad5.49.ckpt"
+    )
     assert ms.official.files[0].sha256 == "1a11ded55674d2757cf16e6d4001c724ff16824a6a22d973485d352b3df2e8c6"
-    drive = {v: manifest.get(v).official.files[0].links[0].file_id
-             for v in ("sim-comp1k", "sim-simd", "sim-classifier", "aim")}
-    assert drive == {"sim-comp1k": "1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt", "sim-simd": "1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC",
-                     "sim-classifier": "12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe", "aim": "16dd1FGMcsMTqR6EfD2T9mtRmPwxnY0zs"}
+    drive = {
+        v: manifest.get(v).official.files[0].links[0].file_id
+        for v in ("sim-comp1k", "sim-simd", "sim-classifier", "aim")
+    }
+    assert drive == {
+        "sim-comp1k": "1uUIhzBKyTRfu0Ylhm0O9pyV9TayPaODt",
+        "sim-simd": "1kmhQtO-6wXTxgHtQCLRj3xPOEtXyzTXC",
+        "sim-classifier": "12JCGqDylBXJpgDhj4hg_JZYdbHlX8TKe",
+        "aim": "16dd1FGMcsMTqR6EfD2T9mtRmPwxnY0zs",
+    }
     assert manifest.get("aim").official.files[0].filename == "aimnet_pretrained_matting.pth"
     assert manifest.get("sim-classifier").official.files[0].filename == "classifier_resnet50_best.pth.tar"
     assert manifest.get("shm").official is None and manifest.get("msia").paper.venue is None
@@ -229,25 +257,32 @@ def test_default_manifest_is_the_repo_root_one(monkeypatch):
 
 
 def _valid() -> dict:
-    entry = hub_entry("toy", hub={"repo_id": "org/toy", "filename": "toy.safetensors", "revision": "a" * 40,
-                                  "sha256": "b" * 64, "size": 10})
+    entry = hub_entry(
+        "toy",
+        hub={"repo_id": "org/toy", "filename": "toy.safetensors", "revision": "a" * 40, "sha256": "b" * 64, "size": 10},
+    )
     return {"schema_version": 1, "checkpoints": [entry]}
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda d: d["checkpoints"][0].pop("license"), "checkpoints[0] (toy): field 'license' is missing"),
-    (lambda d: d["checkpoints"][0].pop("hub"), "field 'hub' is missing (use null when unknown)"),
-    (lambda d: d["checkpoints"][0]["hub"].update(revision="main"), "field 'revision' has an invalid value 'main'"),
-    (lambda d: d["checkpoints"][0]["hub"].update(sha256="abc"), "checkpoints[0] (toy).hub: field 'sha256'"),
-    (lambda d: d["checkpoints"][0]["hub"].update(size="10"), "field 'size' must be int, not str"),
-    (lambda d: d["checkpoints"][0]["hub"].update(size=True), "field 'size' must be int, not bool"),
-    (lambda d: d["checkpoints"][0].update(sha265="x"), "field 'sha265' is not a known field (typo?)"),
-    (lambda d: d["checkpoints"][0]["conversion"].update(source_format="onnx"), "must be one of torch"),
-    (lambda d: d["checkpoints"].append(d["checkpoints"][0]), "variant 'toy' appears twice"),
-    (lambda d: d.update(schema_version=2), "this mattecli reads version 1"),
-    (lambda d: d["checkpoints"][0]["official"]["files"][0]["links"][0].update(url=None),
-     "'url' and 'file_id' cannot both be null"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d["checkpoints"][0].pop("license"), "checkpoints[0] (toy): field 'license' is missing"),
+        (lambda d: d["checkpoints"][0].pop("hub"), "field 'hub' is missing (use null when unknown)"),
+        (lambda d: d["checkpoints"][0]["hub"].update(revision="main"), "field 'revision' has an invalid value 'main'"),
+        (lambda d: d["checkpoints"][0]["hub"].update(sha256="abc"), "checkpoints[0] (toy).hub: field 'sha256'"),
+        (lambda d: d["checkpoints"][0]["hub"].update(size="10"), "field 'size' must be int, not str"),
+        (lambda d: d["checkpoints"][0]["hub"].update(size=True), "field 'size' must be int, not bool"),
+        (lambda d: d["checkpoints"][0].update(sha265="x"), "field 'sha265' is not a known field (typo?)"),
+        (lambda d: d["checkpoints"][0]["conversion"].update(source_format="onnx"), "must be one of torch"),
+        (lambda d: d["checkpoints"].append(d["checkpoints"][0]), "variant 'toy' appears twice"),
+        (lambda d: d.update(schema_version=2), "this mattecli reads version 1"),
+        (
+            lambda d: d["checkpoints"][0]["official"]["files"][0]["links"][0].update(url=None),
+            "'url' and 'file_id' cannot both be null",
+        ),
+    ],
+)
 def test_manifest_errors_name_entry_and_field(mutate, message):
     data = _valid()
     weights.parse_manifest(data)  # the base is valid
@@ -277,8 +312,10 @@ def test_pull_downloads_into_the_hf_cache_and_loads(published):
     assert path == published.env.cache / "models--org--toy" / "snapshots" / published.commit / "toy-hub.safetensors"
     assert path.read_bytes() == published.data
     methods = [(r.method, r.path.split("/resolve/")[-1]) for r in published.hub.requests if "/resolve/" in r.path]
-    assert methods == [("HEAD", f"{published.commit}/toy-hub.safetensors"),
-                       ("GET", f"{published.commit}/toy-hub.safetensors")]
+    assert methods == [
+        ("HEAD", f"{published.commit}/toy-hub.safetensors"),
+        ("GET", f"{published.commit}/toy-hub.safetensors"),
+    ]
     seen = len(published.hub.requests)
     assert weights.pull("toy-hub") == path  # pinned commit already cached: no request at all
     assert_same(weights.load_model("toy-hub"), published.sd)
@@ -366,22 +403,47 @@ def test_unreachable_hub(env, monkeypatch):
         data, _ = converted_bytes("toy-hub")
         commit = hub.add_file("org/toy", "toy-hub.safetensors", data)
     # the server is stopped: its port refuses connections
-    env.set_manifest([hub_entry("toy-hub", hub={"repo_id": "org/toy", "filename": "toy-hub.safetensors",
-                                                "revision": commit, "sha256": hashlib.sha256(data).hexdigest(),
-                                                "size": len(data)})])
+    env.set_manifest(
+        [
+            hub_entry(
+                "toy-hub",
+                hub={
+                    "repo_id": "org/toy",
+                    "filename": "toy-hub.safetensors",
+                    "revision": commit,
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "size": len(data),
+                },
+            )
+        ]
+    )
     use_fake_hub(monkeypatch, env.cache, hub)
     monkeypatch.setattr(time, "sleep", lambda s: None)  # huggingface_hub backs off between retries
-    with pytest.raises(WeightsNotCachedError, match=r"^toy-hub weights are not in the cache and the Hugging Face "
-                                                    r"Hub cannot be reached; .*weights import toy-hub"):
+    with pytest.raises(
+        WeightsNotCachedError,
+        match=r"^toy-hub weights are not in the cache and the Hugging Face "
+        r"Hub cannot be reached; .*weights import toy-hub",
+    ):
         weights.pull("toy-hub")
 
 
 def test_missing_on_hub_is_unavailable(published):
-    entry = hub_entry("toy-hub", hub={"repo_id": "org/toy", "filename": "toy-hub.safetensors",
-                                      "revision": "c" * 40, "sha256": "d" * 64, "size": 5})
+    entry = hub_entry(
+        "toy-hub",
+        hub={
+            "repo_id": "org/toy",
+            "filename": "toy-hub.safetensors",
+            "revision": "c" * 40,
+            "sha256": "d" * 64,
+            "size": 5,
+        },
+    )
     published.env.set_manifest([entry])
-    with pytest.raises(WeightsUnavailableError, match=r"org/toy/toy-hub.safetensors at revision cccccccccccc is "
-                                                      r"not on the hub \(RevisionNotFoundError\)"):
+    with pytest.raises(
+        WeightsUnavailableError,
+        match=r"org/toy/toy-hub.safetensors at revision cccccccccccc is "
+        r"not on the hub \(RevisionNotFoundError\)",
+    ):
         weights.pull("toy-hub")
     entry["hub"]["repo_id"] = "org/absent"
     published.env.set_manifest([entry])
@@ -397,9 +459,20 @@ def test_interrupted_download_resumes_with_a_range_request(published, monkeypatc
     big = {"w": torch.arange(60_000, dtype=torch.float32)}
     data = save(big, metadata={"mattecli.variant": "toy-hub"})
     commit = published.hub.add_file("org/big", "toy-hub.safetensors", data)
-    published.env.set_manifest([hub_entry("toy-hub", hub={
-        "repo_id": "org/big", "filename": "toy-hub.safetensors", "revision": commit,
-        "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})])
+    published.env.set_manifest(
+        [
+            hub_entry(
+                "toy-hub",
+                hub={
+                    "repo_id": "org/big",
+                    "filename": "toy-hub.safetensors",
+                    "revision": commit,
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "size": len(data),
+                },
+            )
+        ]
+    )
     monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
     monkeypatch.setattr(time, "sleep", lambda s: None)
     published.hub.drop_after["toy-hub.safetensors"] = 50_000
@@ -454,15 +527,25 @@ def test_environment_variables_in_a_fresh_process(published, tmp_path):
     home = tmp_path / "hf-home"
     common = {**base, "HF_HOME": str(home), "HF_ENDPOINT": published.hub.url, "PYTHONPATH": str(REPO)}
 
-    online = subprocess.run([sys.executable, "-c", script.replace("ensure_weights('toy-hub2')", "pull('toy-hub')")],
-                            env={**common, "HF_HUB_OFFLINE": "0"}, capture_output=True, text=True, timeout=120)
+    online = subprocess.run(
+        [sys.executable, "-c", script.replace("ensure_weights('toy-hub2')", "pull('toy-hub')")],
+        env={**common, "HF_HUB_OFFLINE": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert online.returncode == 0, online.stderr
     cached = Path(online.stdout.splitlines()[0])
     assert cached == home / "hub" / "models--org--toy" / "snapshots" / published.commit / "toy-hub.safetensors"
     hits = len(published.hub.gets())
 
-    offline = subprocess.run([sys.executable, "-c", script], env={**common, "HF_HUB_OFFLINE": "1"},
-                             capture_output=True, text=True, timeout=120)
+    offline = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**common, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert offline.returncode == 0, offline.stderr
     lines = offline.stdout.splitlines()
     assert Path(lines[0]) == cached
@@ -560,8 +643,11 @@ def test_alias_keys_that_disagree_are_refused(env):
     official = {k: v.clone() for k, v in official.items()}
     official["encoder0.0.weight"] += 1
     source = write_official(env.tmp / "toy_best.pth", {"state_dict": official})
-    with pytest.raises(CheckpointMismatchError, match=r"aliases that disagree \(1\): encoder0.0.weight != "
-                                                      r"resnet.conv1.weight"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"aliases that disagree \(1\): encoder0.0.weight != "
+        r"resnet.conv1.weight",
+    ):
         weights.import_checkpoint("toy-alias", source)
 
 
@@ -578,7 +664,8 @@ def test_mismatch_lists_missing_unexpected_and_wrong_shapes(env):
     assert str(err) == (
         "toy_best.pth does not match the toy network: missing (1): conv.bias; "
         "unexpected (12): extra.00, extra.01, extra.02, extra.03, extra.04, extra.05, extra.06, extra.07, "
-        "extra.08, extra.09, ... (2 more); wrong shape (1): head.weight [3,4] expected [2,4]")
+        "extra.08, extra.09, ... (2 more); wrong shape (1): head.weight [3,4] expected [2,4]"
+    )
     assert err.missing == ["conv.bias"] and len(err.unexpected) == 12
     assert err.wrong_shape == ["head.weight [3,4] expected [2,4]"]
     assert not (env.cache / "models--mattecli-imports--toy").exists()  # nothing written
@@ -592,8 +679,11 @@ def test_missing_num_batches_tracked_is_filled(env):
 
 def test_a_file_of_another_variant_is_named(env):
     source = write_official(env.tmp / "x.pth", {"state_dict": {"trunk.weight": torch.zeros(1)}})
-    with pytest.raises(UnknownCheckpointError, match=r"x.pth is not an official toy checkpoint "
-                                                     r"\(it looks like toy-other\)"):
+    with pytest.raises(
+        UnknownCheckpointError,
+        match=r"x.pth is not an official toy checkpoint "
+        r"\(it looks like toy-other\)",
+    ):
         weights.import_checkpoint("toy", source)
 
 
@@ -641,8 +731,11 @@ def test_a_zip_archive_of_the_checkpoint_asks_to_unzip(env):
     archive = env.tmp / "aim.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("aimnet_pretrained_matting.pth", b"not really")
-    with pytest.raises(UnknownCheckpointError, match=r"is a zip archive, not a checkpoint \(it contains "
-                                                     r"aimnet_pretrained_matting.pth\)") as info:
+    with pytest.raises(
+        UnknownCheckpointError,
+        match=r"is a zip archive, not a checkpoint \(it contains "
+        r"aimnet_pretrained_matting.pth\)",
+    ) as info:
         weights.import_checkpoint("toy", archive)
     assert "unzip" in info.value.hint
 
@@ -678,8 +771,10 @@ def test_safetensors_of_another_variant_is_refused(env):
 
 
 def test_unimplemented_method(env):
-    with pytest.raises(WeightsUnavailableError, match="^method later is not implemented yet, so weights for "
-                                                      "toy-unimpl cannot be imported or loaded$"):
+    with pytest.raises(
+        WeightsUnavailableError,
+        match="^method later is not implemented yet, so weights for toy-unimpl cannot be imported or loaded$",
+    ):
         weights.import_checkpoint("toy-unimpl", env.tmp / "whatever.pth")
     with pytest.raises(WeightsUnavailableError, match="not implemented yet"):
         weights.load_model("toy-unimpl")
@@ -695,8 +790,11 @@ def test_every_real_variant_has_model_code(monkeypatch):
 
 
 def test_unpublished_and_not_imported(env):
-    with pytest.raises(WeightsUnavailableError, match=r"^toy weights are not published yet and not imported; "
-                                                      r"run `mattecli weights import toy toy_best.pth`$") as info:
+    with pytest.raises(
+        WeightsUnavailableError,
+        match=r"^toy weights are not published yet and not imported; "
+        r"run `mattecli weights import toy toy_best.pth`$",
+    ) as info:
         weights.load_model("toy")
     assert info.value.hint == "official file toy_best.pth from https://example.invalid/toy_best.pth"
     with pytest.raises(WeightsUnavailableError, match="converted weights are not published yet"):
@@ -747,8 +845,16 @@ def test_import_mindspore_checkpoint(env, packed):
     data = mindspore_ckpt(tensors, packed=packed)
     source = env.tmp / "toy.ckpt"
     source.write_bytes(data)
-    env.set_manifest([hub_entry("toy-ms", source_format="mindspore-ckpt", official_filename="toy.ckpt",
-                                official_sha256=hashlib.sha256(data).hexdigest())])
+    env.set_manifest(
+        [
+            hub_entry(
+                "toy-ms",
+                source_format="mindspore-ckpt",
+                official_filename="toy.ckpt",
+                official_sha256=hashlib.sha256(data).hexdigest(),
+            )
+        ]
+    )
     result = weights.import_checkpoint("toy-ms", source)
     assert result.source_format == "mindspore-ckpt" and result.official_match is True
     expected = dict(ours)
@@ -780,8 +886,11 @@ def test_export_writes_a_hub_ready_folder(env):
     source = write_official(env.tmp / "toy_best.pth", {"state_dict": official_toy_sd()})
     imported = weights.import_checkpoint("toy", source)
     result = weights.export("toy", env.tmp / "out", repo_id="someone/mattecli-toy")
-    assert sorted(p.name for p in (env.tmp / "out").iterdir()) == ["README.md", "manifest_snippet.json",
-                                                                   "toy.safetensors"]
+    assert sorted(p.name for p in (env.tmp / "out").iterdir()) == [
+        "README.md",
+        "manifest_snippet.json",
+        "toy.safetensors",
+    ]
     assert result.weights.read_bytes() == imported.path.read_bytes()
     assert result.sha256 == imported.sha256 and result.size == imported.size
     card = result.readme.read_text()
@@ -789,9 +898,13 @@ def test_export_writes_a_hub_ready_folder(env):
     assert imported.source_sha256 in card and "key mapping `toy.test`" in card and imported.sha256 in card
     assert result.license_warning is None
     snippet = json.loads(result.snippet.read_text())
-    assert snippet["hub"] == {"repo_id": "someone/mattecli-toy", "filename": "toy.safetensors",
-                              "revision": "COMMIT-SHA-OF-THE-UPLOAD", "sha256": imported.sha256,
-                              "size": imported.size}
+    assert snippet["hub"] == {
+        "repo_id": "someone/mattecli-toy",
+        "filename": "toy.safetensors",
+        "revision": "COMMIT-SHA-OF-THE-UPLOAD",
+        "sha256": imported.sha256,
+        "size": imported.size,
+    }
     with pytest.raises(ManifestError, match="revision"):  # cannot be pasted before the upload's commit is known
         weights.parse_manifest({"schema_version": 1, "checkpoints": [snippet]})
     snippet["hub"]["revision"] = "e" * 40

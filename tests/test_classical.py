@@ -268,3 +268,20 @@ def test_dilate_matches_scipy():
         mask = rng.random(shape) < 0.02
         expected = ndimage.binary_dilation(mask, structure=np.ones((2 * r + 1, 2 * r + 1), bool))
         np.testing.assert_array_equal(classical._dilate(mask, r), expected)
+
+
+def test_crop_grows_towards_the_nearest_anchor(monkeypatch):
+    # core (0, 0) has an unknown patch in the background; the only foreground is a block at the bottom
+    # left, so its crop stretches downwards only (doubling the halo instead would take the whole image)
+    image, _, _ = _disk_scene(160, 160)
+    trimap = np.zeros((160, 160), np.uint8)
+    trimap[112:, :48] = 128
+    trimap[120:, :40] = 255
+    trimap[10:14, 10:14] = 128
+    shapes = _count_solves(monkeypatch)
+    est = estimate_alpha(image, trimap, "cf", strategy="tiled", tile_size=32, tile_overlap=4)
+    # core (0, 0) is solved first: rows down to the foreground's anchor block (112-128) and 2 px more,
+    # columns as without growth (32 + 4)
+    assert shapes[0] == (130, 36)
+    assert classical._crop_box((0, 32, 0, 32), 4, trimap, trimap == 128, []) == (0, 130, 0, 36)
+    assert np.abs(est[10:14, 10:14]).max() < 0.05

@@ -9,6 +9,10 @@ keep full weight (the whole-image pass sees the same border there). Neighbouring
 tiles therefore overlap by ``2 * halo + blend`` pixels, and the normalised weights of
 all tiles covering a pixel sum to one.
 
+All tiles of an image have one size, so they batch. A planned tile is bounded by its
+pixels (memory grows with them), its shape follows the image (:func:`area_tile_shape`:
+the layout that runs the fewest pixels, overlaps included).
+
 Tile origins are multiples of the network's ``stride``, so every tile sees the same
 down-sampling grid as the whole image: with a halo as wide as the network's receptive
 field and global statistics taken from the whole image (:class:`GlobalContext`), tiled
@@ -37,6 +41,7 @@ __all__ = [
     "tile_starts",
     "balanced_tile",
     "tile_boxes",
+    "area_tile_shape",
     "axis_weight",
     "tile_weight",
     "blend_window",
@@ -77,10 +82,55 @@ def balanced_tile(length: int, tile: int, overlap: int, stride: int = 1) -> int:
     return min(tile, max(need, overlap + stride))
 
 
-def tile_boxes(h: int, w: int, tile: int, overlap: int, stride: int = 1) -> list[Box]:
+def _side_for(length: int, n: int, overlap: int, stride: int) -> int:
+    """The smallest stride-aligned side that covers ``length`` with ``n`` tiles overlapping by ``overlap``."""
+    if n <= 1:
+        return length
+    need = -(-(length + (n - 1) * overlap) // n)
+    return max(need + (-need) % stride, overlap + stride)
+
+
+def _count(length: int, tile: int, overlap: int, stride: int) -> int:
+    """``len(tile_starts(length, tile, overlap, stride))`` without building the list."""
+    if length <= tile:
+        return 1
+    step = max(stride, (tile - overlap) // stride * stride)
+    return -(-(length - tile) // step) + 1
+
+
+def area_tile_shape(h: int, w: int, area: int, overlap: int, stride: int = 1) -> tuple[int, int]:
+    """``(th, tw)`` of tiles holding at most ``area`` pixels (any aspect) that cover ``h x w`` while
+    running the fewest pixels in all (overlaps counted each time), then with the fewest tiles.
+
+    Memory grows with a tile's pixels, not its shape, so a ``1152 x 1728`` image under a
+    ``1024^2`` budget takes three ``1152 x 683`` strips (+18% pixels run) rather than four
+    ``656 x 944`` tiles (+24%). Sides never go below ``overlap + stride`` (unless the image is
+    smaller), so a tiny area still gives valid, if larger, tiles.
+    """
+    least = overlap + stride
+    best = None
+    for ny in range(1, max(1, h // max(1, least)) + 2):
+        th = min(h, _side_for(h, ny, overlap, stride))
+        cap = max(least, area // max(th, 1))
+        cap -= cap % stride if cap > least else 0
+        tw = w if w <= cap else balanced_tile(w, max(cap, least), overlap, stride)
+        count = _count(h, th, overlap, stride) * _count(w, tw, overlap, stride)
+        cost = (th * tw > area, count * th * tw, count, abs(th - tw))  # within the area first
+        if best is None or cost < best[0]:
+            best = (cost, (th, tw))
+        if th <= least:
+            break
+    return best[1]
+
+
+def tile_boxes(h: int, w: int, tile: int, overlap: int, stride: int = 1, *, area: int | None = None) -> list[Box]:
     """``(y0, y1, x0, x1)`` of every tile (rows outer), all of one size: per axis the
-    :func:`balanced_tile` of ``tile`` (``min(tile, side)`` when one tile covers it)."""
-    th, tw = balanced_tile(h, tile, overlap, stride), balanced_tile(w, tile, overlap, stride)
+    :func:`balanced_tile` of ``tile`` (``min(tile, side)`` when one tile covers it); with
+    ``area``, the :func:`area_tile_shape` of tiles of at most that many pixels instead."""
+    if area is not None:
+        th, tw = area_tile_shape(h, w, area, overlap, stride)
+    else:
+        th, tw = balanced_tile(h, tile, overlap, stride), balanced_tile(w, tile, overlap, stride)
     return [
         (y0, y0 + th, x0, x0 + tw)
         for y0 in tile_starts(h, th, overlap, stride)
@@ -159,6 +209,7 @@ def tiled_apply(
     skip: Callable[[int, int, int, int], bool] | None = None,
     size: tuple[int, int] | None = None,
     retry_oom: bool = False,
+    by_area: bool = False,
 ) -> torch.Tensor:
     """Run ``fn`` on overlapping tiles and blend the results into ``(1, out_channels, H, W)``.
 
@@ -174,12 +225,15 @@ def tiled_apply(
         skip: ``skip(y0, y1, x0, x1) -> True`` leaves that tile out; pixels no tile covers are 0.
         retry_oom: on an out-of-memory error, halve the batch and retry the same tiles (tiles
             already blended are kept); at batch 1 raise ``_TileTooLarge``.
+        by_area: ``tile`` only bounds a tile's pixels (``tile * tile``), the shape follows the
+            image (:func:`area_tile_shape`): fewer overlapping pixels for the same memory.
     """
     crop, (h, w), device = _cropper(source, size)
     overlap = 2 * halo + blend
     if min(tile, h) <= overlap and h > tile or min(tile, w) <= overlap and w > tile:
         raise ValueError(f"tile {tile} must be larger than 2 * halo + blend = {overlap}")
-    boxes = [b for b in tile_boxes(h, w, tile, overlap, stride) if skip is None or not skip(*b)]
+    layout = tile_boxes(h, w, tile, overlap, stride, area=tile * tile if by_area else None)
+    boxes = [b for b in layout if skip is None or not skip(*b)]
     out = weight = None
     i = 0
     while i < len(boxes):
@@ -209,7 +263,7 @@ def tiled_apply(
         i += len(chunk)
     if out is None:
         return torch.zeros(1, out_channels, h, w, dtype=torch.float32, device=device or "cpu")
-    return out / weight.clamp_min(1e-12)
+    return out.div_(weight.clamp_min_(1e-12))  # in place: no full-size temporaries
 
 
 def tiled_apply_safe(fn, source, *, tile: int, halo: int = 0, blend: int = 16, stride: int = 1, **kwargs):
@@ -286,11 +340,19 @@ class GlobalContext:
     ``with ctx.replay(): net(tiles)`` each of those modules returns its recorded value
     (broadcast over the batch) instead of pooling the tile. Modules called several times
     per forward replay their calls in the same order.
+
+    The pooling modules' ``forward`` is wrapped once (not hooked per pass) and excluded
+    from ``torch.compile``: a compiled network keeps one graph break per global pool
+    there, and recording / replaying works in it. (Forward hooks added after compilation
+    are not seen by a compiled graph: replay would silently pool the tile.)
     """
 
     def __init__(self, net: nn.Module):
         self.modules = [m for m in net.modules() if _is_global_pool(m)]
         self.saved: dict[int, list[torch.Tensor]] = {}
+        self._calls: dict[int, int] = {}
+        for module in self.modules:
+            _wrap_pool(module)
 
     def __bool__(self) -> bool:
         return bool(self.modules)
@@ -300,36 +362,54 @@ class GlobalContext:
         return bool(self.saved)
 
     @contextlib.contextmanager
-    def _hooked(self, hook):
-        handles = [m.register_forward_hook(hook) for m in self.modules]
+    def _active(self, mode: str):
+        previous = [m.__dict__.get("_global_context") for m in self.modules]
+        for module in self.modules:
+            module._global_context = (self, mode)
         try:
             yield self
         finally:
-            for handle in handles:
-                handle.remove()
+            for module, prev in zip(self.modules, previous, strict=True):
+                module._global_context = prev
 
     def record(self):
         """Context manager: the passes inside it (one image, batch 1) become the recorded context."""
         self.saved = {}
-
-        def hook(module, _inputs, output):
-            self.saved.setdefault(id(module), []).append(output.detach()[:1].clone())
-
-        return self._hooked(hook)
+        return self._active("record")
 
     def replay(self):
         """Context manager: global pools inside it return the recorded values."""
         if not self.saved and self.modules:
             raise RuntimeError("GlobalContext.replay() before anything was recorded")
-        calls: dict[int, int] = {}
+        self._calls = {}
+        return self._active("replay")
 
-        def hook(module, _inputs, output):
-            saved = self.saved.get(id(module))
-            if not saved:
-                return output
-            k = calls.get(id(module), 0)
-            calls[id(module)] = k + 1
-            value = saved[k % len(saved)]
-            return value.to(output.dtype).expand(output.shape[0], *value.shape[1:]).contiguous()
+    def _pool(self, module: nn.Module, mode: str, original, x: torch.Tensor) -> torch.Tensor:
+        key = id(module)
+        if mode == "replay" and self.saved.get(key):
+            k = self._calls.get(key, 0)
+            self._calls[key] = k + 1
+            value = self.saved[key][k % len(self.saved[key])]
+            return value.to(x.dtype).expand(x.shape[0], *value.shape[1:]).contiguous()
+        out = original(x)
+        if mode == "record":
+            self.saved.setdefault(key, []).append(out.detach()[:1].clone())
+        return out
 
-        return self._hooked(hook)
+
+def _wrap_pool(module: nn.Module) -> None:
+    """Route ``module``'s forward through the active :class:`GlobalContext` (once per module)."""
+    if "_global_context" in module.__dict__:
+        return
+    original = module.forward
+    module._global_context = None
+
+    @torch.compiler.disable
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        active = module.__dict__.get("_global_context")
+        if active is None:
+            return original(x)
+        ctx, mode = active
+        return ctx._pool(module, mode, original, x)
+
+    module.forward = forward

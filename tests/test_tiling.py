@@ -92,6 +92,38 @@ def test_balanced_tiles_cover_with_the_fewest_tiles_and_least_waste(length, tile
     assert tiling.balanced_tile(1155, 1024, 160, 32) == 672  # two 672 px tiles, not two 1024 px ones
 
 
+@pytest.mark.parametrize(
+    "h,w,area,overlap,stride",
+    [
+        (1152, 1728, 1 << 20, 160, 32),
+        (2112, 3744, 1 << 20, 192, 8),
+        (4320, 7680, 1 << 20, 160, 32),
+        (144, 176, 10000, 56, 16),
+    ],
+)
+def test_area_bounded_tiles_cover_with_fewer_pixels_than_square_ones(h, w, area, overlap, stride):
+    boxes = tiling.tile_boxes(h, w, 0, overlap, stride, area=area)
+    shapes = {(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes}
+    assert len(shapes) == 1  # one batchable size
+    th, tw = shapes.pop()
+    assert th * tw <= area and min(th, tw) >= overlap + stride
+    covered = np.zeros((h, w), bool)
+    for y0, y1, x0, x1 in boxes:
+        assert 0 <= y0 and y1 <= h and 0 <= x0 and x1 <= w and y0 % stride == 0 and x0 % stride == 0
+        covered[y0:y1, x0:x1] = True
+    assert covered.all()
+    side = int(area**0.5)
+    square = tiling.tile_boxes(h, w, side, overlap, stride)
+    run_square = len(square) * (square[0][1] - square[0][0]) * (square[0][3] - square[0][2])
+    assert len(boxes) * th * tw <= run_square
+
+
+def test_area_bounded_tiles_of_a_2mp_image_are_strips():
+    # a 1024^2-pixel budget: three 1152 x 704 strips (1.22x the pixels) instead of four 672 x 960 tiles (1.30x)
+    assert tiling.area_tile_shape(1152, 1728, 1 << 20, 160, 32) == (1152, 704)
+    assert len(tiling.tile_boxes(1152, 1728, 0, 160, 32, area=1 << 20)) == 3
+
+
 class _Local(nn.Module):
     """A strided encoder-decoder with a finite receptive field (radius < 40 px at the input)."""
 
@@ -132,6 +164,37 @@ def test_halo_covering_the_receptive_field_and_replayed_context_give_the_whole_i
     torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=0)
     assert float((no_context - whole).abs().max()) > 1e-4  # tile-local pooling differs (100x the tolerance)
     assert len(ctx.modules) == 1 and ctx.recorded
+
+
+def test_replayed_context_works_in_a_compiled_network():
+    """torch.compile does not see hooks added after compiling; the global pools must replay anyway."""
+    pytest.importorskip("torch._dynamo")
+    torch.manual_seed(0)
+    net = _Local().eval()
+    ctx = tiling.GlobalContext(net)  # built before compiling, as the methods do
+    compiled = torch.compile(net)
+    x = torch.rand(1, 3, 96, 128)
+    x[:, :, :, :64] += 2  # the tile (the right half) has other statistics than the whole image
+    tile = x[:, :, :, 64:]
+    try:
+        with torch.inference_mode():
+            local = compiled(tile)  # compiled once without any context
+            with ctx.record():
+                whole = compiled(x)
+            with ctx.replay():
+                replayed = compiled(tile)
+    except Exception as err:  # no C++ compiler for inductor, etc.: not what this test is about
+        if "dynamo" in type(err).__module__ or "inductor" in type(err).__module__:
+            pytest.skip(f"torch.compile unavailable here: {type(err).__name__}")
+        raise
+    with torch.inference_mode():
+        eager_ctx = tiling.GlobalContext(net)
+        with eager_ctx.record():
+            torch.testing.assert_close(net(x), whole, atol=1e-5, rtol=0)
+        with eager_ctx.replay():
+            want = net(tile)
+    torch.testing.assert_close(replayed, want, atol=1e-5, rtol=0)
+    assert float((local - want).abs().max()) > 1e-4  # replay changed the answer (100x the tolerance)
 
 
 def test_misaligned_tiles_would_differ():
@@ -226,6 +289,31 @@ def test_memory_cap_makes_the_policy_tile_and_the_result_is_unchanged():
         with ctx.replay():
             out = small.run(net, x)
     torch.testing.assert_close(out, whole, atol=1e-6, rtol=0)
+
+
+def test_memory_already_in_use_counts_against_max_memory(monkeypatch):
+    """--max-memory bounds the run's peak: weights, images and full-size maps held now leave less for tiles."""
+    cpu = torch.device("cpu")
+    policy = engine.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0, device=cpu)
+    monkeypatch.setattr(engine, "memory_in_use", lambda device: 0)
+    free_tile, free_batch = policy.plan()
+    assert (free_tile, free_batch) == (1024, 1)  # 1024^2 px x 1000 B fit in 1 GiB
+    monkeypatch.setattr(engine, "memory_in_use", lambda device: 2**30 - 300 * 300 * 1000)
+    tile, batch = policy.plan()
+    assert tile < free_tile and tile * tile * 1000 <= 300 * 300 * 1000 and tile + 8 > 300 - 8
+    assert policy.fits(250 * 250) and not policy.fits(350 * 350)
+    with pytest.warns(RuntimeWarning, match="leaves"):
+        assert policy.plan(reserve=2**30)[0] == policy.min_tile  # nothing left: the smallest tile, with a warning
+    without_device = engine.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0)
+    assert without_device.plan() == (1024, 1)  # a bare policy plans from the budget alone
+
+
+def test_default_budget_is_what_is_in_use_plus_free_memory():
+    cpu = torch.device("cpu")
+    in_use = engine.memory_in_use(cpu)
+    budget = engine.memory_budget(cpu)
+    assert budget > in_use and engine.memory_budget(cpu, "3G") == 3 * 2**30
+    assert engine.memory_headroom(cpu, budget) > 0
 
 
 def test_measured_bytes_per_pixel_is_linear_and_sane():

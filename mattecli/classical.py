@@ -134,12 +134,14 @@ def _validate(image: np.ndarray, trimap: np.ndarray) -> None:
 
 
 def _budget(max_memory: int | None) -> int:
-    """Bytes a solve may use: ``max_memory``, else the engine's CPU default (half the available RAM)."""
+    """Bytes a solve may add: ``max_memory`` (a bound on the process's peak; default the engine's:
+    what is in use plus half the available RAM) less what the process holds now."""
     import torch
 
-    from mattecli.engine import memory_budget
+    from mattecli.engine import memory_budget, memory_headroom
 
-    return memory_budget(torch.device("cpu"), None if max_memory is None else int(max_memory))
+    cpu = torch.device("cpu")
+    return memory_headroom(cpu, memory_budget(cpu, None if max_memory is None else int(max_memory)))
 
 
 def whole_solve_bytes(method: str, pixels: int, unknown: int) -> int:
@@ -149,10 +151,14 @@ def whole_solve_bytes(method: str, pixels: int, unknown: int) -> int:
 
 
 def choose_strategy(method: str, trimap: np.ndarray, max_memory: int | None = None) -> str:
-    """``"whole"`` if the whole solve's estimated peak fits ``max_memory`` (default half of MemAvailable)."""
-    budget = _budget(max_memory)
+    """``"whole"`` if the whole solve's estimated peak fits under ``max_memory`` (a bound on the
+    process's peak memory; default what is in use plus half of MemAvailable)."""
+    return _choose(method, trimap, _budget(max_memory))
+
+
+def _choose(method: str, trimap: np.ndarray, room: int) -> str:
     unknown = int(np.count_nonzero((trimap > 0) & (trimap < 255)))
-    return "whole" if whole_solve_bytes(method, trimap.size, unknown) <= budget else "tiled"
+    return "whole" if whole_solve_bytes(method, trimap.size, unknown) <= room else "tiled"
 
 
 def _solve(func, method: str, image: np.ndarray, trimap: np.ndarray, **kwargs) -> np.ndarray:
@@ -412,7 +418,7 @@ def estimate_alpha(
     del unknown
     budget = _budget(max_memory)
     if strategy in (None, "auto"):
-        strategy = choose_strategy(method, trimap, budget)
+        strategy = _choose(method, trimap, budget)
     func = getattr(pymatting, CLASSICAL_METHODS[method])
     if strategy == "whole":
         alpha = _solve(func, method, image, trimap)

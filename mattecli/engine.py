@@ -32,6 +32,8 @@ __all__ = [
     "PRECISIONS",
     "parse_memory",
     "memory_budget",
+    "memory_in_use",
+    "memory_headroom",
     "activation_bytes_per_pixel",
     "plan_tiles",
     "measure_bytes_per_pixel",
@@ -160,18 +162,32 @@ def _available_ram() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
-def memory_budget(device: torch.device, max_memory: str | int | None = None) -> int:
-    """Bytes that tiles and batches may use on ``device``.
+def memory_in_use(device: torch.device) -> int:
+    """Bytes this run holds now on ``device``: CUDA memory allocated by torch, or on the CPU the
+    process's resident memory (0 where it cannot be read)."""
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device)
+    return _proc_status("VmRSS") or 0
 
-    Default: 80% of the free memory of a CUDA device, or half of the available RAM
-    on the CPU (the rest is left for the decoded images, the pipeline and the OS).
+
+def memory_budget(device: torch.device, max_memory: str | int | None = None) -> int:
+    """The most memory a run may hold on ``device`` (``--max-memory``): a bound on the peak, what is
+    already in use (weights, decoded images, full-size maps) included.
+
+    Default: what is in use now plus 80% of the free memory of a CUDA device, or plus half of
+    the available RAM on the CPU (the rest is left for the pipeline and the OS).
     """
     if max_memory is not None:
         return max_memory if isinstance(max_memory, int) else parse_memory(max_memory)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free * 0.8)
-    return _available_ram() // 2
+        return memory_in_use(device) + int(free * 0.8)
+    return memory_in_use(device) + _available_ram() // 2
+
+
+def memory_headroom(device: torch.device, budget: int) -> int:
+    """Bytes still free under ``budget`` (see :func:`memory_budget`): ``budget`` minus what is in use now."""
+    return budget - memory_in_use(device)
 
 
 def activation_bytes_per_pixel(
@@ -308,6 +324,7 @@ class TilePolicy:
     max_tile: int = 1024
     max_batch: int = 8
     bytes_per_pixel: float | None = None
+    device: torch.device | None = None  # when set, memory already in use there counts against the budget
 
     @property
     def min_tile(self) -> int:
@@ -329,21 +346,39 @@ class TilePolicy:
             self.bytes_per_pixel = bpp
         return self.bytes_per_pixel
 
+    def headroom(self, reserve: int = 0) -> int | None:
+        """Bytes the network's activations may take: the budget less what ``device`` holds now and
+        ``reserve`` (full-size maps still to come); the whole budget without a ``device``."""
+        if self.budget is None:
+            return None
+        if self.device is None:
+            return self.budget
+        return self.budget - memory_in_use(self.device) - reserve
+
     def fits(self, pixels: int) -> bool:
         """Whether a whole-image pass of ``pixels`` fits the budget (needs :meth:`probe` first)."""
         if self.budget is None or self.bytes_per_pixel is None:
             return True
-        return pixels * self.bytes_per_pixel <= self.budget
+        return pixels * self.bytes_per_pixel <= self.headroom()
 
-    def plan(self) -> tuple[int, int]:
-        """``(tile, batch)``: explicit sizes, else the largest that fit the budget."""
+    def plan(self, reserve: int = 0) -> tuple[int, int]:
+        """``(tile, batch)``: explicit sizes, else the largest that fit the budget's headroom
+        (see :meth:`headroom`; ``reserve``: bytes of full-size outputs still to be allocated)."""
         if self.tile_size and self.batch_size:
             tile, batch = self.tile_size, self.batch_size
         elif self.budget is None or self.bytes_per_pixel is None:
             tile, batch = self.tile_size or self.max_tile, self.batch_size or 1
         else:
+            room = self.headroom(reserve)
+            if room < self.min_tile**2 * self.bytes_per_pixel:
+                warnings.warn(
+                    f"--max-memory {self.budget / 2**30:.2f} GiB leaves {max(room, 0) / 2**30:.2f} GiB for the "
+                    "network after what this run already holds; using the smallest tiles",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             tile, batch = plan_tiles(
-                self.budget,
+                max(room, 0),
                 self.bytes_per_pixel,
                 stride=self.stride,
                 max_tile=self.tile_size or self.max_tile,
@@ -362,7 +397,9 @@ class TilePolicy:
         """:func:`mattecli.tiling.tiled_apply_safe` with this policy's sizes."""
         from mattecli.tiling import tiled_apply_safe
 
-        tile, batch = self.plan()
+        h, w = size if size is not None else source.shape[-2:]
+        # the blend accumulators (output + weight) and the caller's full-size result are still to come
+        tile, batch = self.plan(reserve=(out_channels + 2) * 4 * int(h) * int(w))
         return tiled_apply_safe(
             fn,
             source,
@@ -374,6 +411,7 @@ class TilePolicy:
             skip=skip,
             size=size,
             out_channels=out_channels,
+            by_area=not self.tile_size,
         )
 
 
@@ -462,6 +500,7 @@ def tile_policy(spec, options: dict, device: torch.device, *, margin: int | None
         tile_size=int(options["tile_size"]) if options.get("tile_size") else None,
         batch_size=int(options["batch_size"]) if options.get("batch_size") else None,
         budget=memory_budget(device, options.get("max_memory")),
+        device=device,
         **defaults,
     )
 

@@ -26,6 +26,8 @@ from mattecli.models.sim import (
     is_official,
     is_official_classifier,
     pad_amounts,
+    padded_crop,
+    padded_index,
     remap_official_classifier,
     two_channel_trimap,
 )
@@ -310,6 +312,18 @@ def test_encode_inputs_pads_like_opencv_reflect_and_normalises():
     np.testing.assert_allclose(enc["image_n"][0].permute(1, 2, 0).numpy(), (padded - mean) / std, atol=1e-5)
     np.testing.assert_array_equal(enc["two_chan"][0].permute(1, 2, 0).numpy(), two_channel_trimap(padded_tri))
     np.testing.assert_array_equal(enc["clicks"][0].permute(1, 2, 0).numpy(), distance_encoding(padded_tri))
+
+
+@pytest.mark.parametrize("h,w", [(13, 22), (1, 5), (3, 2), (40, 17)])
+def test_padded_crops_equal_crops_of_the_padded_image(h, w):
+    """Tiles take crops of the virtually padded image (no full-size padded copy): same pixels as OpenCV's."""
+    image = np.random.default_rng(h * w).random((h, w, 3)).astype(np.float32)
+    ph, pw = pad_amounts(h, w)
+    padded = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT)
+    rows, cols = padded_index(h, ph), padded_index(w, pw)
+    H, W = h + ph, w + pw
+    for y0, y1, x0, x1 in [(0, H, 0, W), (0, min(h, 4), 0, min(w, 4)), (max(0, H - 5), H, 1, W), (H - 1, H, W - 1, W)]:
+        np.testing.assert_array_equal(padded_crop(image, rows, cols, y0, y1, x0, x1), padded[y0:y1, x0:x1])
 
 
 # ----------------------------------------------------------------------------- classifier CAM (sim.md 3)

@@ -53,6 +53,8 @@ __all__ = [
     "gaussian_encoding",
     "distance_encoding",
     "encode_padded",
+    "padded_index",
+    "padded_crop",
     "encode_inputs",
     "is_official",
     "remap_official",
@@ -99,16 +101,31 @@ def distance_maps(trimap: np.ndarray) -> list[np.ndarray | None]:
     float32 ``HxW`` each, ``None`` for an empty region; :func:`gaussian_encoding` turns them into
     the network's six channels (tiles take crops of these maps, so the distances stay global).
     """
-    two = two_channel_trimap(trimap)
     out: list[np.ndarray | None] = []
-    for k in range(2):
-        region = two[:, :, k]
-        if not np.count_nonzero(region):
+    for value in (0, 255):  # background, foreground (the channels of two_channel_trimap)
+        region = trimap == value
+        if not region.any():
             out.append(None)
             continue
-        src = ((1.0 - region) * 255).astype(np.uint8)  # 0 on the region: distance to it
+        src = np.full(trimap.shape, 255, np.uint8)
+        src[region] = 0  # 0 on the region: distance to it
+        del region
         out.append(cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
     return out
+
+
+def padded_index(n: int, pad: int) -> np.ndarray:
+    """Source index of every position of a length-``n`` axis padded by ``pad`` with :func:`pad_reflect`."""
+    return np.pad(np.arange(n), (0, pad), mode="symmetric")
+
+
+def padded_crop(arr: np.ndarray, rows: np.ndarray, cols: np.ndarray, y0: int, y1: int, x0: int, x1: int):
+    """``pad_reflect(arr, ...)[y0:y1, x0:x1]`` without the padded copy of ``arr`` (``rows`` / ``cols``
+    from :func:`padded_index`): a view where the box lies inside ``arr``, else a tile-sized copy."""
+    h, w = arr.shape[:2]
+    if y1 <= h and x1 <= w:
+        return arr[y0:y1, x0:x1]
+    return arr[np.ix_(rows[y0:y1], cols[x0:x1])]
 
 
 def gaussian_encoding(dists: list[np.ndarray | None], length: int = CLICK_LENGTH) -> np.ndarray:
@@ -277,10 +294,12 @@ class SimMatter:
         normalised there) and a matting pass that records the ASPP image pooling. The
         matting network then runs on full-resolution tiles of the padded image whose box
         holds unknown pixels, replaying that pooling; each tile's inputs are built on demand
-        (crops of the image, of the trimap's global distance maps, and of the bilinearly
-        upsampled scores, masked to the tile's unknown pixels), so no full-size encoding of
-        a large image exists. With a context pass at full size, tiles differ from ``whole``
-        only by the network's receptive field beyond the halo.
+        (reflect-padded crops of the image, crops of the trimap's global distance maps, and
+        of the bilinearly upsampled scores, masked to the tile's unknown pixels), so no
+        full-size encoding or padded copy of a large image exists. A reduced context pass
+        takes the unpadded image (the 1..8 px padding is below its resolution). With a
+        context pass at full size, tiles differ from ``whole`` only by the network's
+        receptive field beyond the halo.
     ``auto`` (default)
         ``whole`` when its measured memory fits the budget, else ``tiled``; a ``whole`` pass
         that runs out of memory falls back to ``tiled``.
@@ -317,35 +336,43 @@ class SimMatter:
         """The network's five inputs from one probe tensor ``(N, 34, H, W)`` (memory measurement)."""
         return self._forward(list(x.split(_SPLIT, dim=1)))
 
-    def _whole(self, image, trimap):
+    def _whole(self, image, trimap, semantic: bool = True):
         from mattecli.semantic import SemanticTrimap
 
         h, w = trimap.shape
         enc = encode_inputs(image, trimap, self.device)
         smap = self.analyzer.score_tensor(enc["image_n"], enc["trimap"])
         alpha = self._forward([enc["image"], enc["two_chan"], enc["image_n"], enc["clicks"], smap])
+        if not semantic:
+            return alpha, None
         scores = smap[0, :, :h, :w].cpu().numpy().astype(np.float32)
-        return alpha, enc["trimap"], SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy())
+        return alpha, SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy())
 
-    def _tiled(self, image, trimap):
+    def _tiled(self, image, trimap, semantic: bool = True):
         import torch
 
         from mattecli import engine, tiling
         from mattecli.semantic import UNKNOWN, SemanticTrimap
 
+        # The padded image is never built at full size (a 33 MP float32 copy is 400 MB): tiles take
+        # reflect-padded crops of the input. The trimap (1 byte per pixel) is padded once, because
+        # its distance maps are global.
+        image = np.asarray(image, np.float32)
         h, w = trimap.shape
         ph, pw = pad_amounts(h, w)
-        img = pad_reflect(np.asarray(image, np.float32), ph, pw)
+        rows, cols = padded_index(h, ph), padded_index(w, pw)
         tri = pad_reflect(np.asarray(trimap, np.uint8), ph, pw)
         size = tri.shape
+        ref = [size]  # the full-size geometry the context pass's scores map onto
 
         # global stage: patch analysis + pooled context on the (reduced) whole image
         def context_pass(small):
-            if small == size:
-                img_s, tri_s = img, tri
-            else:
-                img_s = cv2.resize(img, small[::-1], interpolation=cv2.INTER_AREA)
-                tri_s = cv2.resize(tri, small[::-1], interpolation=cv2.INTER_NEAREST)
+            if small == size:  # exact: the padded image itself (small, so the copy is cheap)
+                img_s, tri_s, ref[0] = padded_crop(image, rows, cols, 0, size[0], 0, size[1]), tri, size
+            else:  # the unpadded image reduced straight to the stride-aligned context size
+                img_s = cv2.resize(image, small[::-1], interpolation=cv2.INTER_AREA)
+                tri_s = cv2.resize(np.asarray(trimap, np.uint8), small[::-1], interpolation=cv2.INTER_NEAREST)
+                ref[0] = (h, w)
             enc = encode_padded(img_s, tri_s, self.device)
             raw = self.analyzer.unmasked_scores(enc["image_n"], enc["trimap"])
             smap_s = raw * (enc["trimap"] == UNKNOWN).to(raw.dtype)
@@ -359,13 +386,13 @@ class SimMatter:
 
         def crop(y0, y1, x0, x1):
             part = encode_padded(
-                img[y0:y1, x0:x1],
+                padded_crop(image, rows, cols, y0, y1, x0, x1),
                 tri[y0:y1, x0:x1],
                 self.device,
                 dists=[None if d is None else d[y0:y1, x0:x1] for d in dists],
             )
             mask = part["trimap"] == UNKNOWN
-            scores = tiling.resize_crop(raw, size, (y0, y1, x0, x1)) * mask.to(torch.float32)
+            scores = tiling.resize_crop(raw, ref[0], (y0, y1, x0, x1)) * mask.to(torch.float32)
             return torch.cat([part["image"], part["two_chan"], part["image_n"], part["clicks"], scores], dim=1)
 
         self.tiles.probe(self.net, self._probe_input, sum(_SPLIT), self.device)
@@ -375,20 +402,21 @@ class SimMatter:
             size=size,
             skip=lambda y0, y1, x0, x1: not unknown[y0:y1, x0:x1].any(),
         )
-        tri_t = torch.from_numpy(tri.astype(np.float32))[None, None].to(alpha.device)
-        full = tiling.resize_crop(raw, size, (0, h, 0, w))[0] if max(size) <= 4096 else None
-        scores = None if full is None else (full * torch.from_numpy(unknown[:h, :w]).to(full.device)).cpu().numpy()
-        return alpha, tri_t, SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy())
+        dists = unknown = None  # free the full-size maps before the caller's output is made
+        scores = None
+        if semantic and max(size) <= 4096:
+            full = tiling.resize_crop(raw, ref[0], (0, h, 0, w))[0]
+            scores = (full * torch.from_numpy(np.asarray(trimap) == UNKNOWN).to(full.device)).cpu().numpy()
+        return alpha, SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy()) if semantic else None
 
-    def predict_with_semantic(self, image: np.ndarray, trimap: np.ndarray):
+    def predict_with_semantic(self, image: np.ndarray, trimap: np.ndarray, *, semantic: bool = True):
         """Alpha (float32 ``HxW``) and the :class:`~mattecli.semantic.SemanticTrimap` it was computed with.
 
         After a tiled run of an image over 4096 px on a side the semantic trimap holds no scores
-        (``scores`` is None): they were never materialised at full size.
+        (``scores`` is None): they were never materialised at full size. ``semantic=False``
+        skips the semantic trimap (None) and its full-size copy of the 20 score maps.
         """
         import warnings
-
-        import torch
 
         from mattecli import engine
         from mattecli.errors import TrimapError
@@ -404,22 +432,25 @@ class SimMatter:
         )
         if strategy == "whole":
             try:
-                alpha, tri, st = self._whole(image, trimap)
+                alpha, st = self._whole(image, trimap, semantic)
             except Exception as err:
                 if not engine.is_oom(err):
                     raise
                 del err
                 warnings.warn("SIM whole-image pass out of memory: computing it on tiles", RuntimeWarning, stacklevel=2)
-                alpha, tri, st = self._tiled(image, trimap)
+                alpha, st = self._tiled(image, trimap, semantic)
         else:
-            alpha, tri, st = self._tiled(image, trimap)
-        alpha = alpha.float().clamp(0.0, 1.0)
-        alpha = torch.where(tri == 0, torch.zeros_like(alpha), alpha)
-        alpha = torch.where(tri == 255, torch.ones_like(alpha), alpha)
-        return alpha[0, 0, :h, :w].cpu().numpy().astype(np.float32), st
+            alpha, st = self._tiled(image, trimap, semantic)
+        # clamp, then the known pixels exactly 0 / 1; one host-side HxW float32 array, no full-size temporaries
+        out = np.clip(alpha[0, 0, :h, :w].float().cpu().numpy(), 0.0, 1.0)
+        del alpha
+        tri = np.asarray(trimap)
+        out[tri == 0] = 0.0
+        out[tri == 255] = 1.0
+        return out, st
 
     def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> np.ndarray:
-        return self.predict_with_semantic(image, trimap)[0]
+        return self.predict_with_semantic(image, trimap, semantic=False)[0]
 
 
 #: channel split of a tile tensor: image, two-channel trimap, normalised image, clicks, scores

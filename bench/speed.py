@@ -499,6 +499,12 @@ def report(results: list[dict], m: dict, args) -> None:
         + (f" ({trivial} pair(s) with a constant alpha left out)" * bool(trivial))
     )
     print(f"- 33 MP by every method, {field} < {limit} GiB: {verdict(big, 'no 33 MP run')}")
+    capped = [
+        (name(r), r[field] * 2**20 <= r["options"]["max_memory"])
+        for r in sizes
+        if r["status"] == "ok" and r["mode"] == "tiled" and (r.get("options") or {}).get("max_memory") and r.get(field)
+    ]
+    print(f"- tiled peak ({field}) within --max-memory: {verdict(capped, 'no tiled run with a cap')}")
     print(f"- CPU tiling overhead < 15% at 2 MP: {verdict(over, 'no 2 MP pair on CPU')}")
     print(f"- folder busy > 90% on GPU: {verdict(busy, 'no folder run') if cuda else 'not applicable on CPU'}")
 

@@ -321,7 +321,7 @@ class TilePolicy:
     tile_size: int | None = None
     batch_size: int | None = None
     budget: int | None = None
-    max_tile: int = 1024
+    max_tile: int = 2048  # planned tiles hold at most max_tile^2 pixels (fewer where the layout gains)
     max_batch: int = 8
     bytes_per_pixel: float | None = None
     device: torch.device | None = None  # when set, memory already in use there counts against the budget

@@ -107,6 +107,7 @@ def test_area_bounded_tiles_cover_with_fewer_pixels_than_square_ones(h, w, area,
     assert len(shapes) == 1  # one batchable size
     th, tw = shapes.pop()
     assert th * tw <= area and min(th, tw) >= overlap + stride
+    assert (th % stride == 0 or th == h) and (tw % stride == 0 or tw == w)  # the stride grid
     covered = np.zeros((h, w), bool)
     for y0, y1, x0, x1 in boxes:
         assert 0 <= y0 and y1 <= h and 0 <= x0 and x1 <= w and y0 % stride == 0 and x0 % stride == 0
@@ -122,6 +123,46 @@ def test_area_bounded_tiles_of_a_2mp_image_are_strips():
     # a 1024^2-pixel budget: three 1152 x 704 strips (1.22x the pixels) instead of four 672 x 960 tiles (1.30x)
     assert tiling.area_tile_shape(1152, 1728, 1 << 20, 160, 32) == (1152, 704)
     assert len(tiling.tile_boxes(1152, 1728, 0, 160, 32, area=1 << 20)) == 3
+
+
+def test_a_thin_band_gets_smaller_tiles_that_run_fewer_pixels():
+    h, w, overlap, stride = 2160, 3840, 160, 32
+    yy, xx = np.mgrid[:h, :w]
+    unknown = np.abs(np.hypot(yy - 500, xx - 700) - 250) < 4  # a small subject's edge in an 8 MP frame
+
+    def skip(y0, y1, x0, x1):
+        return not unknown[y0:y1, x0:x1].any()
+
+    needed = tiling.needed_cells(h, w, skip, 64)
+    assert needed.shape == (34, 60) and needed.any() and not needed.all()
+
+    def run_pixels(boxes):
+        kept = [b for b in boxes if not skip(*b)]
+        assert all(unknown[b[0] : b[1], b[2] : b[3]].sum() == 0 for b in boxes if b not in kept)
+        return sum((b[1] - b[0]) * (b[3] - b[2]) for b in kept), kept
+
+    aware, kept = run_pixels(tiling.tile_boxes(h, w, 0, overlap, stride, area=1 << 22, needed=needed, cell=64))
+    blind, _ = run_pixels(tiling.tile_boxes(h, w, 0, overlap, stride, area=1 << 22))
+    square, _ = run_pixels(tiling.tile_boxes(h, w, 1024, overlap, stride))
+    assert aware < 0.5 * min(blind, square)
+    covered = np.zeros((h, w), bool)
+    for y0, y1, x0, x1 in kept:
+        covered[y0:y1, x0:x1] = True
+    assert covered[unknown].all()  # every unknown pixel is still inside a tile that runs
+
+
+def test_area_planned_tiles_with_skipping_give_the_same_stitched_output():
+    x = torch.rand(1, 2, 200, 296)
+    mask = torch.zeros(200, 296, dtype=torch.bool)
+    mask[40:60, 30:270] = True
+
+    def skip(y0, y1, x0, x1):
+        return not bool(mask[y0:y1, x0:x1].any())
+
+    out = tiling.tiled_apply(
+        lambda t: t, x, tile=96, halo=8, blend=8, stride=8, out_channels=2, skip=skip, by_area=True
+    )
+    torch.testing.assert_close(out[:, :, mask], x[:, :, mask])
 
 
 class _Local(nn.Module):
@@ -297,7 +338,7 @@ def test_memory_already_in_use_counts_against_max_memory(monkeypatch):
     policy = engine.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0, device=cpu)
     monkeypatch.setattr(engine, "memory_in_use", lambda device: 0)
     free_tile, free_batch = policy.plan()
-    assert (free_tile, free_batch) == (1024, 1)  # 1024^2 px x 1000 B fit in 1 GiB
+    assert (free_tile, free_batch) == (1032, 1)  # the largest stride multiple with tile^2 x 1000 B <= 1 GiB
     monkeypatch.setattr(engine, "memory_in_use", lambda device: 2**30 - 300 * 300 * 1000)
     tile, batch = policy.plan()
     assert tile < free_tile and tile * tile * 1000 <= 300 * 300 * 1000 and tile + 8 > 300 - 8
@@ -305,7 +346,7 @@ def test_memory_already_in_use_counts_against_max_memory(monkeypatch):
     with pytest.warns(RuntimeWarning, match="leaves"):
         assert policy.plan(reserve=2**30)[0] == policy.min_tile  # nothing left: the smallest tile, with a warning
     without_device = engine.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0)
-    assert without_device.plan() == (1024, 1)  # a bare policy plans from the budget alone
+    assert without_device.plan() == (1032, 1)  # a bare policy plans from the budget alone
 
 
 def test_default_budget_is_what_is_in_use_plus_free_memory():

@@ -167,6 +167,7 @@ def memory_in_use(device: torch.device) -> int:
     process's resident memory (0 where it cannot be read)."""
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
+    _trim_heap()
     return _proc_status("VmRSS") or 0
 
 
@@ -249,6 +250,24 @@ def _proc_status(field: str) -> int | None:
     return None
 
 
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``), so that RSS counts live data:
+    freed-but-resident memory would let a probe reuse it unseen and measure too little."""
+    global _MALLOC_TRIM
+    if _MALLOC_TRIM is None:
+        try:
+            import ctypes
+
+            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _MALLOC_TRIM = False
+    if _MALLOC_TRIM:
+        _MALLOC_TRIM(0)
+
+
+_MALLOC_TRIM = None
+
+
 def _reset_peak_rss() -> bool:
     """Reset this process's peak RSS (VmHWM) to its current RSS (Linux ``clear_refs`` 5)."""
     try:
@@ -268,6 +287,7 @@ def _peak_bytes(run, device: torch.device) -> int | None:
         run()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device) - base
+    _trim_heap()
     if not _reset_peak_rss():
         return None
     base = _proc_status("VmRSS")

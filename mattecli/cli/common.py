@@ -242,7 +242,10 @@ TileOverlapOpt = Annotated[
 BatchSizeOpt = Annotated[int | None, typer.Option(help="Tiles or patches per forward pass.")]
 MaxMemoryOpt = Annotated[
     str | None,
-    typer.Option(help="Memory for tiles and batches, e.g. 6G (default: 80% of free GPU memory, half the RAM)."),
+    typer.Option(
+        help="Peak memory of the run (process RAM on CPU, allocated GPU memory on CUDA), e.g. 6G; tiles and "
+        "batches are sized to stay under it (default: what is in use plus 80% of free GPU memory / half the RAM)."
+    ),
 ]
 ScalesOpt = Annotated[
     str | None,

@@ -280,7 +280,7 @@ class AimMatter:
         trimap = np.full((h, w), 128, np.uint8)
         trimap[known_bg] = 0
         trimap[known_fg] = 255
-        return np.clip(alpha, 0.0, 1.0).astype(np.float32), trimap
+        return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False), trimap
 
     def predict(self, image: np.ndarray, trimap: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_trimap(image)[0]

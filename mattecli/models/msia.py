@@ -126,7 +126,7 @@ class MsiaMatter:
         else:
             alpha = self._tiled(x, known)
         alpha = alpha[0, 0, :h, :w].cpu().numpy()
-        return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+        return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _create(config: MethodConfig) -> MsiaMatter:

@@ -300,7 +300,7 @@ class ShmMatter:
                     alpha, trimap = self._full_resolution(image, tiled=True)
             else:
                 alpha, trimap = self._full_resolution(image, tiled=True)
-            return np.clip(alpha, 0.0, 1.0).astype(np.float32), trimap
+            return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False), trimap
         elif self.strategy == "resize":
             prob, alpha = self._forward(_resize_8bit(image, RESIZE_SIZE))
             if alpha.shape != (h, w):
@@ -314,7 +314,7 @@ class ShmMatter:
                 alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_LINEAR)
                 prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
         trimap = np.asarray(TRIMAP_CLASSES, np.uint8)[prob.argmax(axis=2)]
-        return np.clip(alpha, 0.0, 1.0).astype(np.float32), trimap
+        return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False), trimap
 
     def predict(self, image: np.ndarray, trimap: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_trimap(image)[0]

@@ -381,7 +381,7 @@ class TilePolicy:
             return None
         if self.device is None:
             return self.budget
-        return self.budget - memory_in_use(self.device) - reserve
+        return memory_headroom(self.device, self.budget) - reserve
 
     def fits(self, pixels: int) -> bool:
         """Whether a whole-image pass of ``pixels`` fits the budget (needs :meth:`probe` first)."""
@@ -440,6 +440,7 @@ class TilePolicy:
             size=size,
             out_channels=out_channels,
             by_area=not self.tile_size,
+            max_batch=self.max_batch,
         )
 
 

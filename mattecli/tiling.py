@@ -268,6 +268,7 @@ def tiled_apply(
     size: tuple[int, int] | None = None,
     retry_oom: bool = False,
     by_area: bool = False,
+    max_batch: int = 8,
 ) -> torch.Tensor:
     """Run ``fn`` on overlapping tiles and blend the results into ``(1, out_channels, H, W)``.
 
@@ -284,7 +285,8 @@ def tiled_apply(
         retry_oom: on an out-of-memory error, halve the batch and retry the same tiles (tiles
             already blended are kept); at batch 1 raise ``_TileTooLarge``.
         by_area: ``tile`` only bounds a tile's pixels (``tile * tile``), the shape follows the
-            image (:func:`area_tile_shape`): fewer overlapping pixels for the same memory.
+            image (:func:`area_tile_shape`): fewer overlapping pixels for the same memory; the
+            batch then grows (up to ``max_batch``) to keep its ``batch_size * tile^2`` pixels.
     """
     crop, (h, w), device = _cropper(source, size)
     overlap = 2 * halo + blend
@@ -296,7 +298,7 @@ def tiled_apply(
         needed = None if skip is None else needed_cells(h, w, skip, cell)
         layout = tile_boxes(h, w, tile, overlap, stride, area=tile * tile, needed=needed, cell=cell)
         th, tw = layout[0][1] - layout[0][0], layout[0][3] - layout[0][2]
-        batch_size = max(batch_size, min(8, batch_size * tile * tile // max(1, th * tw)))
+        batch_size = max(batch_size, min(max_batch, batch_size * tile * tile // max(1, th * tw)))
     else:
         layout = tile_boxes(h, w, tile, overlap, stride)
     boxes = [b for b in layout if skip is None or not skip(*b)]

@@ -189,6 +189,17 @@ def converted_bytes(variant: str, seed: int = 1) -> tuple[bytes, dict[str, torch
     return save(sd, metadata={"mattecli.variant": variant}), sd
 
 
+def location(repo: str, filename: str, revision: str, payload: bytes) -> dict:
+    """A manifest ``hub`` block pinning ``payload`` at ``repo/filename@revision``."""
+    return {
+        "repo_id": repo,
+        "filename": filename,
+        "revision": revision,
+        "sha256": hashlib.sha256(payload).hexdigest(),
+        "size": len(payload),
+    }
+
+
 @pytest.fixture
 def published(env):
     """``toy-hub`` (and ``toy-hub2``) published on a fake hub; the manifest pins them."""
@@ -197,15 +208,6 @@ def published(env):
         data2, _ = converted_bytes("toy-hub2", seed=2)
         commit = hub.add_file("org/toy", "toy-hub.safetensors", data)
         commit2 = hub.add_file("org/toy2", "toy-hub2.safetensors", data2)
-
-        def location(repo, filename, revision, payload):
-            return {
-                "repo_id": repo,
-                "filename": filename,
-                "revision": revision,
-                "sha256": hashlib.sha256(payload).hexdigest(),
-                "size": len(payload),
-            }
 
         env.set_manifest(
             [
@@ -403,20 +405,7 @@ def test_unreachable_hub(env, monkeypatch):
         data, _ = converted_bytes("toy-hub")
         commit = hub.add_file("org/toy", "toy-hub.safetensors", data)
     # the server is stopped: its port refuses connections
-    env.set_manifest(
-        [
-            hub_entry(
-                "toy-hub",
-                hub={
-                    "repo_id": "org/toy",
-                    "filename": "toy-hub.safetensors",
-                    "revision": commit,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "size": len(data),
-                },
-            )
-        ]
-    )
+    env.set_manifest([hub_entry("toy-hub", hub=location("org/toy", "toy-hub.safetensors", commit, data))])
     use_fake_hub(monkeypatch, env.cache, hub)
     monkeypatch.setattr(time, "sleep", lambda s: None)  # huggingface_hub backs off between retries
     with pytest.raises(
@@ -459,20 +448,7 @@ def test_interrupted_download_resumes_with_a_range_request(published, monkeypatc
     big = {"w": torch.arange(60_000, dtype=torch.float32)}
     data = save(big, metadata={"mattecli.variant": "toy-hub"})
     commit = published.hub.add_file("org/big", "toy-hub.safetensors", data)
-    published.env.set_manifest(
-        [
-            hub_entry(
-                "toy-hub",
-                hub={
-                    "repo_id": "org/big",
-                    "filename": "toy-hub.safetensors",
-                    "revision": commit,
-                    "sha256": hashlib.sha256(data).hexdigest(),
-                    "size": len(data),
-                },
-            )
-        ]
-    )
+    published.env.set_manifest([hub_entry("toy-hub", hub=location("org/big", "toy-hub.safetensors", commit, data))])
     monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
     monkeypatch.setattr(time, "sleep", lambda s: None)
     published.hub.drop_after["toy-hub.safetensors"] = 50_000

@@ -363,24 +363,25 @@ class SimMatter:
         rows, cols = padded_index(h, ph), padded_index(w, pw)
         tri = pad_reflect(np.asarray(trimap, np.uint8), ph, pw)
         size = tri.shape
-        ref = [size]  # the full-size geometry the context pass's scores map onto
 
-        # global stage: patch analysis + pooled context on the (reduced) whole image
+        # global stage: patch analysis + pooled context on the (reduced) whole image; returns the raw
+        # scores and the full-size geometry they map onto (padded or not)
         def context_pass(small):
             if small == size:  # exact: the padded image itself (small, so the copy is cheap)
-                img_s, tri_s, ref[0] = padded_crop(image, rows, cols, 0, size[0], 0, size[1]), tri, size
+                img_s, tri_s, ref = padded_crop(image, rows, cols, 0, size[0], 0, size[1]), tri, size
             else:  # the unpadded image reduced straight to the stride-aligned context size
                 img_s = cv2.resize(image, small[::-1], interpolation=cv2.INTER_AREA)
                 tri_s = cv2.resize(np.asarray(trimap, np.uint8), small[::-1], interpolation=cv2.INTER_NEAREST)
-                ref[0] = (h, w)
+                ref = (h, w)
             enc = encode_padded(img_s, tri_s, self.device)
             raw = self.analyzer.unmasked_scores(enc["image_n"], enc["trimap"])
             smap_s = raw * (enc["trimap"] == UNKNOWN).to(raw.dtype)
             with self.context.record():
                 self._forward([enc["image"], enc["two_chan"], enc["image_n"], enc["clicks"], smap_s])
-            return raw
+            return raw, ref
 
-        raw = engine.run_shrinking(context_pass, engine.context_size(*size, PAD_STRIDE), PAD_STRIDE, "SIM context pass")
+        small = engine.context_size(*size, PAD_STRIDE)
+        raw, ref = engine.run_shrinking(context_pass, small, PAD_STRIDE, "SIM context pass")
         dists = distance_maps(tri)
         unknown = tri == UNKNOWN
 
@@ -392,7 +393,7 @@ class SimMatter:
                 dists=[None if d is None else d[y0:y1, x0:x1] for d in dists],
             )
             mask = part["trimap"] == UNKNOWN
-            scores = tiling.resize_crop(raw, ref[0], (y0, y1, x0, x1)) * mask.to(torch.float32)
+            scores = tiling.resize_crop(raw, ref, (y0, y1, x0, x1)) * mask.to(torch.float32)
             return torch.cat([part["image"], part["two_chan"], part["image_n"], part["clicks"], scores], dim=1)
 
         self.tiles.probe(self.net, self._probe_input, sum(_SPLIT), self.device)
@@ -405,7 +406,7 @@ class SimMatter:
         dists = unknown = None  # free the full-size maps before the caller's output is made
         scores = None
         if semantic and max(size) <= 4096:
-            full = tiling.resize_crop(raw, ref[0], (0, h, 0, w))[0]
+            full = tiling.resize_crop(raw, ref, (0, h, 0, w))[0]
             scores = (full * torch.from_numpy(np.asarray(trimap) == UNKNOWN).to(full.device)).cpu().numpy()
         return alpha, SemanticTrimap(scores, np.asarray(trimap, np.uint8).copy()) if semantic else None
 

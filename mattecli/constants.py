@@ -14,7 +14,9 @@ __all__ = [
     "MATTECLI_HOME",
     "MAX_PIXELS",
     "MATTECLI_MANIFEST",
+    "MATTECLI_OFFLINE",
     "IMAGE_EXTENSIONS",
+    "offline",
 ]
 
 
@@ -41,9 +43,26 @@ MATTECLI_HOME: Path = Path(
 _manifest = os.getenv("MATTECLI_MANIFEST")
 MATTECLI_MANIFEST: Path | None = Path(_manifest).expanduser() if _manifest else None
 
+#: Never download anything (weights, datasets): only what is already cached or imported is used.
+#: ``HF_HUB_OFFLINE=1`` means the same (see :func:`offline`).
+MATTECLI_OFFLINE: bool = _is_true(os.getenv("MATTECLI_OFFLINE"))
+
 #: Largest image (in pixels) that will be decoded; a guard against decompression bombs.
 #: 200 MP comfortably admits 100 MP camera files and 16K frames.
 MAX_PIXELS: int = _as_int(os.getenv("MATTECLI_MAX_PIXELS"), 200_000_000)
 
 #: File extensions read as images when a folder is scanned (lower case, with dot).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
+
+
+def offline() -> bool:
+    """Whether downloads are off: ``MATTECLI_OFFLINE=1`` or Hugging Face's ``HF_HUB_OFFLINE=1``.
+
+    Read at call time (huggingface_hub's own constant, which its tests and users may patch);
+    a ``--no-download`` flag is passed to the library functions explicitly instead.
+    """
+    if MATTECLI_OFFLINE:
+        return True
+    from huggingface_hub import constants as hf_constants
+
+    return bool(hf_constants.HF_HUB_OFFLINE)

@@ -240,20 +240,74 @@ def test_paper_strategy_scales_the_longer_side_to_1500():
     assert alpha.shape == trimap.shape == (1600, 100)
 
 
+def _image8(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A random 8-bit RGB image and its float decoding (what ``io.read_image`` gives for an 8-bit file)."""
+    rgb8 = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    return rgb8, rgb8.astype(np.float32) / 255.0
+
+
 def test_resize_strategy_is_the_mindspore_evaluation():
     fake = _FakeNet()
-    image = _image(67, 93, seed=1)
+    rgb8, image = _image8(67, 93, seed=1)
     matter = shm.ShmMatter(fake, torch.device("cpu"), strategy="resize", encoding="mindspore")
     alpha, trimap = matter.predict_with_trimap(image)
     assert alpha.shape == trimap.shape == (67, 93)
     x = fake.inputs[0]
     assert tuple(x.shape) == (1, 3, 320, 320)
-    # eval.py: cv2.imread (BGR, 8-bit) -> cv2.resize 320x320 bicubic -> (img - (104, 112, 121)) / 255
-    bgr8 = np.clip(np.rint(cv2.resize(image[:, :, ::-1] * 255, (320, 320), interpolation=cv2.INTER_CUBIC)), 0, 255)
+    # eval.py: cv2.imread (BGR uint8) -> cv2.resize of the uint8 image, 320x320 bicubic -> (img - (104, 112, 121)) / 255
+    bgr8 = cv2.resize(np.ascontiguousarray(rgb8[:, :, ::-1]), (320, 320), interpolation=cv2.INTER_CUBIC)
     expected = ((bgr8 - np.array([104.0, 112.0, 121.0])) / 255.0).transpose(2, 0, 1)
-    np.testing.assert_allclose(x[0].numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(x[0].numpy(), expected, atol=1e-6)
     assert alpha[30, 5] == pytest.approx(1.0, abs=1e-3) and alpha[30, 46] == pytest.approx(0.25, abs=1e-3)
     assert (trimap[30, 5], trimap[30, 46], trimap[30, 90]) == (255, 128, 0)
+
+
+def _tie_image() -> np.ndarray:
+    """160x160 uint8 whose 2x bicubic upscale puts exact .5 ties on a quarter of the 320x320 values
+    (OpenCV's weights at phase 1/4 are -27/256, 225/256, 67/256, -9/256; the rows repeat, the
+    columns cycle (233, 106, 119, 92), shifted by one per channel)."""
+    row = np.tile(np.array([233, 106, 119, 92], np.uint8), 40)
+    row = np.stack([np.roll(row, k) for k in range(3)], axis=1)
+    return np.ascontiguousarray(np.broadcast_to(row[None], (160, 160, 3)))
+
+
+def _float_resize_rounded(rgb8: np.ndarray) -> np.ndarray:
+    """The input before issue 21: the float image resized on the 0..255 scale, then rounded."""
+    small = cv2.resize(rgb8.astype(np.float32) / 255.0 * 255.0, (320, 320), interpolation=cv2.INTER_CUBIC)
+    return np.clip(np.rint(small), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("optimized", [True, False], ids=["opencv-optimized", "opencv-generic"])
+def test_resize_8bit_is_opencvs_8bit_resize_on_tie_values(optimized):
+    """The 320x320 input is OpenCV's 8-bit resize of the 8-bit image, bit for bit, on exact .5 ties
+    and on values within float noise of one, whichever 8-bit kernel OpenCV dispatches to (its
+    optimised one, or the generic fixed-point one, which rounds other values than a float resize)."""
+    was = cv2.useOptimized()
+    cv2.setUseOptimized(optimized)
+    try:
+        ties = _tie_image()
+        f = cv2.resize(ties.astype(np.float32), (320, 320), interpolation=cv2.INTER_CUBIC)
+        assert (f - np.floor(f) == 0.5).sum() > 50_000  # the tie image really lands on ties
+        photo_sized = _image8(1384 // 8, 1900 // 8, seed=3)[0]  # 2.jpg's aspect, downscaled and upscaled
+        for rgb8 in (ties, photo_sized, _image8(701, 503, seed=4)[0]):
+            official = cv2.resize(rgb8, (320, 320), interpolation=cv2.INTER_CUBIC)
+            got = shm.resize_8bit(rgb8.astype(np.float32) / 255.0, 320)
+            assert got.dtype == np.float32 and got.shape == (320, 320, 3)
+            np.testing.assert_array_equal(got, official.astype(np.float32) / 255.0)
+        if not optimized:  # where the old float path and OpenCV's 8-bit arithmetic disagree
+            official = cv2.resize(photo_sized, (320, 320), interpolation=cv2.INTER_CUBIC)
+            assert (_float_resize_rounded(photo_sized) != official).sum() > 100
+    finally:
+        cv2.setUseOptimized(was)
+
+
+def test_to_8bit_recovers_8bit_files_and_rounds_16bit_values():
+    u8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    assert np.array_equal(shm.to_8bit(u8.astype(np.float32) / 255.0), u8)
+    v16 = np.arange(65536, dtype=np.uint32).reshape(256, 256)
+    got = shm.to_8bit(v16.astype(np.float32) / 65535.0).astype(np.int64)
+    np.testing.assert_array_equal(got, (v16 * 255 + 32767) // 65535)  # the nearest 8-bit level
+    assert shm.to_8bit(np.array([-0.2, 1.3], np.float32)).tolist() == [0, 255]
 
 
 @pytest.mark.parametrize("strategy", ["paper", "resize"])

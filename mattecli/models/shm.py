@@ -24,10 +24,13 @@ Test strategies (``config.options["strategy"]``, ``--strategy``):
     image is first scaled (aspect kept) so that it is 1500; the network runs on the whole image,
     padded bottom/right to a multiple of 16 (reflection) and cropped back; the alpha (and the
     trimap probabilities) are rescaled to the input size.
-``resize`` (default for ``shm-mindspore``): the MindSpore evaluation (``eval.py``)
-    the image is resized to 320x320 (bicubic, aspect not kept; rounded to 8-bit values as the
-    official code resizes the 8-bit image), and the outputs are resized back to the input size
-    with bicubic interpolation.
+``resize`` (default for ``shm-mindspore``): the MindSpore evaluation (``eval.py``'s
+    ``seg_process``) in its order of operations: the image is quantised to 8 bits (what
+    ``cv2.imread`` hands ``eval.py``), resized to 320x320 by OpenCV's 8-bit bicubic resize
+    (aspect not kept; OpenCV rounds and saturates in its own 8-bit arithmetic, which differs by
+    one level from rounding a float resize on values at or near a .5 tie, and, in its generic
+    fixed-point kernel, on others too), encoded, and the outputs are resized back to the input
+    size with bicubic interpolation. See :func:`to_8bit` for 16-bit inputs.
 ``whole`` (mattecli's addition, for detail on large images)
     The T-Net runs as in ``paper`` (the image scaled to at most 1500 px); its softmax is upsampled
     bilinearly to the image, and the M-Net and the fusion run at full resolution in one pass.
@@ -38,7 +41,9 @@ Test strategies (``config.options["strategy"]``, ``--strategy``):
     M-Nets have no global pooling, so with a halo covering their receptive field tiles give the
     ``whole`` answer.
 
-Outputs: the fused alpha ``alpha_p = Fs + Us * alpha_r`` clipped to [0, 1], and (for
+Outputs: the fused alpha ``alpha_p = Fs + Us * alpha_r`` clipped to [0, 1] (a deliberate
+difference from ``eval.py``, which keeps the values the bicubic resize back and the unclipped fusion
+put outside [0, 1] for its SAD: an alpha image cannot store them), and (for
 ``--save-trimap``) the T-Net trimap: argmax of the resized softmax, classes (background, unknown,
 foreground) -> 0 / 128 / 255.
 
@@ -69,6 +74,8 @@ __all__ = [
     "MINDSPORE_MEAN_BGR",
     "paper_size",
     "encode",
+    "to_8bit",
+    "resize_8bit",
     "remap_mindspore",
     "is_mindspore",
 ]
@@ -114,12 +121,26 @@ def encode(image: np.ndarray, encoding: str) -> np.ndarray:
     raise ValueError(f"unknown encoding {encoding!r}")
 
 
-def _resize_8bit(image: np.ndarray, size: int) -> np.ndarray:
-    """Bicubic resize to ``size`` x ``size`` on the 0..255 scale, rounded and saturated like an 8-bit image."""
+def to_8bit(image: np.ndarray) -> np.ndarray:
+    """float ``HxWx3`` in [0, 1] -> uint8: each value rounded to the nearest 8-bit level (saturated).
+
+    An image decoded from an 8-bit file gets back exactly the file's values, i.e. what
+    ``cv2.imread`` gives the official code. A 16-bit input gets the nearest 8-bit level
+    (``round(v / 257)``), which is what ``cv2.imread`` gives for a 16-bit TIFF; for a 16-bit PNG
+    ``cv2.imread`` truncates (``v >> 8``), one level lower on about a quarter of the values: the
+    source file's format is not known here, and the nearest level is the faithful 8-bit image.
+    """
+    return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def resize_8bit(image: np.ndarray, size: int) -> np.ndarray:
+    """``eval.py``'s input resize: the image quantised to 8 bits (:func:`to_8bit`), then OpenCV's
+    8-bit bicubic resize to ``size`` x ``size`` (OpenCV rounds and saturates in its own 8-bit
+    arithmetic), returned as float32 in [0, 1] on the 8-bit grid."""
     import cv2
 
-    small = cv2.resize(np.asarray(image, np.float32) * 255.0, (size, size), interpolation=cv2.INTER_CUBIC)
-    return np.clip(np.rint(small), 0, 255).astype(np.float32) / 255.0
+    small = cv2.resize(to_8bit(image), (size, size), interpolation=cv2.INTER_CUBIC)
+    return small.astype(np.float32) / 255.0
 
 
 def _m_net_input(image: np.ndarray, prob: np.ndarray, encoding: str, block: int = 512):
@@ -302,7 +323,7 @@ class ShmMatter:
                 alpha, trimap = self._full_resolution(image, tiled=True)
             return np.clip(alpha, 0.0, 1.0).astype(np.float32, copy=False), trimap
         elif self.strategy == "resize":
-            prob, alpha = self._forward(_resize_8bit(image, RESIZE_SIZE))
+            prob, alpha = self._forward(resize_8bit(image, RESIZE_SIZE))
             if alpha.shape != (h, w):
                 alpha = cv2.resize(alpha, (w, h), interpolation=cv2.INTER_CUBIC)
                 prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_CUBIC)

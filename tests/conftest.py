@@ -81,12 +81,28 @@ def invoke(runner: CliRunner, args: list[str], input: str | None = None):
 
 @pytest.fixture(autouse=True)
 def _isolated_hf_cache(tmp_path_factory, monkeypatch):
-    """No test reads or writes the user's real Hugging Face cache."""
+    """No test reads or writes the user's real Hugging Face cache, and no test downloads anything
+    unless it asks to: ``MATTECLI_OFFLINE`` is on (in this process and in subprocesses, which
+    inherit the environment). Tests of downloads take the :func:`allow_downloads` fixture and point
+    the manifest at a server on 127.0.0.1."""
     from huggingface_hub import constants as hf_constants
+
+    from mattecli import constants
 
     cache = tmp_path_factory.mktemp("hf_home")
     monkeypatch.setenv("HF_HOME", str(cache))
     monkeypatch.setenv("HF_HUB_CACHE", str(cache / "hub"))
     monkeypatch.setattr(hf_constants, "HF_HOME", str(cache))
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache / "hub"))
+    monkeypatch.setenv("MATTECLI_OFFLINE", "1")
+    monkeypatch.setattr(constants, "MATTECLI_OFFLINE", True)
     return cache
+
+
+@pytest.fixture
+def allow_downloads(monkeypatch):
+    """Lift the suite's default ``MATTECLI_OFFLINE`` for a test that downloads from a local server."""
+    from mattecli import constants
+
+    monkeypatch.delenv("MATTECLI_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "MATTECLI_OFFLINE", False)

@@ -101,7 +101,14 @@ def test_import_then_list_path_verify(env, run):
 def test_pull_and_path(published, run):
     result = run("pull", "toy-hub")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "" and result.stderr.startswith("pulled toy-hub: ")
+    assert result.stdout == ""
+    # stderr is not a terminal here: one line when the download starts and one when it ends, no bar
+    lines = error_lines(result)
+    assert lines[0].startswith("downloading ") and lines[0].endswith("toy-hub.safetensors (1.2 kB)")
+    assert lines[1].startswith("downloaded ") and " 1.2 kB in " in lines[1]
+    assert lines[2].startswith("pulled toy-hub from hub: ")
+    result = run("pull", "toy-hub")  # already here: nothing downloaded, said so
+    assert result.exit_code == 0 and error_lines(result)[0].startswith("ok toy-hub is already here: ")
     result = run("path", "toy-hub")
     expected = published.env.cache / "models--org--toy" / "snapshots" / published.commit / "toy-hub.safetensors"
     assert result.stdout == f"{expected}\n"
@@ -113,8 +120,11 @@ def test_pull_all_reports_each_variant(published, run):
     published.hub.add_file("org/toy", "toy-hub.safetensors", bytes(tampered), commit=published.commit)
     result = run("pull", "--all")
     assert result.exit_code == 1  # some variants failed, each reported
-    assert "skipped toy: not published; `mattecli weights import toy toy_best.pth` instead" in result.stderr
-    assert "pulled toy-hub2: " in result.stderr
+    assert (
+        "skipped toy: download toy_best.pth by hand from example https://example.invalid/toy_best.pth and run "
+        "`mattecli weights import toy toy_best.pth`" in result.stderr
+    )
+    assert "pulled toy-hub2 from hub: " in result.stderr
     assert "error: toy-hub: cached file" in result.stderr and "it was not loaded" in result.stderr
 
 
@@ -126,8 +136,9 @@ def test_pull_all_reports_each_variant(published, run):
         (("nope",), "error: unknown weights variant 'nope'; known variants: toy, toy-other, "),
         (
             ("toy",),
-            "error: toy: converted weights are not published yet; run `mattecli weights import toy "
-            "toy_best.pth` instead",
+            "error: toy weights are not imported and cannot be downloaded automatically; download toy_best.pth "
+            "by hand from example https://example.invalid/toy_best.pth and run `mattecli weights import toy "
+            "toy_best.pth`",
         ),
     ],
 )
@@ -145,12 +156,13 @@ def test_pull_offline_without_cache(published, run, monkeypatch):
     result = run("pull", "toy-hub")
     assert result.exit_code == 2
     lines = error_lines(result)
-    assert lines[0].startswith(
-        "error: toy-hub weights are not in the cache and the Hugging Face Hub cannot be "
-        "reached (HF_HUB_OFFLINE is set); run `mattecli weights pull toy-hub`, or "
-        "`mattecli weights import toy-hub toy_best.pth` with the authors' file"
+    assert lines[0] == (
+        "error: toy-hub weights are not downloaded yet and downloads are off (HF_HUB_OFFLINE is set); run "
+        "`mattecli weights pull toy-hub`, or download toy_best.pth by hand from example "
+        "https://example.invalid/toy_best.pth and run `mattecli weights import toy-hub toy_best.pth`"
     )
-    assert lines[1] == "hint: official file toy_best.pth from https://example.invalid/toy_best.pth"
+    assert lines[1] == "hint: `mattecli weights list` shows where each variant comes from"
+    assert published.hub.requests == []  # offline: not even a HEAD
 
 
 def test_import_errors(env, run):
@@ -190,7 +202,8 @@ def test_path_and_verify_without_weights(env, run):
     result = run("path", "toy")
     assert result.exit_code == 2 and result.stdout == ""
     assert error_lines(result)[0] == (
-        "error: toy weights are not published yet and not imported; run `mattecli weights import toy toy_best.pth`"
+        "error: toy weights are not imported and cannot be downloaded automatically; download toy_best.pth by "
+        "hand from example https://example.invalid/toy_best.pth and run `mattecli weights import toy toy_best.pth`"
     )
     result = run("verify")
     assert result.exit_code == 0 and "no weights are cached or imported yet" in result.stderr

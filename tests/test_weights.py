@@ -137,7 +137,7 @@ def assert_same(model: nn.Module, expected: dict[str, torch.Tensor]) -> None:
 
 # ============================================================================ fixtures
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, allow_downloads):
     """An empty HF cache, offline-capable hub wiring, a test manifest and toy architectures."""
     cache = tmp_path / "hf" / "hub"
     use_fake_hub(monkeypatch, cache)
@@ -310,7 +310,7 @@ def test_unknown_variant_lists_known_ones(env):
 
 # ============================================================================ hub download
 def test_pull_downloads_into_the_hf_cache_and_loads(published):
-    path = weights.pull("toy-hub")
+    path = weights.pull("toy-hub").path
     assert path == published.env.cache / "models--org--toy" / "snapshots" / published.commit / "toy-hub.safetensors"
     assert path.read_bytes() == published.data
     methods = [(r.method, r.path.split("/resolve/")[-1]) for r in published.hub.requests if "/resolve/" in r.path]
@@ -319,7 +319,7 @@ def test_pull_downloads_into_the_hf_cache_and_loads(published):
         ("GET", f"{published.commit}/toy-hub.safetensors"),
     ]
     seen = len(published.hub.requests)
-    assert weights.pull("toy-hub") == path  # pinned commit already cached: no request at all
+    assert weights.pull("toy-hub").path == path  # pinned commit already cached: no request at all
     assert_same(weights.load_model("toy-hub"), published.sd)
     assert len(published.hub.requests) == seen
     assert weights.local_path("toy-hub") == path
@@ -346,7 +346,7 @@ def test_tampered_download_is_rejected_and_never_loaded(published):
 
 
 def test_file_changed_on_disk_after_verification_is_rehashed(published):
-    path = weights.pull("toy-hub")
+    path = weights.pull("toy-hub").path
     weights.load_model("toy-hub")
     tampered = bytearray(path.read_bytes())
     tampered[-1] ^= 0xFF
@@ -381,7 +381,7 @@ def test_offline_mode_uses_the_cache(published, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     store._VERIFIED.clear()
     seen = len(published.hub.requests)
-    assert weights.pull("toy-hub").is_file()
+    assert weights.pull("toy-hub").path.is_file()
     assert_same(weights.load_model("toy-hub"), published.sd)
     assert len(published.hub.requests) == seen
 
@@ -393,11 +393,12 @@ def test_offline_mode_without_cache_names_the_import_command(published, monkeypa
             call()
         message = str(info.value)
         assert "\n" not in message
-        assert message.startswith("toy-hub weights are not in the cache and the Hugging Face Hub cannot be reached")
-        assert "(HF_HUB_OFFLINE is set)" in message
-        assert "`mattecli weights import toy-hub toy_best.pth`" in message
-        assert isinstance(info.value.__cause__, Exception)  # translated with `from`
-    assert [r for r in published.hub.requests if "/resolve/" in r.path] == []
+        assert message.startswith(
+            "toy-hub weights are not downloaded yet and downloads are off (HF_HUB_OFFLINE is set); "
+            "run `mattecli weights pull toy-hub`"
+        )
+        assert message.endswith("`mattecli weights import toy-hub toy_best.pth`")
+    assert published.hub.requests == []  # offline: no request at all
 
 
 def test_unreachable_hub(env, monkeypatch):
@@ -452,7 +453,7 @@ def test_interrupted_download_resumes_with_a_range_request(published, monkeypatc
     monkeypatch.setattr(hf_constants, "DOWNLOAD_CHUNK_SIZE", 4096)
     monkeypatch.setattr(time, "sleep", lambda s: None)
     published.hub.drop_after["toy-hub.safetensors"] = 50_000
-    path = weights.pull("toy-hub")
+    path = weights.pull("toy-hub").path
     assert path.read_bytes() == data
     gets = published.hub.gets("toy-hub.safetensors")
     assert len(gets) == 2 and gets[0].range is None
@@ -504,7 +505,7 @@ def test_environment_variables_in_a_fresh_process(published, tmp_path):
     common = {**base, "HF_HOME": str(home), "HF_ENDPOINT": published.hub.url, "PYTHONPATH": str(REPO)}
 
     online = subprocess.run(
-        [sys.executable, "-c", script.replace("ensure_weights('toy-hub2')", "pull('toy-hub')")],
+        [sys.executable, "-c", script.replace("ensure_weights('toy-hub2')", "pull('toy-hub').path")],
         env={**common, "HF_HUB_OFFLINE": "0"},
         capture_output=True,
         text=True,
@@ -525,7 +526,7 @@ def test_environment_variables_in_a_fresh_process(published, tmp_path):
     assert offline.returncode == 0, offline.stderr
     lines = offline.stdout.splitlines()
     assert Path(lines[0]) == cached
-    assert lines[1].startswith("ERROR toy-hub2 weights are not in the cache") and "HF_HUB_OFFLINE" in lines[1]
+    assert lines[1].startswith("ERROR toy-hub2 weights are not downloaded yet and downloads are off (HF_HUB_OFFLINE")
     assert len(published.hub.gets()) == hits  # offline: nothing requested
 
 
@@ -766,14 +767,15 @@ def test_every_real_variant_has_model_code(monkeypatch):
 
 
 def test_unpublished_and_not_imported(env):
-    with pytest.raises(
-        WeightsUnavailableError,
-        match=r"^toy weights are not published yet and not imported; "
-        r"run `mattecli weights import toy toy_best.pth`$",
-    ) as info:
+    """A variant whose only link is manual (a share page behind a password): nothing to download."""
+    expected = (
+        r"^toy weights are not imported and cannot be downloaded automatically; download toy_best.pth by hand "
+        r"from example https://example.invalid/toy_best.pth and run `mattecli weights import toy toy_best.pth`$"
+    )
+    with pytest.raises(WeightsUnavailableError, match=expected) as info:
         weights.load_model("toy")
     assert info.value.hint == "official file toy_best.pth from https://example.invalid/toy_best.pth"
-    with pytest.raises(WeightsUnavailableError, match="converted weights are not published yet"):
+    with pytest.raises(WeightsUnavailableError, match=expected):
         weights.pull("toy")
     assert weights.status("toy")[0].state == "unpublished"
 
@@ -854,7 +856,7 @@ def test_verify_reports_every_local_file(published):
     weights.import_checkpoint("toy", write_official(published.env.tmp / "a.pth", official_toy_sd()))
     results = weights.verify()
     assert sorted((c.variant, c.kind, c.ok) for c in results) == [("toy", "imported", True), ("toy-hub", "hub", True)]
-    with pytest.raises(WeightsNotCachedError, match="toy-hub2 weights are not in the cache"):
+    with pytest.raises(WeightsNotCachedError, match="toy-hub2 weights are not downloaded yet; run `mattecli weights pull toy-hub2`"):
         weights.verify("toy-hub2")
 
 
@@ -900,5 +902,5 @@ def test_export_warns_about_unclear_licences(env):
 
 
 def test_export_needs_local_weights(env):
-    with pytest.raises(WeightsUnavailableError, match="not published yet and not imported"):
+    with pytest.raises(WeightsUnavailableError, match="not imported and cannot be downloaded automatically"):
         weights.export("toy", env.tmp / "out")

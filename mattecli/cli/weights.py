@@ -44,7 +44,7 @@ VariantArg = Annotated[
 OptionalVariantArg = Annotated[str | None, typer.Argument(help="Weights variant (default: all).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object per variant/file on stdout.")]
 CheckOpt = Annotated[bool, typer.Option("--check", help="Hash the local files to show checksum ok/mismatch.")]
-AllOpt = Annotated[bool, typer.Option("--all", help="Download every published variant.")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Download every variant that can be downloaded.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Download again even if cached.")]
 FileArg = Annotated[
     Path,
@@ -67,12 +67,21 @@ _STATE_STYLE = {
 class RichDownloadBar:
     """A tqdm-compatible download bar drawn with Rich on stderr.
 
-    ``hf_hub_download(tqdm_class=RichDownloadBar)`` creates it with ``total``/``initial``/``desc``
-    and calls ``update(n)`` per chunk (negative after a server ignored a resume request). It draws
-    nothing when stderr is not a terminal.
+    ``hf_hub_download(tqdm_class=RichDownloadBar)`` and :func:`mattecli.weights.download.fetch`
+    create it with ``total``/``initial``/``desc`` and call ``update(n)`` per chunk (negative after a
+    server ignored a resume request). When stderr is not a terminal (a log file, CI) it draws no
+    bar and prints one line when the download starts and one when it ends instead.
     """
 
     def __init__(self, *, total: int | None = None, initial: int = 0, desc: str | None = None, **_: Any):
+        import time
+
+        self._desc, self._total, self._done, self._start = desc or "download", total, initial, time.monotonic()
+        self._plain = not common.stderr.is_terminal
+        if self._plain:
+            size = f" ({_human(total)})" if total else ""
+            resumed = f", resuming at {_human(initial)}" if initial else ""
+            common.stderr.print(f"[dim]downloading {escape(self._desc)}{size}{resumed}[/]")
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -87,16 +96,37 @@ class RichDownloadBar:
         self._task = self._progress.add_task(escape(desc or "download"), total=total, completed=initial)
 
     def update(self, n: int = 1) -> None:
+        self._done += n
         self._progress.advance(self._task, n)
 
     def close(self) -> None:
+        import time
+
         self._progress.stop()
+        if self._plain:
+            seconds = max(time.monotonic() - self._start, 1e-3)
+            common.stderr.print(
+                f"[dim]downloaded {escape(self._desc)}: {_human(self._done)} in {seconds:.1f} s "
+                f"({_human(self._done / seconds)}/s)[/]"
+            )
+        self._plain = False  # close() may be called twice (context manager + explicit)
 
     def __enter__(self) -> RichDownloadBar:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _human(n: float | None) -> str:
+    """Bytes in SI units, as download tools print them (``221.5 MB``)."""
+    if n is None:
+        return "?"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def _echo_json(obj: dict) -> None:
@@ -109,11 +139,14 @@ def list_(
     json_out: JsonOpt = False,
     check: CheckOpt = False,
 ) -> None:
-    """List the weights variants and their local status.
+    """List the weights variants: where each comes from, its size and its local status.
 
-    Status is one of missing, cached, imported, checksum ok/mismatch (with --check), unpublished.
+    Status is one of missing (downloadable: `weights pull` or first use fetches it), cached /
+    imported (local), checksum ok / mismatch (with --check), unpublished (no weights are published
+    anywhere: import a file of mattecli's layout).
     """
     from mattecli import weights
+    from mattecli.weights.store import size_of
 
     rows = weights.status(check=check)
     if json_out:
@@ -121,55 +154,127 @@ def list_(
             _echo_json(row.to_json())
         return
     table = Table(title="weights", title_justify="left", show_edge=False)
-    for col in ("variant", "method", "status", "source", "licence", "model code"):
-        table.add_column(col, overflow="fold")
+    unimplemented = any(not row.implemented for row in rows)
+    for col in ("variant", "method", "status", "source", "size", "licence") + (("model code",) if unimplemented else ()):
+        table.add_column(col, no_wrap=col in ("variant", "method", "status", "size"), overflow="fold")
     for row in rows:
         state = row.state
+        entry = row.entry
+        origin = entry.origin()
+        if row.active is not None:
+            source = row.active.kind  # hub / imported
+        else:
+            source = "[dim]none[/]" if origin == "none" else escape(origin)
+        size = size_of(entry)
         table.add_row(
-            row.entry.variant,
-            row.entry.method,
+            entry.variant,
+            entry.method,
             f"[{_STATE_STYLE[state]}]{state}[/]",
-            row.active.kind if row.active else "-",
-            escape(row.entry.license),
-            "yes" if row.implemented else "[dim]not yet[/]",
+            source,
+            _human(size) if size else "[dim]?[/]",
+            escape(entry.license),
+            *((("yes" if row.implemented else "[dim]not yet[/]"),) if unimplemented else ()),
         )
     common.stderr.print(table)
-    if any(row.state == "unpublished" for row in rows):
+    if any(row.state == "missing" for row in rows):
         common.stderr.print(
-            "[dim]unpublished: download the authors' file and run `mattecli weights import VARIANT FILE`[/]"
+            "[dim]missing: `mattecli weights pull VARIANT` downloads it (first use of a method does too); "
+            "offline, download the authors' file by hand and `mattecli weights import VARIANT FILE`[/]"
         )
+    unpublished = [row.entry.variant for row in rows if row.state == "unpublished"]
+    if unpublished:
+        common.stderr.print(
+            f"[dim]unpublished ({', '.join(unpublished)}): no weights are published anywhere; import a "
+            "`.safetensors` file of mattecli's layout (e.g. one you trained) with "
+            "`mattecli weights import VARIANT FILE`[/]"
+        )
+
+
+def _report_pull(result) -> None:
+    where = escape(str(result.path))
+    if result.source == "cache":
+        common.stderr.print(f"[green]ok[/] {result.variant} is already here: {where} (--force downloads it again)")
+        return
+    common.stderr.print(f"[green]pulled[/] {result.variant} from {escape(result.source)}: {where}")
+    if result.first_download:
+        common.stderr.print(
+            f"[dim]sha256 of the downloaded official file: {result.official_sha256} (the authors publish none; "
+            "recorded now, later downloads and `mattecli weights verify` are checked against it)[/]"
+        )
+    elif result.official_sha256:
+        common.stderr.print(f"[dim]sha256 of the official file checked: {result.official_sha256}[/]")
+
+
+def _pull_targets(names: list[str]) -> list[str]:
+    """Variants named on the command line; a method name (``sim``) stands for the variants its
+    default run loads (``sim-comp1k`` and ``sim-classifier``)."""
+    from mattecli import models, weights
+    from mattecli.errors import UnknownMethodError
+
+    manifest = weights.load_manifest()
+    out: list[str] = []
+    for name in names:
+        if name in manifest.entries:
+            out.append(name)
+            continue
+        try:
+            spec = models.get(name)
+        except UnknownMethodError:
+            manifest.get(name)  # raises: unknown variant, with the known ones listed
+            raise
+        needed = spec.required_weights(models.MethodConfig())
+        if not needed:
+            raise UsageError(f"method {name} uses no weights")
+        out.extend(needed)
+    return list(dict.fromkeys(out))
 
 
 @app.command("pull")
 @common.handles_errors
 def pull(
-    variant: OptionalVariantArg = None,
+    variants: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Weights variants (or a method name for all it loads, e.g. sim); see `mattecli weights list`.",
+            show_default=False,
+        ),
+    ] = None,
     all_: AllOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Download converted weights from the Hugging Face Hub (pinned revision, sha256 checked)."""
+    """Download weights: our converted copy on the Hugging Face Hub where one is published, else the
+    authors' own links (Google Drive, MindSpore), checked and converted into the HF cache.
+
+    Behind a firewall: download the authors' file by hand and run `mattecli weights import VARIANT FILE`.
+    """
     from mattecli import weights
 
-    if (variant is None) == (not all_):
-        raise UsageError("give a VARIANT or --all" + ("" if variant is None else ", not both"))
-    if variant is not None:
-        path = weights.pull(variant, force=force, progress=RichDownloadBar)
-        common.stderr.print(f"[green]pulled[/] {variant}: {escape(str(path))} (sha256 ok)")
-        return
+    if (not variants) == (not all_):
+        raise UsageError("give a VARIANT or --all" + ("" if not variants else ", not both"))
+    if variants:
+        targets = _pull_targets(variants)
+        if len(targets) == 1:
+            _report_pull(weights.pull(targets[0], force=force, progress=RichDownloadBar))
+            return
+        entries = [weights.get_entry(v) for v in targets]
+    else:
+        entries = list(weights.load_manifest().entries.values())
     failed = 0
-    for entry in weights.load_manifest().entries.values():
-        if not entry.published:
-            common.stderr.print(
-                f"[dim]skipped {entry.variant}: not published; `{escape(entry.import_command())}` instead[/]"
-            )
+    for entry in entries:
+        if not entry.downloadable:
+            if variants:  # asked for by name: that is an error, not a note
+                failed += 1
+                err = weights.store.not_available(entry)
+                common.print_error(err.message, err.hint)
+            else:
+                common.stderr.print(f"[dim]skipped {entry.variant}: {escape(entry.manual_route())}[/]")
             continue
         try:
-            path = weights.pull(entry.variant, force=force, progress=RichDownloadBar)
+            _report_pull(weights.pull(entry.variant, force=force, progress=RichDownloadBar))
         except WeightsError as err:
             failed += 1
             common.print_error(err.message, err.hint)
             continue
-        common.stderr.print(f"[green]pulled[/] {entry.variant}: {escape(str(path))} (sha256 ok)")
     common.exit_with(common.EXIT_FAILED if failed else common.EXIT_OK)
 
 
@@ -218,11 +323,14 @@ def verify(
             result = "[green]ok[/]" if copy.ok else "[bold red]mismatch[/]"
             table.add_row(copy.variant, copy.kind, result, copy.expected_sha256[:16], escape(str(copy.path)))
         common.stderr.print(table)
+        for copy in results:
+            if copy.problem:
+                common.stderr.print(f"[red]{copy.variant}[/]: {escape(copy.problem)}")
     else:
         common.stderr.print("[dim]no weights are cached or imported yet[/]")
     bad = [copy for copy in results if not copy.ok]
     if bad:
-        names = ", ".join(f"{c.variant} ({c.kind})" for c in bad)
+        names = ", ".join(f"{c.variant} ({c.kind}{': ' + c.problem if c.problem else ''})" for c in bad)
         raise ChecksumMismatchError(
             f"{len(bad)} of {len(results)} weights files failed verification: {names}",
             hint="download again with `mattecli weights pull VARIANT --force`, or import the official file again",

@@ -3,27 +3,38 @@
 Everything a deep method needs to get its weights goes through this package; model code never
 downloads or opens checkpoint files itself. Modules: ``manifest`` (typed, validated
 ``weights_manifest.json``), ``checkpoints`` (architecture plug-ins, safe reading, key mapping and
-key/shape checks), ``store`` (hashing, cache, download, import, loading), ``publish`` (export).
+key/shape checks), ``download`` (the authors' links: HTTP(S), Google Drive's flow, archives),
+``store`` (hashing, cache, sources in order, import, loading), ``publish`` (export).
 
 Where weights come from
 -----------------------
 ``weights_manifest.json`` lists one entry per checkpoint *variant* (``sim-comp1k``, ``aim`` ...):
-the paper, the licence, the authors' official file, the location of our converted
-``.safetensors`` file on the Hugging Face Hub (``"hub": null`` while it is not published) and
-how the conversion is done. A variant's weights are found, in this order:
+the paper, the licence, the authors' official file and its links, the location of our converted
+``.safetensors`` file on the Hugging Face Hub (``"hub": null`` while it is not published) and how
+the conversion is done. A variant's weights are found, in this order:
 
 1. the hub copy in the standard Hugging Face cache, at the manifest's pinned commit
    (``models--{org}--{name}/snapshots/{revision}/{filename}``), checked against the manifest's
    sha256;
-2. an *imported* copy made by :func:`import_checkpoint` from the authors' original file;
-3. a download with ``huggingface_hub.hf_hub_download(repo_id, filename, revision=pinned)``
-   (only for published variants, never in offline mode).
+2. an *imported* copy: made by :func:`import_checkpoint` from the authors' file fetched by hand,
+   or by :func:`pull` from the authors' own links;
+3. a download (:func:`pull`, on ``weights pull`` or the first use of a method, never offline):
+   ``huggingface_hub.hf_hub_download(repo_id, filename, revision=pinned)`` when a hub copy is
+   published, else the official links in manifest order, each fetched from its ``url`` exactly as
+   written (``download``: Google Drive's confirmation form, zip archives, resumed transfers),
+   then converted like an import. A link marked ``manual`` (Baidu Netdisk, behind a password) is
+   only named in messages. When every source fails, one line lists what was tried and the manual
+   route (the links, passwords and the ``weights import`` command).
 
 A file is hashed before its first load in a process (hashes are remembered per process, keyed by
 inode, size and mtime) and never loaded when its sha256 differs from what is expected
-(:class:`~mattecli.errors.ChecksumMismatchError`). Downloads use huggingface_hub's own cache,
-locking and resume: a connection dropped mid-file is retried with an HTTP ``Range`` request
-within the same call (huggingface_hub 2.x no longer keeps partial files across processes).
+(:class:`~mattecli.errors.ChecksumMismatchError`). An official file whose sha256 the manifest pins
+(MindSpore) is refused when it differs; where the authors publish none (Google Drive), the first
+download's sha256 is recorded beside the converted file (``official_sha256.json``: trust on first
+use), later downloads must match it and ``weights verify`` checks the imported file's recorded
+source against it. Hub downloads use huggingface_hub's own cache, locking and resume; official
+downloads take a file lock per variant (``$HF_HUB_CACHE/.locks/models--mattecli-imports--{variant}``)
+so that two processes pulling or first-using one variant do not both download it.
 
 Where imported weights live (and why)
 -------------------------------------
@@ -99,14 +110,17 @@ from mattecli.weights.store import (
     IMPORTS_NAMESPACE,
     ImportResult,
     LocalCopy,
+    PullResult,
     WeightsStatus,
     ensure_weights,
     import_checkpoint,
     load_model,
     local_path,
+    prefetch,
     pull,
     sha256_file,
     status,
+    trusted_source,
     verify,
 )
 
@@ -135,11 +149,14 @@ __all__ = [
     "LocalCopy",
     "WeightsStatus",
     "ImportResult",
+    "PullResult",
     "sha256_file",
     "status",
     "local_path",
     "ensure_weights",
+    "prefetch",
     "pull",
+    "trusted_source",
     "import_checkpoint",
     "verify",
     "load_model",

@@ -50,12 +50,30 @@ class Paper:
 
 @dataclass(frozen=True)
 class OfficialLink:
-    """One place the authors publish a file: ``url`` as given, or a host-specific ``file_id``."""
+    """One place the authors publish a file: ``url`` as given, or a host-specific ``file_id``.
+
+    ``manual`` links (a share page behind a login or a password, e.g. Baidu Netdisk) are shown
+    to people as a way to fetch the file by hand and never fetched by mattecli; every other link
+    with a ``url`` is downloaded from that URL exactly as written (so a mirror or a test server
+    stands in through ``MATTECLI_MANIFEST``).
+    """
 
     host: str
     url: str | None
     file_id: str | None
     password: str | None
+    manual: bool = False
+
+    @property
+    def automatic(self) -> bool:
+        """Whether mattecli downloads from this link by itself."""
+        return self.url is not None and not self.manual
+
+    def describe(self) -> str:
+        """``Host URL (password P)`` for messages."""
+        where = self.url or (f"file id {self.file_id}" if self.file_id else "")
+        text = f"{self.host} {where}".strip()
+        return text + (f" (password {self.password})" if self.password else "")
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,30 @@ class CheckpointEntry:
         return self.hub is not None
 
     @property
+    def official_file(self) -> OfficialFile | None:
+        """The authors' checkpoint file (the first one the manifest lists), if any."""
+        files = self.official.files if self.official else ()
+        return files[0] if files else None
+
+    @property
+    def download_links(self) -> tuple[OfficialLink, ...]:
+        """The official links mattecli downloads from by itself, in manifest order."""
+        f = self.official_file
+        return tuple(link for link in f.links if link.automatic) if f else ()
+
+    @property
+    def downloadable(self) -> bool:
+        """A hub copy or an official link that mattecli can fetch by itself."""
+        return self.published or bool(self.download_links)
+
+    def origin(self) -> str:
+        """Where ``weights pull`` gets it first: ``hub``, the official link's host, or ``none``."""
+        if self.published:
+            return "hub"
+        links = self.download_links
+        return links[0].host if links else "none"
+
+    @property
     def filename(self) -> str:
         """Name of the converted file (the hub's name when published)."""
         return self.hub.filename if self.hub else f"{self.variant}.safetensors"
@@ -134,6 +176,19 @@ class CheckpointEntry:
         """The exact ``mattecli weights import`` command for this variant's official file."""
         files = self.official.files if self.official else ()
         return f"mattecli weights import {self.variant} {files[0].filename if files else 'FILE'}"
+
+    def manual_route(self) -> str:
+        """How to get the file by hand: ``download FILE by hand from LINK [or LINK (password P)] and
+        run `mattecli weights import ...```; for a variant with no official file, what to import."""
+        f = self.official_file
+        if f is None:
+            return (
+                f"import a .safetensors file of mattecli's layout (e.g. one you trained) with "
+                f"`mattecli weights import {self.variant} FILE.safetensors`"
+            )
+        links = [link.describe() for link in f.links]
+        where = (" from " + " or ".join(links)) if links else ""
+        return f"download {f.filename} by hand{where} and run `{self.import_command()}`"
 
     def where_to_get(self) -> str:
         """One line saying where the authors' file is (for error hints)."""
@@ -255,10 +310,13 @@ def _parse_entry(f: _Fields) -> CheckpointEntry:
                     lf.get("url", str, nullable=True),
                     lf.get("file_id", str, required=False),
                     lf.get("password", str, required=False),
+                    bool(lf.get("manual", bool, required=False)),
                 )
                 lf.done()
                 if link.url is None and link.file_id is None:
                     raise lf.error("url", "and 'file_id' cannot both be null")
+                if link.url is not None and not re.match(r"https?://[^/\s]+", link.url):
+                    raise lf.error("url", f"must be an http(s) URL, not {link.url!r}")
                 links.append(link)
             files.append(
                 OfficialFile(

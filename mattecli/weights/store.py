@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mattecli import __version__
+from mattecli import __version__, constants
 from mattecli.errors import (
+    CheckpointMismatchError,
     ChecksumMismatchError,
     UnknownCheckpointError,
+    UnsafeCheckpointError,
     WeightsError,
     WeightsNotCachedError,
     WeightsUnavailableError,
@@ -31,7 +33,7 @@ from mattecli.weights.checkpoints import (
     layout_of,
     load_into,
 )
-from mattecli.weights.manifest import HEX64, CheckpointEntry, get_entry, load_manifest
+from mattecli.weights.manifest import HEX64, CheckpointEntry, OfficialLink, get_entry, load_manifest
 
 if TYPE_CHECKING:
     import torch
@@ -43,7 +45,10 @@ __all__ = [
     "LocalCopy",
     "WeightsStatus",
     "ImportResult",
+    "PullResult",
     "sha256_file",
+    "trusted_source",
+    "prefetch",
     "status",
     "local_path",
     "ensure_weights",
@@ -138,9 +143,13 @@ class LocalCopy:
     path: Path
     expected_sha256: str
     ok: bool | None = None
+    problem: str | None = None
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "path": str(self.path), "sha256": self.expected_sha256, "ok": self.ok}
+        out = {"kind": self.kind, "path": str(self.path), "sha256": self.expected_sha256, "ok": self.ok}
+        if self.problem:
+            out["problem"] = self.problem
+        return out
 
 
 def hub_copy(entry: CheckpointEntry) -> LocalCopy | None:
@@ -199,11 +208,11 @@ class WeightsStatus:
 
     @property
     def state(self) -> str:
-        """One of ``unpublished``, ``missing``, ``cached``, ``imported``, ``checksum ok``,
-        ``checksum mismatch``."""
+        """One of ``unpublished`` (nothing to download: import only), ``missing`` (downloadable,
+        not fetched yet), ``cached``, ``imported``, ``checksum ok``, ``checksum mismatch``."""
         active = self.active
         if active is None:
-            return "missing" if self.entry.published else "unpublished"
+            return "missing" if self.entry.downloadable else "unpublished"
         if active.ok is None:
             return "cached" if active.kind == "hub" else "imported"
         return "checksum ok" if active.ok else "checksum mismatch"
@@ -215,6 +224,9 @@ class WeightsStatus:
             "method": e.method,
             "state": self.state,
             "published": e.published,
+            "downloadable": e.downloadable,
+            "origin": e.origin(),
+            "size": size_of(e),
             "implemented": self.implemented,
             "license": e.license,
             "description": e.description,
@@ -223,6 +235,14 @@ class WeightsStatus:
             "hub": self.hub.to_json() if self.hub else None,
             "imported": self.imported.to_json() if self.imported else None,
         }
+
+
+def size_of(entry: CheckpointEntry) -> int | None:
+    """Bytes to download where the manifest knows them (hub copy, else the official file)."""
+    if entry.hub is not None:
+        return entry.hub.size
+    f = entry.official_file
+    return f.size if f is not None else None
 
 
 def _implemented(variant: str) -> bool:
@@ -264,20 +284,36 @@ def local_path(variant: str) -> Path:
 
 def not_available(entry: CheckpointEntry, reason: str | None = None) -> WeightsError:
     """The error for weights that are not local, naming the variant and the exact commands to run:
-    :class:`WeightsNotCachedError` for a published variant, :class:`WeightsUnavailableError` for
-    one that is not published (only an import can provide it)."""
+    :class:`WeightsNotCachedError` for a downloadable variant (``reason``: why it was not
+    downloaded now), :class:`WeightsUnavailableError` for one that nothing publishes (only an
+    import can provide it)."""
     v = entry.variant
-    if entry.published:
-        what = reason or "are not in the cache"
+    if entry.downloadable:
+        what = reason or "are not downloaded yet"
         return WeightsNotCachedError(
-            f"{v} weights {what}; run `mattecli weights pull {v}`, or `{entry.import_command()}` "
-            f"with the authors' file",
+            f"{v} weights {what}; run `mattecli weights pull {v}`, or {entry.manual_route()}",
+            hint=f"`mattecli weights list` shows where each variant comes from",
+        )
+    if entry.official_file is not None:  # authors' file known, but no link mattecli can fetch
+        return WeightsUnavailableError(
+            f"{v} weights are not imported and cannot be downloaded automatically; {entry.manual_route()}",
             hint=entry.where_to_get(),
         )
     return WeightsUnavailableError(
-        f"{v} weights are not published yet and not imported; run `{entry.import_command()}`",
-        hint=entry.where_to_get(),
+        f"{v}: no weights are published for this variant (the authors released none); {entry.manual_route()}",
+        hint="`mattecli weights list` shows the variants that can be downloaded",
     )
+
+
+def _offline_reason(download: bool) -> str | None:
+    """Why downloads are off now, or ``None`` when they are allowed."""
+    if constants.MATTECLI_OFFLINE:
+        return "are not downloaded yet and downloads are off (MATTECLI_OFFLINE is set)"
+    if _hf_offline():
+        return "are not downloaded yet and downloads are off (HF_HUB_OFFLINE is set)"
+    if not download:
+        return "are not downloaded yet and downloads are off (--no-download)"
+    return None
 
 
 def verified_path(copy: LocalCopy, *, use_cache: bool = True) -> Path:
@@ -301,21 +337,48 @@ def verified_path(copy: LocalCopy, *, use_cache: bool = True) -> Path:
 
 
 def ensure_weights(variant: str, *, download: bool = True, progress: type | None = None) -> Path:
-    """A verified local weights file for ``variant``: cached hub copy, else imported copy, else
-    (when published and ``download``) a fresh download.
+    """A verified local weights file for ``variant``: cached hub copy, else imported copy (a pulled
+    official file is one), else (when downloadable, ``download`` and not offline) :func:`pull`.
 
     Raises:
-        WeightsNotCachedError: not local and cannot be downloaded now (offline, unreachable).
-        WeightsUnavailableError: not local and not published (import it).
+        WeightsNotCachedError: not local and cannot be downloaded now (offline, ``download=False``,
+            every source failed).
+        WeightsUnavailableError: not local and nothing publishes it (import it).
         ChecksumMismatchError: the local file is not the expected one; it is never loaded.
     """
     entry = get_entry(variant)
     copy = hub_copy(entry) or imported_copy(entry)
     if copy is not None:
         return verified_path(copy)
-    if not entry.published or not download:
+    if not entry.downloadable:
         raise not_available(entry)
-    return pull(variant, progress=progress)
+    reason = _offline_reason(download)
+    if reason:
+        raise not_available(entry, reason)
+    return pull(variant, progress=progress).path
+
+
+def prefetch(variants, *, download: bool = True, progress: type | None = None) -> list[Path]:
+    """:func:`ensure_weights` for each variant, in order, each once: what a run calls before its first image
+    so that a missing file is fetched (or refused, offline) before any work."""
+    variants = list(dict.fromkeys(variants))
+    reason = _offline_reason(download)
+    if reason is not None:  # name every missing file at once rather than one per run
+        missing = [get_entry(v) for v in variants if not _is_local(get_entry(v))]
+        offline = [e for e in missing if e.downloadable]
+        if len(offline) > 1:
+            names = " ".join(e.variant for e in offline)
+            routes = "; ".join(e.manual_route() for e in offline)
+            raise WeightsNotCachedError(
+                f"{', '.join(e.variant for e in offline)} weights {reason}; run `mattecli weights pull {names}`, "
+                f"or {routes}",
+                hint="`mattecli weights list` shows where each variant comes from",
+            )
+    return [ensure_weights(v, download=download, progress=progress) for v in variants]
+
+
+def _is_local(entry: CheckpointEntry) -> bool:
+    return (hub_copy(entry) or imported_copy(entry)) is not None
 
 
 # ----------------------------------------------------------------------------- download
@@ -330,25 +393,70 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-def pull(variant: str, *, force: bool = False, progress: type | None = None) -> Path:
-    """Download a published variant with ``hf_hub_download`` at the pinned revision and verify it.
+@dataclass(frozen=True)
+class PullResult:
+    """What :func:`pull` did.
 
-    Uses the standard Hugging Face cache and honours ``HF_HOME``/``HF_HUB_CACHE``,
-    ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``. A file already cached at the pinned commit is not
-    downloaded again (unless ``force``). ``progress`` is a tqdm-compatible class for the
-    download bar (``None``: huggingface_hub's own bars).
+    ``source``: ``hub``, ``cache`` (already local, nothing fetched) or the official link's host;
+    ``url``: the link downloaded from; ``official_sha256``: the sha256 of the authors' file that
+    was downloaded; ``first_download``: no checksum was known for it, so this one was recorded
+    (trust on first use) and later downloads and ``weights verify`` are checked against it.
+    """
+
+    variant: str
+    path: Path
+    source: str
+    url: str | None = None
+    official_sha256: str | None = None
+    first_download: bool = False
+
+
+def pull(variant: str, *, force: bool = False, progress: type | None = None) -> PullResult:
+    """Get a variant's weights from the first source that works, verified, into the HF cache.
+
+    Sources in order: our converted copy on the Hugging Face Hub when the manifest has one
+    (``hf_hub_download`` at the pinned revision, sha256 checked), then the manifest's official
+    links in order (each fetched from its ``url`` as written: Google Drive's confirmation flow,
+    zip archives, resumable transfers; see :mod:`mattecli.weights.download`), converted like
+    ``weights import``. Links marked ``manual`` (Baidu Netdisk) are only named in the error.
+    Honours ``HF_HOME``/``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and
+    ``MATTECLI_OFFLINE``. A variant already local is not fetched again unless ``force``.
+    ``progress`` is a tqdm-compatible class for the download bar.
+
+    A file lock per variant makes concurrent pulls (or first uses) of one variant wait for each
+    other; the second finds the first's result.
 
     Raises:
-        WeightsUnavailableError: not published, or not found on the hub.
-        WeightsNotCachedError: offline or hub unreachable (message names the import command).
-        ChecksumMismatchError: the downloaded file is not the one the manifest pins.
+        WeightsUnavailableError: nothing publishes this variant (import it).
+        WeightsNotCachedError: offline, or every source failed (the message lists each, then the
+            manual route: the links and the ``weights import`` command).
+        ChecksumMismatchError: every file downloaded differed from the pinned or first-recorded
+            sha256 (never imported).
     """
     entry = get_entry(variant)
-    if entry.hub is None:
-        raise WeightsUnavailableError(
-            f"{variant}: converted weights are not published yet; run `{entry.import_command()}` instead",
-            hint=entry.where_to_get(),
-        )
+    if not entry.downloadable:
+        raise not_available(entry)
+    if not force:
+        local = hub_copy(entry) if entry.hub is not None else imported_copy(entry)
+        if local is not None:
+            return PullResult(variant, verified_path(local), "cache")
+    reason = _offline_reason(True)
+    if reason is not None:
+        raise not_available(entry, reason)
+    tried: list[str] = []
+    if entry.hub is not None:
+        try:
+            return PullResult(variant, _pull_hub(entry, force=force, progress=progress), "hub")
+        except WeightsError as err:
+            if not entry.download_links or isinstance(err, ChecksumMismatchError):
+                raise
+            tried.append(f"hub {entry.hub.repo_id}: {err.message}")
+    return _pull_official(entry, force=force, progress=progress, tried=tried)
+
+
+def _pull_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> Path:
+    """``hf_hub_download`` of our converted copy at the pinned revision, verified."""
+    variant = entry.variant
     hub = entry.hub
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
@@ -391,6 +499,156 @@ def pull(variant: str, *, force: bool = False, progress: type | None = None) -> 
     return verified_path(copy, use_cache=not force)
 
 
+# ----------------------------------------------------------------------------- official links
+TRUST_FILE = "official_sha256.json"
+
+
+def _trust_path(variant: str) -> Path:
+    return _imports_repo(variant) / TRUST_FILE
+
+
+def trusted_source(variant: str) -> dict | None:
+    """The record of the first download of ``variant``'s official file (trust on first use):
+    ``{"filename", "sha256", "size", "url", "recorded"}``, or ``None``."""
+    try:
+        record = json.loads(_trust_path(variant).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not HEX64.fullmatch(str(record.get("sha256", ""))):
+        return None
+    return record
+
+
+def expected_source_sha256(entry: CheckpointEntry) -> tuple[str | None, str]:
+    """``(sha256, where it comes from)`` of the official file: the manifest's pin, else the
+    first download's record, else ``(None, "")``."""
+    f = entry.official_file
+    if f is not None and f.sha256:
+        return f.sha256, "the manifest"
+    record = trusted_source(entry.variant)
+    if record is not None:
+        return record["sha256"], f"the first download ({_trust_path(entry.variant)})"
+    return None, ""
+
+
+def _pull_lock(variant: str):
+    from filelock import FileLock
+
+    folder = hub_cache() / ".locks" / f"models--{IMPORTS_NAMESPACE}--{variant}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(folder / "pull.lock"))
+
+
+def _pull_official(entry: CheckpointEntry, *, force: bool, progress: type | None, tried: list[str]) -> PullResult:
+    """Download the official file from the first link that gives it, check it, import it."""
+    from mattecli.weights import download
+
+    variant = entry.variant
+    official = entry.official_file
+    try:
+        lock = _pull_lock(variant)
+        lock.acquire()
+    except OSError as err:
+        raise _cache_error(variant, err) from err
+    try:
+        if not force:  # another process may have finished while we waited for the lock
+            local = imported_copy(entry)
+            if local is not None:
+                return PullResult(variant, verified_path(local), "cache")
+        folder = _imports_repo(variant) / "downloads"
+        mismatch: ChecksumMismatchError | None = None
+        quota: list[OfficialLink] = []
+        for link in entry.download_links:
+            try:
+                fetched = download.fetch(
+                    link.url,
+                    folder,
+                    official.filename,
+                    progress=progress,
+                    desc=f"{variant} ({link.host})",
+                    expected_size=official.size,
+                )
+            except download.FetchError as err:
+                if err.kind == "quota":
+                    quota.append(link)
+                tried.append(f"{link.host} {link.url}: {err.message}")
+                continue
+            except OSError as err:
+                raise _cache_error(variant, err) from err
+            try:
+                return _install_download(entry, link, fetched.path)
+            except ChecksumMismatchError as err:
+                mismatch = err
+                tried.append(f"{link.host} {link.url}: {err.message}")
+            except (UnknownCheckpointError, CheckpointMismatchError, UnsafeCheckpointError) as err:
+                tried.append(f"{link.host} {link.url}: the file is not a {variant} checkpoint ({err.message})")
+            finally:
+                fetched.path.unlink(missing_ok=True)
+    finally:
+        lock.release()
+    if quota and len(quota) == len(tried):
+        where = " or ".join(link.describe() for link in official.links)
+        raise WeightsNotCachedError(
+            f"Google Drive quota exceeded for {variant}: try again later, or download {official.filename} by hand "
+            f"from {where} and run `{entry.import_command()}`"
+            if all(link.host == "Google Drive" for link in quota)
+            else f"download quota exceeded for {variant}: try again later, or {entry.manual_route()}",
+            hint="Drive limits how often a shared file can be downloaded per day; a later try usually works",
+        )
+    if mismatch is not None:
+        raise ChecksumMismatchError(
+            f"{variant}: {mismatch.message}" if len(tried) == 1 else f"{variant} weights could not be downloaded "
+            f"(tried {'; '.join(tried)}); {entry.manual_route()}",
+            hint=mismatch.hint,
+        )
+    raise WeightsNotCachedError(
+        f"{variant} weights could not be downloaded (tried {'; '.join(tried)}); {entry.manual_route()}",
+        hint="behind a firewall or proxy, set HTTPS_PROXY, or fetch the file by hand and import it",
+    )
+
+
+def _install_download(entry: CheckpointEntry, link: OfficialLink, path: Path) -> PullResult:
+    """Check a downloaded official file against the pinned / first-recorded sha256, import it, and
+    record its sha256 when nothing was known (trust on first use)."""
+    variant = entry.variant
+    digest = sha256_file(path, use_cache=False)
+    expected, where = expected_source_sha256(entry)
+    if expected is not None and digest != expected:
+        hint = None
+        if entry.official_file.sha256 is None:
+            hint = f"if the authors replaced their file, delete {_trust_path(variant)} and pull again"
+        raise ChecksumMismatchError(
+            f"the downloaded {path.name} has sha256 {digest}, but {where} says {expected}; it was not imported",
+            hint=hint,
+        )
+    import_checkpoint(variant, path)
+    first = expected is None
+    if first:
+        from datetime import datetime, timezone
+
+        record = {
+            "variant": variant,
+            "filename": entry.official_file.filename,
+            "sha256": digest,
+            "size": path.stat().st_size,
+            "url": link.url,
+            "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_text_atomic(_trust_path(variant), json.dumps(record, indent=2) + "\n")
+    copy = imported_copy(entry)
+    return PullResult(variant, copy.path, link.host, link.url, digest, first)
+
+
+def _cache_error(variant: str, err: OSError) -> WeightsError:
+    """An unusable cache location or a full disk, in one line."""
+    reason = err.strerror or str(err)
+    where = f" ({err.filename})" if getattr(err, "filename", None) else ""
+    return WeightsError(
+        f"cannot write {variant} weights into the Hugging Face cache {hub_cache()}: {reason}{where}",
+        hint="free some disk space, or point HF_HOME / HF_HUB_CACHE at a writable folder",
+    )
+
+
 def _hf_offline() -> bool:
     from huggingface_hub import constants as hf_constants
 
@@ -418,10 +676,13 @@ class ImportResult:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary sibling, then rename it over ``path``."""
+    """Write ``text`` to a temporary sibling, then rename it over ``path`` (nothing left on failure)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _reproducible_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
@@ -439,12 +700,13 @@ def _reproducible_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[s
 def _store_import(entry: CheckpointEntry, write: Callable[[Path], None]) -> tuple[Path, str, int]:
     """Write a file into the imports cache repo (content-addressed snapshot, ``refs/main``)."""
     repo = _imports_repo(entry.variant)
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "snapshots").mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".import-", suffix=".tmp", dir=repo)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp: Path | None = None
     try:
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "snapshots").mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".import-", suffix=".tmp", dir=repo)
+        os.close(fd)
+        tmp = Path(tmp_name)
         write(tmp)
         digest = sha256_file(tmp, use_cache=False)
         size = tmp.stat().st_size
@@ -452,10 +714,13 @@ def _store_import(entry: CheckpointEntry, write: Callable[[Path], None]) -> tupl
         snapshot.mkdir(exist_ok=True)
         final = snapshot / entry.filename
         os.replace(tmp, final)
+        sha256_file(final)  # remember the verified hash for this process
+        write_text_atomic(repo / "refs" / "main", digest)
+    except OSError as err:
+        raise _cache_error(entry.variant, err) from err
     finally:
-        tmp.unlink(missing_ok=True)
-    sha256_file(final)  # remember the verified hash for this process
-    write_text_atomic(repo / "refs" / "main", digest)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     for old in (repo / "snapshots").iterdir():
         if old.name != digest and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
@@ -533,10 +798,36 @@ def verify(variant: str | None = None) -> list[LocalCopy]:
     for st in status(variant):
         for copy in (st.hub, st.imported):
             if copy is not None:
-                results.append(_with_ok(copy, check=True, force=True))
+                checked = _with_ok(copy, check=True, force=True)
+                if checked.ok and checked.kind == "imported":
+                    checked = _check_source(st.entry, checked)
+                results.append(checked)
     if variant is not None and not results:
         raise not_available(get_entry(variant))
     return results
+
+
+def _check_source(entry: CheckpointEntry, copy: LocalCopy) -> LocalCopy:
+    """An imported file whose recorded source (its ``mattecli.source_sha256``) is not the official
+    file the manifest pins, or not the one first downloaded, fails verification."""
+    expected, where = expected_source_sha256(entry)
+    if expected is None:
+        return copy
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(copy.path), framework="pt") as fh:
+            source = (fh.metadata() or {}).get(f"{META}source_sha256")
+    except Exception:  # noqa: BLE001 - an unreadable file is reported as a problem, not raised
+        source = None
+    if source == expected:
+        return copy
+    problem = (
+        f"converted from a file with sha256 {source}, not the official one ({expected}, from {where})"
+        if source
+        else "records no source sha256"
+    )
+    return LocalCopy(copy.variant, copy.kind, copy.path, copy.expected_sha256, False, problem)
 
 
 # ----------------------------------------------------------------------------- loading

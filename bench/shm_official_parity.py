@@ -1,4 +1,4 @@
-"""SHM: ``mattecli matte --method shm`` against the MindSpore model zoo's own evaluation, same weights.
+"""SHM: mattecli's ``--method shm`` against the MindSpore model zoo's own evaluation, on the same weights.
 
 Not part of the test suite: it needs the model zoo's Semantic Human Matting code
 (github.com/mindspore-ai/models, branch r1.8, ``official/cv/semantic_human_matting``; never
@@ -6,7 +6,7 @@ copied into this project, imported at run time from the folder given with ``--of
 MindSpore, which needs ``numpy<2`` and so lives in its own environment, outside the repository:
 
     python3 -m venv /work/msenv
-    /work/msenv/bin/pip install 'numpy<2' mindspore==2.10.0 opencv-python-headless pyyaml
+    /work/msenv/bin/pip install 'numpy<2' mindspore==2.10.0 opencv-python-headless
     git --git-dir=MIRROR archive r1.8 official/cv/semantic_human_matting | tar -x -C /work/official_src
     /work/msenv/bin/python bench/shm_official_parity.py \\
         --official /work/official_src/official/cv/semantic_human_matting \\
@@ -39,9 +39,9 @@ unclipped alpha. Timings are ``seg_process`` (official) and ``predict`` (mattecl
 second call.
 
 ``--opencv-generic`` makes both sides call ``cv2.setUseOptimized(False)``: OpenCV then resizes 8-bit
-images with its generic fixed-point kernel, whose rounding differs from a float resize on ~2.6%
-of the values of a photo (on this CPU the optimised kernel happens to agree with the float
-resize). ``--float-resize`` gives mattecli its resize before issue 21 (the float image resized,
+images with its generic fixed-point kernel, whose rounding differs from a float resize on up to
+2.6% of the 320x320 input values (2.jpg; on this CPU the optimised kernel happens to agree with
+the float resize). ``--float-resize`` gives mattecli its resize before issue 21 (the float image resized,
 then rounded), to show the difference that fix makes.
 """
 

@@ -10,7 +10,10 @@ report:
 * speed (images/s, seconds per megapixel, model vs I/O time) and peak memory
   (CUDA ``max_memory_allocated`` when CUDA was used, CPU peak RSS of the process);
 * the published numbers of the method on that dataset (:data:`PUBLISHED`);
-* tool version, method, weights sha256, device and settings.
+* tool version, method, weights sha256, device and settings;
+* the dataset: images found against the published test-set size (``found``, ``expected``,
+  ``complete``) and, for a default-folder dataset, where it came from (``source``: Hub
+  repository, commit, licence).
 
 Rows are appended to a JSONL cache as they are computed, keyed by a hash of the
 settings that affect them (dataset, method, weights, device, metric options, tool
@@ -179,6 +182,9 @@ class BenchSettings:
         dataset_options: extra :func:`mattecli.datasets.load_dataset` arguments
             (``layout``, ``bg_dir``, ``image_dir``, ``alpha_dir``, ``trimap_dir``).
         method_options: extra options for the method (``MethodConfig.options``).
+        dataset_source: where the dataset came from (default folder, Hub repository and
+            commit, licence; see :meth:`mattecli.dataset_store.DatasetStatus.source_json`),
+            recorded in the report; the Hub commit also keys the row cache.
     """
 
     dataset: str
@@ -197,6 +203,7 @@ class BenchSettings:
     save_predictions: str | None = None
     dataset_options: dict = field(default_factory=dict)
     method_options: dict = field(default_factory=dict)
+    dataset_source: dict | None = None
 
     def validate(self) -> None:
         if self.method is None and self.predictions is None:
@@ -535,6 +542,18 @@ def load_report(path: str | os.PathLike) -> dict:
 
 
 # ----------------------------------------------------------------------------- running
+def _expected_size(name: str) -> int | None:
+    """The published number of test images of dataset ``name`` (None for ``folder`` or an unreadable manifest)."""
+    from mattecli.dataset_manifest import load_manifest
+    from mattecli.errors import ManifestError
+
+    try:
+        entry = load_manifest().entries.get(name)
+    except ManifestError:
+        return None
+    return None if entry is None else entry.size.images
+
+
 def _clamp_known(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     out = np.array(alpha, dtype=np.float32, copy=True)
     out[trimap == 0] = 0.0
@@ -659,9 +678,10 @@ def run_bench(
     """
     settings.validate()
     if dataset is None:
-        dataset = load_dataset(settings.dataset, settings.root, limit=settings.limit, **settings.dataset_options)
-    else:
-        dataset = dataset.limited(settings.limit)
+        dataset = load_dataset(settings.dataset, settings.root, **settings.dataset_options)
+    found = len(dataset)
+    expected = _expected_size(dataset.name)
+    dataset = dataset.limited(settings.limit)
     if settings.shard is not None:
         from dataclasses import replace as _replace
 
@@ -725,6 +745,8 @@ def run_bench(
         "clamp_known": clamp,
         "version": __version__,
     }
+    if settings.dataset_source and settings.dataset_source.get("revision"):
+        identity["dataset_revision"] = settings.dataset_source["revision"]
     key = settings_key(identity)
     cache_path = None if cache is None else Path(cache)
     cached = _read_cache(cache_path, key)
@@ -775,6 +797,11 @@ def run_bench(
     }
     described = dataset.describe()
     described["evaluated"] = len(rows)
+    described["found"] = found
+    described["expected"] = expected
+    described["complete"] = None if expected is None else found == expected
+    if settings.dataset_source:
+        described["source"] = dict(settings.dataset_source)
     meta = {
         "tool": {"name": "mattecli", "version": __version__},
         "created": run["created"],

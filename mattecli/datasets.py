@@ -30,6 +30,10 @@ trimaps are kept as stored (``exact_trimap``); ``folder`` trimaps are normalised
 grey levels. A missing or incomplete layout raises :class:`DatasetError` whose
 message says what was expected and what was found.
 
+Loaders take a folder. Which folder a named dataset lives in by default (``$MATTECLI_DATASETS/<name>``),
+whether it holds the whole published test set, and fetching the public ones from the Hugging Face
+Hub are :mod:`mattecli.dataset_store`'s job (sizes, licences and sources: ``datasets_manifest.json``).
+
 Composition-1k composition follows Adobe's ``Composition_code.py`` exactly (see
 :func:`compose`); inputs are decoded with Pillow as that script does (no EXIF
 rotation), so the composites are bit-identical to a ``merged/`` folder made by it

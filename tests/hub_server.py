@@ -9,6 +9,12 @@ same URL. When the body stops short (connection dropped), it retries with
 to the Xet protocol only when a response carries ``X-Xet-*`` headers or a ``xet-auth`` link, so
 this server (which sends none) is always served over plain HTTP.
 
+Dataset repositories (:meth:`FakeHub.add_dataset`) are served under ``/datasets/{repo_id}/resolve/...``
+(``hf_hub_download(repo_type="dataset")``) plus the two API routes dataset downloads use:
+``GET /api/datasets/{repo_id}/revision/{revision}`` (``HfApi.dataset_info``: ``id``, ``sha``,
+``siblings``) and ``GET /api/datasets/{repo_id}/tree/{revision}`` (``HfApi.list_repo_tree``: one
+``{"type": "file", "path", "size", "oid"}`` per file, one page).
+
 ``huggingface_hub`` reads ``HF_ENDPOINT``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE`` into
 ``huggingface_hub.constants`` when it is imported and its functions read those attributes at
 call time; :func:`use_fake_hub` therefore patches the attributes in-process. Tests that need the
@@ -67,6 +73,14 @@ class FakeHub:
         repo = self.repos.setdefault(repo_id, {"refs": {}, "commits": {}})
         repo["commits"].setdefault(commit, {})[filename] = content
         repo["refs"]["main"] = commit
+        return commit
+
+    def add_dataset(self, repo_id: str, files: dict[str, bytes], *, commit: str | None = None) -> str:
+        """Publish a dataset repository: all ``files`` in one commit (``main`` points at it); returns the commit."""
+        key = f"datasets/{repo_id}"
+        commit = commit or hashlib.sha1(key.encode() + b"".join(sorted(files.values()))).hexdigest()
+        for filename, content in files.items():
+            self.add_file(key, filename, content, commit=commit)
         return commit
 
     def gets(self, filename: str | None = None) -> list[Request]:
@@ -147,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.hub
         hub._record(self)
         path = self.path.split("?", 1)[0]
+        if path.startswith("/api/datasets/"):
+            return self._serve_dataset_api(path[len("/api/datasets/") :], body=body)
         if "/resolve/" not in path:
             return self._error(404)
         repo_id, rest = path.lstrip("/").split("/resolve/", 1)
@@ -197,6 +213,37 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
             return None
         self.wfile.write(payload)
+        return None
+
+    def _serve_dataset_api(self, rest: str, *, body: bool) -> None:
+        """``{owner}/{name}/revision/{rev}`` and ``{owner}/{name}/tree/{rev}[/path]`` of a dataset repo."""
+        parts = rest.split("/")
+        if len(parts) < 4 or parts[2] not in ("revision", "tree"):
+            return self._error(404)
+        repo_id, route, revision = "/".join(parts[:2]), parts[2], unquote(parts[3])
+        repo = self.hub.repos.get(f"datasets/{repo_id}")
+        if repo is None:
+            return self._error(401, "RepoNotFound")
+        commit = repo["refs"].get(revision, revision)
+        if commit not in repo["commits"]:
+            return self._error(404, "RevisionNotFound")
+        files = repo["commits"][commit]
+        prefix = "/".join(unquote(p) for p in parts[4:])
+        if route == "revision":
+            data: object = {"id": repo_id, "sha": commit, "siblings": [{"rfilename": f} for f in sorted(files)]}
+        else:
+            data = [
+                {"type": "file", "path": f, "size": len(c), "oid": hashlib.sha1(c).hexdigest()}
+                for f, c in sorted(files.items())
+                if not prefix or f.startswith(prefix.rstrip("/") + "/")
+            ]
+        payload = json.dumps(data).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if body:
+            self.wfile.write(payload)
         return None
 
 

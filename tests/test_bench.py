@@ -243,10 +243,11 @@ def test_published_numbers():
 # ----------------------------------------------------------------------------- CLI
 @pytest.fixture
 def cli():
-    from mattecli.cli.bench import bench as bench_command
+    """``mattecli bench ...`` with the bench group mounted as the real app mounts it."""
+    from mattecli.cli.bench import app as bench_app
 
     app = typer.Typer()
-    app.command("bench")(bench_command)
+    app.add_typer(bench_app, name="bench")
 
     @app.command("noop")
     def noop() -> None:  # a second command keeps "bench" a sub-command, as in the real app
@@ -273,6 +274,20 @@ def test_cli_prints_table_and_writes_report(comp1k, tmp_path, cli):
     data = json.loads(as_json.stdout)
     assert data["cached_rows"] == 2 and data["summary"] == report["summary"]
     assert as_json.stderr == ""
+
+
+def test_report_says_whether_the_dataset_is_the_full_test_set(comp1k, tmp_path, counting, cli):
+    settings = bench.BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=3,
+                                   dataset_source={"location": str(comp1k), "revision": "a" * 40})  # fmt: skip
+    report = bench.run_bench(settings)
+    ds = report["dataset"]
+    # the miniature tree has 2 foregrounds x 20 backgrounds of the published 50 x 20
+    assert (ds["found"], ds["expected"], ds["complete"], ds["size"]) == (40, 1000, False, 3)
+    assert ds["source"]["revision"] == "a" * 40
+    assert report["settings_key"] != bench.run_bench(replace(settings, dataset_source=None))["settings_key"]
+    shown = cli("--dataset", "comp1k", "--root", comp1k, "--method", "counting", "--limit", 1)
+    assert shown.exit_code == 0, shown.stderr
+    assert "note:" in shown.stderr and "40 of the 1000 Composition-1k test images" in shown.stderr
 
 
 def test_cli_exit_codes(comp1k, tmp_path, cli):

@@ -45,7 +45,7 @@ app.command("trimap")(_trimap.trimap)
 app.command("semantic-trimap")(_semantic_trimap.semantic_trimap)
 app.command("matte")(_matte.matte)
 app.command("composite")(_composite.composite)
-app.command("bench")(_bench.bench)
+app.add_typer(_bench.app, name="bench")
 app.add_typer(_weights.app, name="weights")
 
 

@@ -1,4 +1,13 @@
-"""``mattecli bench``: quality, speed and memory of a method on a matting benchmark."""
+"""``mattecli bench``: quality, speed and memory of a method on a matting benchmark.
+
+``bench`` is a command group whose callback is the benchmark itself, so ``mattecli bench
+--dataset D --method M`` runs exactly as a plain command would, and two subcommands manage the
+datasets: ``mattecli bench datasets`` (every dataset, its licence, folder, completeness and how to
+get it) and ``mattecli bench download NAME`` (fetch a public test set from the Hugging Face Hub).
+Without ``--root`` a dataset is read from its default folder (``$MATTECLI_DATASETS/<name>``) and a
+missing public one is fetched first (``--no-download`` or ``MATTECLI_OFFLINE``/``HF_HUB_OFFLINE``
+turn that off). Tables, notes and progress go to stderr; stdout carries only ``--json`` output.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +15,24 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from mattecli.cli import common
 from mattecli.cli.common import JsonOpt, QuietOpt
 
+__all__ = ["app", "bench", "datasets_command", "download_command", "render_report"]
+
 _DATASETS = ("comp1k", "dist646", "aim500", "am2k", "simd", "folder")
+
+app = typer.Typer(
+    name="bench",
+    help="Benchmark a matting method on a dataset; `bench datasets` and `bench download` manage the datasets.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 #: Column label, report key, display scale, format; MSE/MAD are shown x1e3 like modern papers.
 _COLUMNS = {
@@ -108,6 +130,18 @@ def render_report(report: dict) -> None:
         + (f", CUDA {_bytes(mem['cuda_peak_bytes'])}" if mem.get("cuda_peak_bytes") else "")
         + f"  (device {device})"
     )
+    source = ds.get("source") or {}
+    if source.get("repo_id"):
+        common.stderr.print(
+            f"[dim]dataset: {escape(str(source['repo_id']))}@{escape(str(source.get('revision'))[:12])} "
+            f"({escape(str(source.get('hub_license')))}) in {escape(str(ds.get('root')))}[/]"
+        )
+    if ds.get("complete") is False:
+        common.stderr.print(
+            f"[yellow]note:[/] {ds.get('found')} of the {ds.get('expected')} {escape(ds['title'])} test images "
+            f"were found under {escape(str(ds.get('root')))}: not the full test set, so the numbers are not "
+            "comparable with published ones"
+        )
     if report.get("cached_rows"):
         common.stderr.print(f"[dim]{report['cached_rows']} image(s) taken from the resume cache[/]")
     if report.get("failures"):
@@ -148,12 +182,93 @@ def _progress(quiet: bool, total_hint: str):
     return callback, stop
 
 
+def _unpack_progress(quiet: bool):
+    """A Rich bar on stderr for unpacking parquet rows (terminal only), as ``(callback, stop)``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    state: dict = {}
+
+    def callback(done: int, total: int) -> None:
+        if quiet or not common.stderr.is_terminal:
+            return
+        if "progress" not in state:
+            state["progress"] = Progress(
+                TextColumn("[bold]unpacking"), BarColumn(), MofNCompleteColumn(), console=common.stderr, transient=True
+            )
+            state["progress"].start()
+            state["task"] = state["progress"].add_task("unpack", total=total)
+        state["progress"].update(state["task"], completed=done)
+
+    def stop() -> None:
+        if "progress" in state:
+            state["progress"].stop()
+
+    return callback, stop
+
+
+def _download_bar(quiet: bool) -> type | None:
+    if quiet:
+        return None
+    from mattecli.cli.weights import RichDownloadBar
+
+    return RichDownloadBar
+
+
+def _default_root(dataset: str, *, no_download: bool, allow_incomplete: bool, quiet: bool, options: dict):
+    """The dataset's default folder, fetched first when missing and public; returns its status."""
+    from mattecli import dataset_store
+
+    callback, stop = _unpack_progress(quiet)
+    try:
+        st = dataset_store.resolve(
+            dataset,
+            download=not no_download,
+            allow_incomplete=allow_incomplete,
+            progress=_download_bar(quiet),
+            unpack_progress=callback,
+            options=options,
+        )
+    finally:
+        stop()
+    if not st.complete and not quiet:
+        common.stderr.print(
+            f"[yellow]note:[/] {escape(st.title)} in {escape(str(st.path))} is {st.state} ({st.counts()} images); "
+            "scoring what is there (--allow-incomplete)"
+        )
+    return st
+
+
+@app.callback(invoke_without_command=True)
 @common.handles_errors
 def bench(
+    ctx: typer.Context,
     dataset: Annotated[
         str | None, typer.Option("--dataset", "-d", help=f"Benchmark: {', '.join(_DATASETS)}.", show_default=False)
     ] = None,
-    root: Annotated[Path | None, typer.Option("--root", help="The dataset folder.", show_default=False)] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            help="The dataset folder (default: $MATTECLI_DATASETS/<dataset>, see `mattecli bench datasets`; "
+            "a missing public test set is downloaded there first).",
+            show_default=False,
+        ),
+    ] = None,
+    no_download: Annotated[
+        bool,
+        typer.Option(
+            "--no-download",
+            help="Never download a missing dataset (also MATTECLI_OFFLINE=1 or HF_HUB_OFFLINE=1).",
+        ),
+    ] = False,
+    allow_incomplete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-incomplete",
+            help="Score a default-folder dataset that has fewer images than the published test set "
+            "(refused otherwise).",
+        ),
+    ] = False,
     shard: common.ShardOpt = None,
     merge: Annotated[
         list[Path] | None,
@@ -224,11 +339,16 @@ def bench(
 
     Prints a table beside the published numbers where the method and dataset match;
     --json prints the full report on stdout. Exit code 1 if some images failed.
+    Without --root the dataset's default folder is used (public test sets are fetched on first
+    use); `mattecli bench datasets` lists them, `mattecli bench download NAME` fetches one.
     """
     import json
 
     from mattecli import bench as lib
     from mattecli.datasets import DATASETS
+
+    if ctx.invoked_subcommand is not None:
+        return
 
     if merge:
         result = lib.merge_reports([lib.load_report(path) for path in merge])
@@ -240,10 +360,12 @@ def bench(
             render_report(result)
         common.exit_with(common.EXIT_FAILED if result["failures"] else common.EXIT_OK)
         return
-    if dataset is None or root is None:
-        raise common.UsageError("give --dataset and --root (or --merge REPORT ...)")
+    if dataset is None:
+        raise common.UsageError("give --dataset (or --merge REPORT ...)", hint="`mattecli bench datasets` lists them")
     if dataset not in DATASETS:
         raise common.UsageError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
+    if root is None and dataset == "folder":
+        raise common.UsageError("--dataset folder needs --root DIR (a folder of images and alphas)")
     if method is None and predictions is None:
         raise common.UsageError("give --method to run, or --predictions DIR to score existing mattes")
     if grad_norm not in ("minmax", "255"):
@@ -262,6 +384,16 @@ def bench(
         )
         if v is not None
     }
+    source = None
+    if root is None:
+        if predictions is None:
+            from mattecli import models
+
+            models.get(method)  # an unknown method fails before any download
+        st = _default_root(
+            dataset, no_download=no_download, allow_incomplete=allow_incomplete, quiet=quiet, options=options
+        )
+        root, source = st.path, st.source_json()
     settings = lib.BenchSettings(
         dataset=dataset,
         root=str(root),
@@ -277,6 +409,7 @@ def bench(
         quantize=quant_map[quantize.lower()],
         save_predictions=None if save_predictions is None else str(save_predictions),
         dataset_options=options,
+        dataset_source=source,
         method_options={
             k: v
             for k, v in common.engine_options(
@@ -306,3 +439,102 @@ def bench(
         if report is not None:
             common.stderr.print(f"[dim]report: {report}[/]")
     common.exit_with(common.EXIT_FAILED if result["failures"] else common.EXIT_OK)
+
+
+# ----------------------------------------------------------------------------- datasets / download
+_STATE_STYLE = {"complete": "green", "incomplete": "yellow", "mismatch": "yellow", "missing": "dim"}
+
+
+@app.command("datasets")
+@common.handles_errors
+def datasets_command(
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object per dataset on stdout.")] = False,
+) -> None:
+    """List the benchmark datasets: licence, folder, completeness (found/expected images), how to get them.
+
+    A dataset is looked up in $MATTECLI_DATASETS/<name> (default: the datasets folder of the
+    mattecli cache) in either layout its loader reads.
+    """
+    import json
+
+    from rich.table import Table
+
+    from mattecli import dataset_store
+
+    rows = dataset_store.status()
+    if json_out:
+        for row in rows:
+            common.stdout.print(json.dumps(row.to_json(), ensure_ascii=False), markup=False, highlight=False)
+        return
+    table = Table(
+        title=f"benchmark datasets in {escape(str(dataset_store.datasets_root()))}",
+        title_justify="left",
+        show_edge=False,
+    )
+    for col in ("dataset", "licence", "status", "images", "how to get it"):
+        table.add_column(col, overflow="fold", justify="right" if col == "images" else "left")
+    for row in rows:
+        table.add_row(
+            f"{row.name}\n[dim]{escape(row.title)}[/]",
+            escape(row.entry.license),
+            f"[{_STATE_STYLE[row.state]}]{row.state}[/]",
+            row.counts(),
+            escape(row.how_to_get()),
+        )
+    common.stderr.print(table)
+    for row in rows:
+        where = escape(str(row.path))
+        if row.problem:
+            common.stderr.print(f"[dim]{row.name} ({where}): {escape(row.problem)}[/]")
+        elif row.state == "missing":
+            common.stderr.print(f"[dim]{row.name}: put {escape(row.entry.layout)} in {where}[/]")
+
+
+@app.command("download")
+@common.handles_errors
+def download_command(
+    name: Annotated[
+        str, typer.Argument(help="Dataset name (`mattecli bench datasets` lists them).", show_default=False)
+    ],
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            "--revision",
+            help="Hub commit to fetch instead of the manifest's pinned one (a branch or tag is resolved to its "
+            "commit, which is recorded).",
+            show_default=False,
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download and unpack again over a complete copy.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fetch a public test set from the Hugging Face Hub into its default folder (pinned revision).
+
+    The parquet files are downloaded into the Hugging Face cache (HF_HOME, HF_ENDPOINT and
+    HF_HUB_OFFLINE honoured) and unpacked into the layout the loader reads. Sets whose licence
+    forbids redistribution are explained instead: where to request them and where to put them.
+    """
+    import json
+
+    from mattecli import dataset_store
+
+    callback, stop = _unpack_progress(quiet)
+    try:
+        st, fetched = dataset_store.fetch(
+            name, revision=revision, force=force, progress=_download_bar(quiet), unpack_progress=callback
+        )
+    finally:
+        stop()
+    if json_out:
+        common.stdout.print(json.dumps(st.to_json(), ensure_ascii=False), markup=False, highlight=False)
+    if not quiet:
+        origin = ""
+        if st.source:
+            origin = (
+                f" from {st.source.get('repo_id')}@{str(st.source.get('revision'))[:12]} ({st.source.get('license')})"
+            )
+        verb = "downloaded" if fetched else "already complete:"
+        common.stderr.print(
+            f"[green]{verb}[/] {st.name}: {st.counts()} images in {escape(str(st.path))}{escape(origin)}"
+        )

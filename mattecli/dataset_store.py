@@ -1,0 +1,530 @@
+"""Where benchmark datasets live, whether they are complete, and fetching the public ones from the Hub.
+
+Every dataset of ``datasets_manifest.json`` (:mod:`mattecli.dataset_manifest`) has a default
+folder, ``$MATTECLI_DATASETS/<name>`` (default ``<MATTECLI_HOME>/datasets/<name>``, i.e.
+``~/.cache/mattecli/datasets/<name>``), read in either layout its loader accepts.
+:func:`check` loads it with :func:`mattecli.datasets.load_dataset` and compares the number of
+test images with the published size, so a partial copy is *incomplete*, with the count, and is
+never scored silently (:func:`resolve` refuses it unless asked).
+
+:func:`fetch` gets a set that a licence allows to be mirrored from its Hugging Face Hub dataset
+repository at the pinned revision (``hf_hub_download``: standard HF cache, ``HF_ENDPOINT``,
+``HF_HUB_OFFLINE`` honoured, a tqdm-compatible ``progress`` class for the bars), unpacks the parquet
+rows (:mod:`mattecli.dataset_parquet`) into a temporary folder beside the target, checks the row
+count, writes a marker (``.mattecli-dataset.json``: repository, resolved commit, licence, files) and
+renames the folder into place, all under a file lock, so an interrupted download never looks
+complete and two processes never unpack over each other. Sets that cannot be redistributed raise a
+one-line :class:`DatasetError` saying where to request them, which folder to use and which layout
+works. Nothing here prints; the CLI renders.
+
+``MATTECLI_DATASETS`` is read at call time here (it belongs in ``constants`` with the other
+variables); downloads are off when :func:`mattecli.constants.offline` says so.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from mattecli import __version__, constants
+from mattecli.dataset_manifest import DatasetEntry, get_entry, load_manifest
+from mattecli.errors import DatasetError, OutputError
+
+__all__ = [
+    "ENV_DATASETS",
+    "MARKER",
+    "STATES",
+    "DatasetStatus",
+    "datasets_root",
+    "location",
+    "check",
+    "status",
+    "resolve",
+    "fetch",
+]
+
+#: Environment variable holding the folder of the default dataset locations.
+ENV_DATASETS = "MATTECLI_DATASETS"
+#: File written last into a dataset folder made by :func:`fetch`.
+MARKER = ".mattecli-dataset.json"
+MARKER_FORMAT = "mattecli-dataset/1"
+#: ``complete`` (the published number of images), ``incomplete`` (fewer, or files missing),
+#: ``mismatch`` (more images than the published set), ``missing`` (no files).
+STATES = ("complete", "incomplete", "mismatch", "missing")
+
+
+def datasets_root() -> Path:
+    """``$MATTECLI_DATASETS``, else ``<MATTECLI_HOME>/datasets`` (read at call time)."""
+    override = os.environ.get(ENV_DATASETS)
+    return Path(override).expanduser() if override else constants.MATTECLI_HOME / "datasets"
+
+
+def location(name: str) -> Path:
+    """The default folder of dataset ``name``."""
+    return datasets_root() / name
+
+
+# ----------------------------------------------------------------------------- status
+@dataclass(frozen=True)
+class DatasetStatus:
+    """What is in a dataset's folder compared with the published test set.
+
+    Attributes:
+        entry: the manifest entry.
+        path: the folder looked at.
+        state: one of :data:`STATES`.
+        found: test images found (None when the layout could not be read).
+        layout: the layout the loader recognised (``merged``, ``compose``, ``original``...).
+        problem: why it is not complete (the loader's message or the count), else None.
+        source: the marker of a folder made by :func:`fetch` (repository, revision, licence), else None.
+    """
+
+    entry: DatasetEntry
+    path: Path
+    state: str
+    found: int | None
+    layout: str | None
+    problem: str | None
+    source: dict | None
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def title(self) -> str:
+        from mattecli.datasets import DATASETS
+
+        return DATASETS[self.entry.name].title
+
+    @property
+    def expected(self) -> int:
+        return self.entry.size.images
+
+    @property
+    def complete(self) -> bool:
+        return self.state == "complete"
+
+    def counts(self) -> str:
+        """``"480/500"`` (``"-/500"`` when the layout could not be read)."""
+        return f"{'-' if self.found is None else self.found}/{self.expected}"
+
+    def how_to_get(self) -> str:
+        """One short line: how this dataset gets into its folder."""
+        e = self.entry
+        if self.source:
+            return f"downloaded from {self.source.get('repo_id')}@{str(self.source.get('revision'))[:12]}"
+        if self.complete:
+            return "in place"
+        if e.hub is not None and e.hub.pinned:
+            return f"`{e.download_command}` (or first use)"
+        if e.hub is not None:
+            return (
+                f"`{e.download_command} --revision COMMIT` ({e.hub.repo_id}: no revision pinned), or {e.official.url}"
+            )
+        verb = "request" if e.official.access == "request" else "download"
+        return f"{verb} at {e.official.url}"
+
+    def source_json(self) -> dict:
+        """Where the data came from, for reports."""
+        out = {"location": str(self.path), "license": self.entry.license}
+        if self.source:
+            out.update({k: self.source.get(k) for k in ("repo_id", "revision", "requested_revision")})
+            out["hub_license"] = self.source.get("license")
+        return out
+
+    def to_json(self) -> dict:
+        e = self.entry
+        return {
+            "name": e.name,
+            "title": self.title,
+            "license": e.license,
+            "path": str(self.path),
+            "state": self.state,
+            "found": self.found,
+            "expected": self.expected,
+            "layout": self.layout,
+            "problem": self.problem,
+            "access": e.official.access,
+            "official": e.official.url,
+            "expected_layout": e.layout,
+            "hub": None
+            if e.hub is None
+            else {"repo_id": e.hub.repo_id, "revision": e.hub.revision, "license": e.hub.license},
+            "source": self.source,
+            "how_to_get": self.how_to_get(),
+        }
+
+
+def _read_marker(path: Path) -> dict | None:
+    try:
+        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == MARKER_FORMAT else None
+
+
+def _has_files(path: Path) -> bool:
+    try:
+        return any(not p.name.startswith(".") for p in path.iterdir())
+    except OSError:
+        return False
+
+
+def check(
+    name: str,
+    path: str | os.PathLike | None = None,
+    entry: DatasetEntry | None = None,
+    *,
+    options: dict | None = None,
+) -> DatasetStatus:
+    """Compare the folder of ``name`` (default: :func:`location`) with the published test set.
+
+    ``options`` are extra :func:`mattecli.datasets.load_dataset` arguments (``layout``, ``bg_dir``).
+
+    Raises:
+        DatasetError: ``name`` is not in the manifest.
+    """
+    from mattecli.datasets import load_dataset
+
+    entry = entry or get_entry(name)
+    path = Path(path) if path is not None else location(name)
+    source = _read_marker(path) if path.is_dir() else None
+    if not path.exists() or (path.is_dir() and not _has_files(path)):
+        return DatasetStatus(entry, path, "missing", 0, None, None, source)
+    try:
+        ds = load_dataset(name, path, **(options or {}))
+    except DatasetError as err:
+        return DatasetStatus(entry, path, "incomplete", None, None, err.message, source)
+    found, expected = len(ds), entry.size.images
+    if found == expected:
+        return DatasetStatus(entry, path, "complete", found, ds.layout, None, source)
+    state = "incomplete" if found < expected else "mismatch"
+    problem = f"{found} of {expected} images" if found < expected else f"{found} images, the test set has {expected}"
+    return DatasetStatus(entry, path, state, found, ds.layout, problem, source)
+
+
+def status(name: str | None = None) -> list[DatasetStatus]:
+    """:func:`check` of every manifest dataset (or of ``name``) in its default folder."""
+    manifest = load_manifest()
+    names = [name] if name is not None else manifest.names()
+    return [check(n, entry=manifest.get(n)) for n in names]
+
+
+# ----------------------------------------------------------------------------- messages
+def _where_to_put(st: DatasetStatus) -> str:
+    e = st.entry
+    text = f"put {e.layout} in {st.path}"
+    if e.backgrounds is not None:
+        text += f", and {e.backgrounds.name} ({e.backgrounds.url}) in {st.path / e.backgrounds.folder}"
+    return text
+
+
+def _not_downloadable(st: DatasetStatus, lead: str) -> DatasetError:
+    """The one-line error for a dataset that is not local and will not be fetched now."""
+    e = st.entry
+    if e.hub is not None and not e.hub.pinned:
+        return DatasetError(
+            f"{lead}; its Hub copy {e.hub.repo_id} ({e.hub.license}) has no pinned revision, so it is not fetched "
+            f"by itself: check a commit of {e.hub.url} and run `{e.download_command} --revision COMMIT`, "
+            f"or download {e.official.how} ({e.official.url}) and {_where_to_put(st)}; or pass --root DIR"
+        )
+    if e.official.access == "request":
+        return DatasetError(
+            f"{lead} and cannot be downloaded ({e.license}): request it at {e.official.url} ({e.official.how}), "
+            f"then {_where_to_put(st)}; or pass --root DIR"
+        )
+    return DatasetError(
+        f"{lead} and has no Hub copy to fetch: download {e.official.how} ({e.official.url}, {e.license}), "
+        f"then {_where_to_put(st)}; or pass --root DIR"
+    )
+
+
+def _offline_reason(no_download: bool) -> str:
+    return "--no-download" if no_download else "MATTECLI_OFFLINE or HF_HUB_OFFLINE is set"
+
+
+def _incomplete_error(st: DatasetStatus) -> DatasetError:
+    e = st.entry
+    what = f"{st.found} of {st.expected} images" if st.found is not None else st.problem
+    if st.state == "mismatch":
+        what = f"{st.found} images where the published test set has {st.expected}"
+    if st.source:
+        fix = f"run `{e.download_command} --force` to fetch it again"
+    else:
+        fix = _where_to_put(st)
+    tail = "; or pass --allow-incomplete to score only what is there" if st.found is not None else ""
+    return DatasetError(f"{st.title} in {st.path} is {st.state}: {what}; {fix}{tail}")
+
+
+# ----------------------------------------------------------------------------- resolve (bench's entry point)
+def resolve(
+    name: str,
+    *,
+    download: bool = True,
+    allow_incomplete: bool = False,
+    progress: type | None = None,
+    unpack_progress: Callable[[int, int], None] | None = None,
+    options: dict | None = None,
+) -> DatasetStatus:
+    """The status of ``name`` in its default folder, fetched first when missing and downloadable.
+
+    Args:
+        options: extra :func:`mattecli.datasets.load_dataset` arguments (``layout``, ``bg_dir``).
+        download: fetch a missing dataset whose Hub copy is pinned (``--no-download`` is False);
+            downloads are also off when :func:`mattecli.constants.offline` is true.
+        allow_incomplete: return an incomplete (or larger) copy instead of refusing it.
+        progress: tqdm-compatible class for the download bars.
+        unpack_progress: called with ``(rows, total)`` while unpacking.
+
+    Raises:
+        DatasetError: not local and not fetched (the one line says how to get it), or not
+            complete (found vs expected count) and ``allow_incomplete`` is False.
+    """
+    entry = get_entry(name)
+    st = check(name, entry=entry, options=options)
+    if st.state == "complete":
+        return st
+    if st.state == "missing":
+        if not entry.downloadable:
+            raise _not_downloadable(st, f"{st.title} is not in {st.path}")
+        if not download or constants.offline():
+            raise DatasetError(
+                f"{st.title} ({name}) is not in {st.path} and downloads are off ({_offline_reason(not download)}); "
+                f"run `{entry.download_command}` while online, or pass --root DIR"
+            )
+        st, _ = fetch(name, progress=progress, unpack_progress=unpack_progress)
+        return st
+    if allow_incomplete and st.found:
+        return st
+    raise _incomplete_error(st)
+
+
+# ----------------------------------------------------------------------------- fetch
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = []
+    for module, attr in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
+        try:
+            found.append(getattr(__import__(module), attr))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def _hub_call(entry: DatasetEntry, revision: str, what: str, call: Callable):
+    """Run one huggingface_hub call, turning its errors into one-line DatasetErrors."""
+    from huggingface_hub import errors as hf_errors
+
+    hub = entry.hub
+    assert hub is not None
+    try:
+        return call()
+    except (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError) as err:
+        raise DatasetError(
+            f"could not download {entry.name} ({what}): the Hugging Face Hub cannot be reached; "
+            f"run `{entry.download_command}` again when online"
+        ) from err
+    except (
+        hf_errors.RepositoryNotFoundError,
+        hf_errors.RevisionNotFoundError,
+        hf_errors.RemoteEntryNotFoundError,
+        hf_errors.DisabledRepoError,
+    ) as err:
+        raise DatasetError(
+            f"{entry.name}: {hub.repo_id} at revision {revision[:12]} has no {what} on the Hub "
+            f"({type(err).__name__}); {entry.official.how} ({entry.official.url}) instead"
+        ) from err
+    except (hf_errors.HfHubHTTPError, OSError, *_transport_errors()) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DatasetError(f"could not download {entry.name} ({what}): {first}") from err
+
+
+def _resolve_commit(entry: DatasetEntry, revision: str) -> str:
+    from huggingface_hub import HfApi
+
+    from mattecli.weights.manifest import HEX40
+
+    if HEX40.fullmatch(revision):
+        return revision
+    hub = entry.hub
+    api = HfApi(library_name="mattecli", library_version=__version__)
+    info = _hub_call(
+        entry, revision, f"revision {revision!r}", lambda: api.dataset_info(hub.repo_id, revision=revision)
+    )
+    if not info.sha:
+        raise DatasetError(f"{entry.name}: the Hub did not resolve revision {revision!r} of {hub.repo_id} to a commit")
+    return info.sha
+
+
+def _hub_files(entry: DatasetEntry, commit: str) -> list[str]:
+    """The repository files to fetch: the manifest's names, or the files its patterns match at ``commit``."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    hub = entry.hub
+    if not any(ch in pattern for pattern in hub.files for ch in "*?["):
+        return list(hub.files)
+    api = HfApi(library_name="mattecli", library_version=__version__)
+    tree = _hub_call(
+        entry, commit, "file listing",
+        lambda: [f.path for f in api.list_repo_tree(hub.repo_id, repo_type="dataset", revision=commit, recursive=True)
+                 if isinstance(f, RepoFile)],
+    )  # fmt: skip
+    names = sorted(p for p in tree if any(fnmatch.fnmatchcase(p, pattern) for pattern in hub.files))
+    if not names:
+        raise DatasetError(
+            f"{entry.name}: no file of {hub.repo_id}@{commit[:12]} matches {', '.join(hub.files)} "
+            f"(it has {len(tree)} files)"
+        )
+    return names
+
+
+def _download(entry: DatasetEntry, filename: str, commit: str, progress: type | None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    return Path(
+        _hub_call(
+            entry, commit, filename,
+            lambda: hf_hub_download(
+                entry.hub.repo_id, filename, repo_type="dataset", revision=commit, tqdm_class=progress,
+                library_name="mattecli", library_version=__version__,
+            ),
+        )
+    )  # fmt: skip
+
+
+def _mkdir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(
+            f"{path}: cannot create the datasets folder ({err.strerror or err})",
+            hint=f"point {ENV_DATASETS} at a writable folder",
+        ) from err
+
+
+def _install(tmp: Path, target: Path) -> None:
+    """Rename the finished ``tmp`` folder to ``target``, replacing a previous copy made by :func:`fetch`."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def fetch(
+    name: str,
+    *,
+    revision: str | None = None,
+    force: bool = False,
+    progress: type | None = None,
+    unpack_progress: Callable[[int, int], None] | None = None,
+) -> tuple[DatasetStatus, bool]:
+    """Download ``name`` from its Hub copy and unpack it into its default folder.
+
+    Args:
+        revision: a commit (or branch/tag, resolved to its commit, which is recorded) instead of
+            the manifest's pinned revision; needed when the manifest pins none.
+        force: download and unpack again over a complete copy made by :func:`fetch`.
+        progress: tqdm-compatible class for the download bars (``hf_hub_download(tqdm_class=)``).
+        unpack_progress: called with ``(rows, total)`` while unpacking.
+
+    Returns:
+        ``(status, fetched)``: ``fetched`` is False when a complete copy was already there.
+
+    Raises:
+        DatasetError: no Hub copy (the message says where to request it and where to put it),
+            no revision, downloads off, the hub unreachable or lacking the files, pyarrow
+            missing, a row count that is not the published size, or a folder in the way that
+            mattecli did not make.
+        OutputError: the datasets folder is not writable.
+    """
+    from filelock import FileLock
+
+    from mattecli.dataset_parquet import require_pyarrow, unpack_parquet
+
+    entry = get_entry(name)
+    target = location(name)
+    st = check(name, target, entry)
+    hub = entry.hub
+    if hub is None and st.complete:
+        return st, False
+    if hub is None:
+        lead = f"{st.title} is not in {st.path}" if st.state == "missing" else f"{st.title} ({st.state} in {st.path})"
+        raise _not_downloadable(st, lead)
+    rev = revision or hub.revision
+    if rev is None:
+        raise DatasetError(
+            f"{st.title} ({name}): the datasets manifest pins no revision of its Hub copy {hub.repo_id} (none has "
+            f"been checked), so it is not downloaded: check a commit of {hub.url} and run "
+            f"`{entry.download_command} --revision COMMIT`"
+        )
+    if st.state == "complete" and not force:
+        return st, False
+    if constants.offline():
+        again = entry.download_command + (f" --revision {revision}" if revision else "")
+        raise DatasetError(
+            f"cannot download {st.title} ({name}): downloads are off ({_offline_reason(False)}); "
+            f"run `{again}` while online"
+        )
+    require_pyarrow()  # fail before downloading anything
+    root = datasets_root()
+    _mkdir(root)
+    with FileLock(str(root / f".{name}.lock")):
+        st = check(name, target, entry)  # another process may have finished it meanwhile
+        if st.state == "complete" and not force:
+            return st, False
+        for stale in [*root.glob(f".{name}.partial-*"), *root.glob(f".{name}.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run (we hold the lock)
+        if st.state != "missing" and st.source is None:
+            raise DatasetError(
+                f"{target} holds files mattecli did not download ({st.problem or st.state}): move them away "
+                f"(or use them with --root), then run `{entry.download_command}` again"
+            )
+        commit = _resolve_commit(entry, rev)
+        names = _hub_files(entry, commit)
+        paths = [_download(entry, filename, commit, progress) for filename in names]
+        tmp = root / f".{name}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            count = unpack_parquet(paths, tmp, hub.columns, hub.unpack, progress=unpack_progress)
+            if count != entry.size.images:
+                raise DatasetError(
+                    f"{hub.repo_id}@{commit[:12]} holds {count} rows but {st.title} has {entry.size.images} "
+                    "test images; nothing was installed"
+                )
+            marker = {
+                "format": MARKER_FORMAT,
+                "name": name,
+                "repo_id": hub.repo_id,
+                "revision": commit,
+                "requested_revision": rev,
+                "license": hub.license,
+                "files": [{"path": f, "size": p.stat().st_size} for f, p in zip(names, paths, strict=True)],
+                "images": count,
+                "tool": {"name": "mattecli", "version": __version__},
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            from mattecli import io
+
+            io.atomic_write_bytes(tmp / MARKER, (json.dumps(marker, indent=2) + "\n").encode("utf-8"))
+            unpacked = check(name, tmp, entry)
+            if not unpacked.complete:
+                raise DatasetError(f"{name}: the unpacked copy does not load: {unpacked.problem}")
+            _install(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return check(name, target, entry), True

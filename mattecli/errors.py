@@ -22,6 +22,7 @@ __all__ = [
     "WeightsError",
     "WeightsNotCachedError",
     "WeightsUnavailableError",
+    "WeightsCacheError",
     "ChecksumMismatchError",
     "CheckpointMismatchError",
     "UnknownCheckpointError",
@@ -96,6 +97,10 @@ class WeightsNotCachedError(WeightsError):
 
 class WeightsUnavailableError(WeightsError):
     """Weights are not published where the manifest says (or not published at all)."""
+
+
+class WeightsCacheError(WeightsError):
+    """The weights cache cannot be written (unusable ``HF_HOME``, disk full); nothing half-written is kept."""
 
 
 class ChecksumMismatchError(WeightsError):

@@ -288,7 +288,10 @@ def hub_entry(
             "files": [
                 {
                     "filename": official_filename,
-                    "links": [{"host": "example", "url": f"https://example.invalid/{official_filename}"}],
+                    # manual: a link mattecli never fetches by itself (tests never reach the internet)
+                    "links": [
+                        {"host": "example", "url": f"https://example.invalid/{official_filename}", "manual": True}
+                    ],
                     "sha256": official_sha256,
                     "size": None,
                 }

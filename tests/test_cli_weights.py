@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -177,7 +178,10 @@ def test_import_errors(env, run):
     evil.write_bytes(b"\x80\x02cos\nsystem\nq\x00X\x04\x00\x00\x00trueq\x01\x85q\x02Rq\x03.")
     result = run("import", "toy", evil)
     assert result.exit_code == 2
-    assert "only tensors and plain containers are allowed" in error_lines(result)[0]
+    assert error_lines(result)[0] == (
+        f"error: {evil} is a pickle that is not a plain checkpoint (it refers to os.system); "
+        "mattecli never unpickles code"
+    )
 
     result = run("import", "toy-unimpl", bad)
     assert result.exit_code == 2
@@ -232,3 +236,66 @@ def test_rich_download_bar_counts_bytes(monkeypatch):
         bar.update(50)
         assert bar._progress.tasks[0].completed == 100
     assert "toy.safetensors" in buffer.getvalue()
+
+
+def test_import_into_an_unusable_cache_is_one_line_exit_1(env, run, monkeypatch):
+    """HF_HUB_CACHE under a regular file (NotADirectoryError): one line, exit 1, nothing written."""
+    from huggingface_hub import constants
+
+    blocker = env.tmp / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(blocker / "hub"))
+    result = run("import", "toy", write_official(env.tmp / "toy_best.pth", {"state_dict": official_toy_sd()}))
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert lines[0].startswith(f"error: cannot write toy weights into the Hugging Face cache {blocker / 'hub'}: ")
+    assert "Not a directory" in lines[0] and len(lines) == 2 and lines[1].startswith("hint: ")
+    assert "Traceback" not in result.output and blocker.read_text() == "not a folder"
+
+
+def test_import_on_a_full_disk_leaves_no_half_written_entry(env, run, monkeypatch):
+    import errno
+
+    real = Path.write_bytes
+
+    def full_disk(self, data):
+        if self.name.startswith(".import-"):
+            real(self, data[: len(data) // 2])  # part of it made it to disk, then the disk was full
+            raise OSError(errno.ENOSPC, "No space left on device", str(self))
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    result = run("import", "toy", write_official(env.tmp / "toy_best.pth", {"state_dict": official_toy_sd()}))
+    assert result.exit_code == 1
+    lines = error_lines(result)
+    assert lines[0].startswith("error: cannot write toy weights into the Hugging Face cache ")
+    assert "No space left on device" in lines[0] and "Traceback" not in result.output
+    repo = env.cache / "models--mattecli-imports--toy"
+    leftovers = [p for p in repo.rglob("*") if p.is_file()]
+    assert leftovers == []  # no temp file, no snapshot, no refs/main
+    monkeypatch.setattr(Path, "write_bytes", real)
+    assert run("path", "toy").exit_code == 2  # nothing that looks like weights
+
+
+def test_hf_home_under_a_regular_file_in_a_fresh_process(tmp_path):
+    """As a user meets it: HF_HOME set to a path below a file."""
+    import subprocess
+    import sys
+
+    from test_shm import MS_FILENAME, _ms_net, write_official_ckpt
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    ckpt = write_official_ckpt(tmp_path / MS_FILENAME, _ms_net(1))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HF_")}, "HF_HOME": str(blocker / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-m", "mattecli", "weights", "import", "shm-mindspore", str(ckpt)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[0].startswith("error: cannot write shm-mindspore weights into the Hugging Face cache ")
+    assert len(lines) == 2 and "Traceback" not in result.stderr

@@ -135,6 +135,63 @@ def _extra_safe_globals(names: list[str]) -> list | None:
 _GLOBAL_IN_MESSAGE = re.compile(r"GLOBAL ([\w.]+)")
 
 
+def _pickle_globals(path: Path) -> list[str]:
+    """The ``module.name`` globals a raw pickle file refers to, read from its opcodes without
+    running it (``GLOBAL`` names its target; ``STACK_GLOBAL`` takes the two strings pushed last)."""
+    import pickletools
+
+    names: list[str] = []
+    strings: list[str] = []
+    try:
+        with path.open("rb") as fh:
+            for op, arg, _pos in pickletools.genops(fh):
+                if op.name == "GLOBAL":
+                    names.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    names.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str) and "UNICODE" in op.name:
+                    strings.append(arg)
+                if op.name == "STOP":
+                    break
+    except Exception:  # noqa: BLE001 - a damaged pickle: report what was read so far
+        pass
+    return names
+
+
+#: The number ``torch.save`` pickles first in its legacy (non-zip) format.
+_TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+
+
+def _is_legacy_torch(path: Path) -> bool:
+    """Whether a non-zip file starts like ``torch.save(..., _use_new_zipfile_serialization=False)``."""
+    import pickletools
+
+    try:
+        with path.open("rb") as fh:
+            for op, arg, _pos in pickletools.genops(fh):
+                if op.name == "PROTO":
+                    continue
+                return arg == _TORCH_LEGACY_MAGIC
+    except Exception:  # noqa: BLE001 - not a pickle at all
+        return False
+    return False
+
+
+def _quiet_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` on CPU without torch's warnings on stderr (e.g. "Detected
+    pickle protocol 4"); ``MATTECLI_DEBUG=1`` shows them."""
+    import warnings
+
+    import torch
+
+    from mattecli import constants
+
+    with warnings.catch_warnings():
+        if not constants.MATTECLI_DEBUG:
+            warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _torch_load(path: Path) -> Any:
     """``torch.load(weights_only=True)`` on CPU; a few numpy metadata types are admitted on retry.
 
@@ -146,14 +203,22 @@ def _torch_load(path: Path) -> Any:
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return _quiet_load(path)
     except pickle.UnpicklingError as err:
         names: list[str] = []
-        if zipfile.is_zipfile(path):
+        is_zip = zipfile.is_zipfile(path)
+        if is_zip:
             try:
                 names = list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
             except Exception:  # noqa: BLE001 - best effort; the message below is the fallback
                 names = []
+        if not is_zip and not _is_legacy_torch(path):  # a raw pickle: torch.save never wrote it
+            seen = sorted(set(_pickle_globals(path)))
+            refers = f" (it refers to {', '.join(seen[:4])})" if seen else ""
+            raise UnsafeCheckpointError(
+                f"{path} is a pickle that is not a plain checkpoint{refers}; mattecli never unpickles code",
+                hint="re-save its tensors with torch.save(state_dict, ...) or as .safetensors",
+            ) from err
         if not names:
             names = _GLOBAL_IN_MESSAGE.findall(str(err))
         if not names:  # not a safety matter: a damaged or foreign pickle
@@ -163,14 +228,14 @@ def _torch_load(path: Path) -> Any:
             blocked = ", ".join(sorted(set(names))) or "an unsupported object"
             raise UnsafeCheckpointError(
                 f"{path} refers to {blocked}, which mattecli will not load: only tensors and plain "
-                f"containers are allowed in a checkpoint",
+                f"containers are allowed in a checkpoint (mattecli never unpickles code)",
                 hint="if you trust this file, re-save its state dict with torch.save(model.state_dict(), ...)",
             ) from err
     except (RuntimeError, ValueError, EOFError) as err:
         raise UnknownCheckpointError(f"{path} is not a readable PyTorch checkpoint ({_reason(err)})") from err
     try:
         with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return _quiet_load(path)
     except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError) as err:
         raise UnsafeCheckpointError(f"{path} cannot be loaded with the restricted unpickler ({_reason(err)})") from err
 

@@ -21,6 +21,7 @@ from mattecli.errors import (
     ChecksumMismatchError,
     UnknownCheckpointError,
     UnsafeCheckpointError,
+    WeightsCacheError,
     WeightsError,
     WeightsNotCachedError,
     WeightsUnavailableError,
@@ -639,11 +640,11 @@ def _install_download(entry: CheckpointEntry, link: OfficialLink, path: Path) ->
     return PullResult(variant, copy.path, link.host, link.url, digest, first)
 
 
-def _cache_error(variant: str, err: OSError) -> WeightsError:
+def _cache_error(variant: str, err: OSError) -> WeightsCacheError:
     """An unusable cache location or a full disk, in one line."""
     reason = err.strerror or str(err)
     where = f" ({err.filename})" if getattr(err, "filename", None) else ""
-    return WeightsError(
+    return WeightsCacheError(
         f"cannot write {variant} weights into the Hugging Face cache {hub_cache()}: {reason}{where}",
         hint="free some disk space, or point HF_HOME / HF_HUB_CACHE at a writable folder",
     )

@@ -13,6 +13,8 @@ __all__ = [
     "MATTECLI_DEBUG",
     "MATTECLI_HOME",
     "MAX_PIXELS",
+    "MATTECLI_MAX_PIXELS_TEXT",
+    "OPENCV_MAX_PIXELS",
     "MATTECLI_MANIFEST",
     "MATTECLI_OFFLINE",
     "IMAGE_EXTENSIONS",
@@ -48,8 +50,14 @@ MATTECLI_MANIFEST: Path | None = Path(_manifest).expanduser() if _manifest else 
 MATTECLI_OFFLINE: bool = _is_true(os.getenv("MATTECLI_OFFLINE"))
 
 #: Largest image (in pixels) that will be decoded; a guard against decompression bombs.
-#: 200 MP comfortably admits 100 MP camera files and 16K frames.
-MAX_PIXELS: int = _as_int(os.getenv("MATTECLI_MAX_PIXELS"), 200_000_000)
+#: 200 MP comfortably admits 100 MP camera files and 16K frames. ``io.pixel_limit`` refuses a
+#: malformed, non-positive or too large ``MATTECLI_MAX_PIXELS`` (kept as text here) as a usage error.
+MATTECLI_MAX_PIXELS_TEXT: str | None = os.getenv("MATTECLI_MAX_PIXELS")
+MAX_PIXELS: int = _as_int(MATTECLI_MAX_PIXELS_TEXT, 200_000_000)
+
+#: OpenCV's own decode cap in pixels (``OPENCV_IO_MAX_IMAGE_PIXELS``, default 2^30), which OpenCV reads
+#: once, when ``cv2`` is imported: a pixel limit above it cannot be honoured and is refused.
+OPENCV_MAX_PIXELS: int = _as_int(os.getenv("OPENCV_IO_MAX_IMAGE_PIXELS"), 1 << 30)
 
 #: File extensions read as images when a folder is scanned (lower case, with dot).
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})

@@ -8,18 +8,29 @@ Conventions at this boundary (see DESIGN.md):
   (anything strictly between 0 and 255 is unknown);
 * OpenCV's BGR order never leaves this module;
 * every write goes to a temporary file in the destination folder and is renamed
-  over the target only when complete, so an interrupted run leaves no partial file.
+  over the target only when complete, so an interrupted run leaves no partial file
+  under the target's name. The temporary file is ``.<name>.<pid>.<random>.part``,
+  locked (``flock``) while it is written; one left by a killed process is removed
+  by the next run over that folder (:func:`remove_stale_parts`);
+* only regular files are read (never a device, a pipe or ``/dev/zero``), and none
+  larger than an image within the pixel limit can be (:func:`max_file_bytes`);
+* decoders run with their own stderr chatter (libpng's ``libpng error: ...``,
+  OpenCV's ``[ WARN:0@...]``) held back: a failure becomes one typed error, and
+  ``MATTECLI_DEBUG=1`` lets the chatter through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
+import re
+import stat
 import sys
 import tempfile
-import warnings
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -28,6 +39,15 @@ import cv2
 import numpy as np
 
 from mattecli import constants
+
+if not constants.MATTECLI_DEBUG:  # failures become typed errors; OpenCV's log lines would only repeat them
+    with contextlib.suppress(Exception):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+try:  # POSIX: writers lock their temporary file, cleaners only remove unlocked ones
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 from mattecli.errors import (
     BadOptionError,
     ImageReadError,
@@ -48,7 +68,10 @@ __all__ = [
     "normalize_trimap",
     "find_by_stem",
     "is_image_path",
+    "pixel_limit",
+    "max_file_bytes",
     "atomic_write_bytes",
+    "remove_stale_parts",
     "encode_png",
     "write_alpha",
     "write_rgba",
@@ -157,10 +180,12 @@ def discover(
         if text == "-":
             stream = stdin if stdin is not None else sys.stdin
             for line in stream:
-                line = line.strip()
-                if line:
-                    p = Path(line)
-                    items.extend(_scan_folder(p, recursive) if p.is_dir() else [InputItem(p, Path(p.name))])
+                exact = line.rstrip("\r\n")
+                if not exact.strip():
+                    continue  # blank lines are separators
+                # a name may itself begin or end with spaces; otherwise stray spaces are trimmed
+                p = Path(exact) if exact != exact.strip() and os.path.lexists(exact) else Path(exact.strip())
+                items.extend(_scan_folder(p, recursive) if p.is_dir() else [InputItem(p, Path(p.name))])
             continue
         path = Path(text)
         if path.is_dir():
@@ -197,21 +222,69 @@ def discover(
     return unique
 
 
+#: folder -> {file stem: image files with that stem, sorted}; see :func:`_files_with_stem`
+_STEM_INDEX: dict[str, dict[str, list[Path]]] = {}
+_STEM_INDEX_LOCK = threading.Lock()
+_STEM_INDEX_FOLDERS = 64
+
+
+def _scan_stems(base: Path) -> dict[str, list[Path]]:
+    index: dict[str, list[Path]] = {}
+    try:
+        entries = sorted(os.scandir(base), key=lambda e: e.name)
+    except OSError:
+        return index
+    for entry in entries:
+        path = base / entry.name
+        try:
+            if entry.is_file() and is_image_path(path):
+                index.setdefault(path.stem, []).append(path)
+        except OSError:
+            continue
+    return index
+
+
+def _files_with_stem(base: Path, stem: str) -> list[Path]:
+    """Image files in ``base`` whose stem is exactly ``stem``, sorted by name.
+
+    Each folder is listed once and indexed (a glob per image would list a folder of N
+    trimaps N times). A hit is checked to still exist and a miss is looked up again, so
+    files added or removed during a run are seen.
+    """
+    key = os.fspath(base)
+    with _STEM_INDEX_LOCK:
+        index = _STEM_INDEX.get(key)
+    if index is not None:
+        hit = index.get(stem)
+        if hit and hit[0].is_file():
+            return hit
+    index = _scan_stems(base)
+    with _STEM_INDEX_LOCK:
+        if len(_STEM_INDEX) >= _STEM_INDEX_FOLDERS and key not in _STEM_INDEX:
+            _STEM_INDEX.pop(next(iter(_STEM_INDEX)))
+        _STEM_INDEX[key] = index
+    return index.get(stem, [])
+
+
 def find_by_stem(item: InputItem, folder: Path, *, role: str = "trimap") -> Path:
     """The file in ``folder`` that belongs to ``item``: same relative path and stem.
 
     Tries ``folder/<rel parent>/<stem>.*`` first, then ``folder/<stem>.*`` (a flat
-    folder of trimaps for a recursive run). Any image extension matches.
+    folder of trimaps for a recursive run). Any image extension matches; the stem must
+    match exactly (the trimap of ``a.jpg`` is ``a.png``, never ``a.old.png``); of several,
+    the first by name.
 
     Raises:
         TrimapError: no such file (the message names the folder and the stem).
     """
     stem = item.rel.stem
-    candidates = [folder / item.rel.parent, folder]
+    candidates = [folder / item.rel.parent]
+    if item.rel.parent != Path("."):
+        candidates.append(folder)
     for base in candidates:
         if not base.is_dir():
             continue
-        exact = [p for p in sorted(base.glob(glob.escape(stem) + ".*")) if p.is_file() and is_image_path(p)]
+        exact = _files_with_stem(base, stem)
         if exact:
             return exact[0]
     raise TrimapError(
@@ -221,15 +294,187 @@ def find_by_stem(item: InputItem, folder: Path, *, role: str = "trimap") -> Path
 
 
 # ----------------------------------------------------------------------------- reading
-def _read_bytes(path: Path) -> bytes:
+#: Most bytes one pixel can take in a file we decode: 4 channels of float64 samples, uncompressed
+#: (TIFF); PNG's worst case (incompressible 16-bit RGBA) is 8 bytes plus a filter byte per row.
+MAX_BYTES_PER_PIXEL = 32
+#: Room for everything that is not pixels: headers, EXIF, ICC profiles, XMP, embedded previews.
+FILE_SLACK_BYTES = 64 << 20
+
+_TOO_LARGE_HINT = "raise it with --max-pixels or MATTECLI_MAX_PIXELS if the file is trusted"
+
+
+def _parse_pixels(text: str) -> int | None:
+    """``"200000000"``, ``"200_000_000"`` or ``"2e8"`` -> int; None when not a whole number."""
     try:
-        return path.read_bytes()
+        return int(text.strip())
+    except ValueError:
+        pass
+    try:
+        value = float(text.strip())
+    except ValueError:
+        return None
+    return int(value) if value.is_integer() else None
+
+
+def pixel_limit(max_pixels: int | None = None) -> int:
+    """The pixel limit a read applies: ``max_pixels``, else ``MATTECLI_MAX_PIXELS``, else 200 MP.
+
+    OpenCV refuses images above its own cap (``OPENCV_IO_MAX_IMAGE_PIXELS``, default 2^30 px,
+    fixed when ``cv2`` is imported), so a larger limit could never be honoured: it is refused
+    here rather than failing on the first big image. The default is lowered to that cap.
+
+    Raises:
+        BadOptionError: ``max_pixels`` or ``MATTECLI_MAX_PIXELS`` below 1, above OpenCV's cap,
+            or (the variable) not a whole number.
+    """
+    cap = constants.OPENCV_MAX_PIXELS
+    raise_cap = "also raise OpenCV's own cap: OPENCV_IO_MAX_IMAGE_PIXELS=N in the environment"
+    if max_pixels is not None:
+        if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+            raise BadOptionError(f"--max-pixels must be a whole number >= 1, not {max_pixels!r}")
+        if max_pixels > cap:
+            raise BadOptionError(f"--max-pixels {max_pixels} is above OpenCV's decode cap of {cap} pixels", hint=raise_cap)
+        return max_pixels
+    text = constants.MATTECLI_MAX_PIXELS_TEXT
+    if text is None or not text.strip():
+        return min(constants.MAX_PIXELS, cap)
+    value = _parse_pixels(text)
+    if value is None or value < 1:
+        raise BadOptionError(
+            f"MATTECLI_MAX_PIXELS must be a whole number >= 1, not {text!r}", hint="e.g. MATTECLI_MAX_PIXELS=300000000"
+        )
+    if value > cap:
+        raise BadOptionError(f"MATTECLI_MAX_PIXELS={text} is above OpenCV's decode cap of {cap} pixels", hint=raise_cap)
+    return value
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """Largest file that may hold an image of at most ``max_pixels`` pixels (a bigger one is refused unread).
+
+    ``max_pixels * MAX_BYTES_PER_PIXEL + FILE_SLACK_BYTES``: no format we decode stores a pixel
+    in more than 32 bytes (4 channels x float64, uncompressed), and 64 MiB covers metadata.
+    """
+    return max_pixels * MAX_BYTES_PER_PIXEL + FILE_SLACK_BYTES
+
+
+def _not_regular(path: Path, mode: int) -> ImageReadError:
+    kind = (
+        "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a pipe"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return ImageReadError(f"{path}: is {kind}, not an image file", hint="inputs must be regular files")
+
+
+def _read_bytes(path: Path, max_pixels: int) -> bytes:
+    """The file's bytes, if it is a regular file no larger than ``max_file_bytes(max_pixels)``.
+
+    Checked before reading (a device or ``/dev/zero`` would be read until memory runs out, a
+    pipe would block), and again on the open file (O_NONBLOCK: a pipe swapped in meanwhile
+    cannot block it either).
+    """
+    try:
+        st = os.stat(path)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageReadError(f"{path}: is a folder, not an image")
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(path, st.st_mode)
+        limit = max_file_bytes(max_pixels)
+        if st.st_size > limit:
+            raise ImageTooLargeError(
+                f"{path}: the file is {st.st_size / 1e6:.1f} MB, more than an image of at most "
+                f"{max_pixels / 1e6:.1f} MP can take ({limit / 1e6:.1f} MB)",
+                hint=_TOO_LARGE_HINT,
+            )
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise _not_regular(path, mode)
+            data = fh.read(limit + 1)
+        if len(data) > limit:
+            raise ImageTooLargeError(f"{path}: the file grew past {limit / 1e6:.1f} MB while read", hint=_TOO_LARGE_HINT)
+        return data
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise ImageReadError(f"{path}: no such file") from err
     except IsADirectoryError as err:
         raise ImageReadError(f"{path}: is a folder, not an image") from err
-    except FileNotFoundError as err:
-        raise ImageReadError(f"{path}: no such file") from err
     except OSError as err:
         raise ImageReadError(f"{path}: cannot read ({err.strerror or err})") from err
+
+
+#: Lines that image codecs print on stderr by themselves (C code, so Python cannot catch them).
+_CODEC_NOISE = re.compile(
+    rb"^(libpng (error|warning)|\[ ?(WARN|ERROR|INFO|DEBUG|VERBOSE|FATAL):|"
+    rb"(Corrupt|Premature end of|Invalid|Bogus|Unsupported|Not a) JPEG|JPEG datastream|"
+    rb"TIFF[A-Za-z]*(Error|Warning)?:|[A-Za-z0-9_]+: (Corrupt|Invalid|Unknown|Wrong|Bogus|Premature|Unexpected))"
+)
+_capture_lock = threading.Lock()
+_capture_depth = 0
+_capture_saved: int | None = None
+_capture_sink = None
+
+
+def _start_capture() -> None:
+    global _capture_depth, _capture_saved, _capture_sink
+    with _capture_lock:
+        if _capture_depth == 0:
+            with contextlib.suppress(Exception):
+                sys.stderr.flush()
+            try:
+                sink = tempfile.TemporaryFile()
+                saved = os.dup(2)
+            except OSError:  # no fd 2 at all: nothing to hold back
+                return
+            os.dup2(sink.fileno(), 2)
+            _capture_saved, _capture_sink = saved, sink
+        _capture_depth += 1
+
+
+def _end_capture() -> None:
+    global _capture_depth, _capture_saved, _capture_sink
+    with _capture_lock:
+        if _capture_depth == 0:
+            return
+        _capture_depth -= 1
+        if _capture_depth:
+            return
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        saved, sink = _capture_saved, _capture_sink
+        _capture_saved = _capture_sink = None
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        captured = sink.read()
+        sink.close()
+    # anything else written to fd 2 meanwhile (by another thread) is passed on unchanged
+    kept = b"".join(line for line in captured.splitlines(keepends=True) if not _CODEC_NOISE.match(line))
+    if kept:
+        with contextlib.suppress(OSError):
+            os.write(2, kept)
+
+
+@contextlib.contextmanager
+def _codec_chatter_held_back():
+    """Hold back what C decoders print on fd 2 (libpng, OpenCV) while decoding; keep everything else.
+
+    fd 2 is shared by the whole process, so while any decode runs (nested across I/O threads)
+    fd 2 goes to a temporary file; when the last one ends, the lines that are not codec noise
+    are written to the real stderr (delayed by the decode, not lost). Off with ``MATTECLI_DEBUG``.
+    """
+    if constants.MATTECLI_DEBUG:
+        yield
+        return
+    _start_capture()
+    try:
+        yield
+    finally:
+        _end_capture()
 
 
 def _probe(path: Path, data: bytes, max_pixels: int) -> int:
@@ -240,22 +485,20 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> int:
 
     orientation = 1
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            Image.MAX_IMAGE_PIXELS = None  # we apply our own, configurable limit below
-            with Image.open(BytesIO(data)) as im:
-                width, height = im.size
-                try:
-                    orientation = int(im.getexif().get(0x0112, 1) or 1)
-                except Exception:  # a broken EXIF block must not stop the image
-                    orientation = 1
+        Image.MAX_IMAGE_PIXELS = None  # we apply our own, configurable limit below
+        with Image.open(BytesIO(data)) as im:
+            width, height = im.size
+            try:
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
+            except Exception:  # a broken EXIF block must not stop the image
+                orientation = 1
     except Exception:
         # Pillow cannot parse the header: let OpenCV try (and fail with a clear error).
         return 1
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"{path}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of {max_pixels / 1e6:.1f} MP",
-            hint="raise it with --max-pixels or MATTECLI_MAX_PIXELS if the file is trusted",
+            hint=_TOO_LARGE_HINT,
         )
     return orientation
 
@@ -281,18 +524,28 @@ def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 def _decode(path: Path, max_pixels: int | None) -> np.ndarray:
     """Decode to the file's native layout: HxW or HxWxC (RGB/RGBA order), uint8/uint16/float."""
-    limit = constants.MAX_PIXELS if max_pixels is None else max_pixels
-    data = _read_bytes(Path(path))
+    limit = pixel_limit(max_pixels)
+    data = _read_bytes(Path(path), limit)
     if not data:
         raise ImageReadError(f"{path}: file is empty")
     orientation = _probe(path, data, limit)
-    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    unreadable = f"{path}: not a readable image (corrupt or unsupported format)"
+    try:
+        with _codec_chatter_held_back():
+            arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:  # OpenCV's own size caps, or a decoder that throws
+        if "CV_IO_MAX_IMAGE" in str(err):
+            raise ImageTooLargeError(
+                f"{path}: larger than OpenCV's decode cap of {constants.OPENCV_MAX_PIXELS} pixels",
+                hint="raise OPENCV_IO_MAX_IMAGE_PIXELS if the file is trusted",
+            ) from err
+        raise ImageReadError(unreadable) from err
     if arr is None or arr.size == 0:
-        raise ImageReadError(f"{path}: not a readable image (corrupt or unsupported format)")
+        raise ImageReadError(unreadable)
     if arr.shape[0] * arr.shape[1] > limit:  # formats whose header Pillow could not read
         raise ImageTooLargeError(
             f"{path}: {arr.shape[1]}x{arr.shape[0]} exceeds the limit of {limit / 1e6:.1f} MP",
-            hint="raise it with --max-pixels or MATTECLI_MAX_PIXELS if the file is trusted",
+            hint=_TOO_LARGE_HINT,
         )
     if arr.ndim == 3:
         if arr.shape[2] == 1:
@@ -311,8 +564,8 @@ def _to_float(arr: np.ndarray, path: Path) -> np.ndarray:
         return arr.astype(np.float32) / 255.0
     if arr.dtype == np.uint16:
         return arr.astype(np.float32) / 65535.0
-    if arr.dtype in (np.float32, np.float64):
-        return np.clip(arr.astype(np.float32), 0.0, 1.0)
+    if arr.dtype in (np.float32, np.float64):  # float TIFF: NaN -> 0, beyond [0, 1] clipped
+        return np.clip(np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
     raise ImageReadError(f"{path}: unsupported sample type {arr.dtype}")
 
 
@@ -410,11 +663,20 @@ def encode_png(arr: np.ndarray, *, ext: str = ".png") -> bytes:
     return buf.tobytes()
 
 
+def _lock(fd: int) -> None:
+    """Hold an exclusive ``flock`` on ``fd`` until it is closed (best effort: some file systems refuse)."""
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename.
 
-    The folder is created if needed. On any failure the temporary file is removed
-    and ``path`` is left as it was (absent or with its old content).
+    The folder is created if needed. The temporary file is ``.<name>.<pid>.<random>.part``,
+    locked while written; on any failure it is removed and ``path`` is left as it was (absent
+    or with its old content). One left behind by a killed process is removed by the next
+    run (:func:`remove_stale_parts`).
 
     Raises:
         OutputError: the folder is not writable, the disk is full, etc.
@@ -425,27 +687,115 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as err:
         raise OutputError(f"{path.parent}: cannot create output folder ({err.strerror or err})") from err
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
     except OSError as err:
         raise OutputError(
             f"{path.parent}: cannot write here ({err.strerror or err})",
             hint="choose a writable output folder",
         ) from err
     try:
+        _lock(fd)
         os.chmod(tmp, _FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+            os.replace(tmp, path)  # still locked: the temporary name never exists unlocked while we live
     except BaseException as err:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(err, IsADirectoryError) or path.is_dir():
+            raise OutputError(f"{path}: is a folder, cannot write the output there") from err
         if isinstance(err, OSError):
             raise OutputError(f"{path}: write failed ({err.strerror or err})") from err
         raise
+
+
+#: ``.<name>.<pid>.<random>.part``: a temporary file of :func:`atomic_write_bytes` (tempfile's 8 random chars)
+_PART = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[a-z0-9_]{8}\.part$")
+#: the names written before the pid was part of them: ``.<name>.<random>.part``
+_OLD_PART = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.part$")
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists here (when unsure: yes)."""
+    if pid <= 0:
+        return True  # never ours; os.kill(0, ...) would mean the process group
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: someone else's live process
+        return True
+    return True
+
+
+def _remove_if_unlocked(path: str) -> bool:
+    """Unlink ``path`` unless a live writer holds its lock (or it was swapped meanwhile)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return False
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a writer (on this or another host) still has it open
+            except OSError:
+                pass  # no locks on this file system: the dead pid is the evidence
+        st, now = os.fstat(fd), os.lstat(path)
+        if (st.st_dev, st.st_ino) != (now.st_dev, now.st_ino) or not stat.S_ISREG(now.st_mode):
+            return False
+        os.unlink(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def remove_stale_parts(folder: str | os.PathLike, names: Iterable[str] = ()) -> list[Path]:
+    """Remove temporary files that killed writers left in ``folder``; returns the removed paths.
+
+    Only regular files named as :func:`atomic_write_bytes` names them are candidates, and only
+    when their owner is gone: the pid in the name is not a live process here *and* nobody holds
+    the file's lock (a writer on another host sharing the folder keeps its lock; the pid alone
+    would not tell). Names from before the pid was recorded (``.<name>.<random>.part``) carry no
+    owner, so they are removed only for ``names``, the outputs the caller is about to write
+    itself. Best effort: anything that cannot be listed or removed is left alone.
+    """
+    folder = Path(folder)
+    wanted = set(names)
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(".part")):
+            continue
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+        except OSError:
+            continue
+        match = _PART.match(name)
+        if match:
+            if _pid_alive(int(match["pid"])):
+                continue
+        else:
+            match = _OLD_PART.match(name)
+            if not match or match["name"] not in wanted:
+                continue
+        if _remove_if_unlocked(entry.path):
+            removed.append(Path(entry.path))
+    return removed
 
 
 def _ext_of(path: Path) -> str:

@@ -19,10 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from mattecli import constants
-from mattecli.errors import BadOptionError, DeviceError, MatteCliError, OutputError, UsageError, WeightsError
-from mattecli.io import InputItem, find_by_stem, is_image_path
+from mattecli.errors import (
+    BadOptionError,
+    DeviceError,
+    MatteCliError,
+    OutputError,
+    TrimapError,
+    UsageError,
+    WeightsError,
+)
+from mattecli.io import InputItem, find_by_stem, is_image_path, remove_stale_parts
 
-__all__ = ["Job", "Stages", "plan_jobs", "pair_file", "run_jobs", "check_writable"]
+__all__ = ["Job", "Stages", "plan_jobs", "pair_file", "run_jobs", "check_writable", "check_inputs_kept"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,66 @@ def pair_file(item: InputItem, given: Path | None, *, count: int, role: str) -> 
     return given
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """``(st_dev, st_ino)`` of the file ``path`` names (symlinks followed), None if it does not exist."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def check_inputs_kept(
+    jobs: Sequence[Job],
+    companions: dict[str, Path | None] | None = None,
+    shared: dict[str, Path | None] | None = None,
+) -> None:
+    """Refuse, before any work, a run that would write over any of its own inputs.
+
+    The inputs are every job's image, its companion of each role in ``companions`` (role ->
+    the file given for one input, or the folder its file is matched from by stem, as
+    :func:`pair_file` does) and the files in ``shared`` (role -> one file every job reads,
+    e.g. a background image). An output is the same file as an input when both exist and
+    have the same ``(st_dev, st_ino)``: symlinked folders, symlinks and hard links all
+    resolve to it. (An output that does not exist yet cannot be an existing input.) This
+    holds with or without ``--overwrite``: without it such a run would "skip" the output
+    and silently do nothing.
+
+    Raises:
+        BadOptionError: an output is an input (the message names both).
+        BadOptionError: from :func:`pair_file` (one companion file for several inputs).
+    """
+    inputs: dict[tuple[int, int], tuple[str, Path]] = {}
+
+    def add(role: str, path: Path | None) -> None:
+        key = None if path is None else _identity(path)
+        if key is not None:
+            inputs.setdefault(key, (role, path))
+
+    for role, path in (shared or {}).items():
+        add(role, path)
+    for job in jobs:
+        add("input image", job.item.path)
+        for role, given in (companions or {}).items():
+            if given is None:
+                continue
+            try:
+                add(role, pair_file(job.item, given, count=len(jobs), role=role))
+            except TrimapError:
+                continue  # no companion for this image: reported for it when it runs
+    if not inputs:
+        return
+    for job in jobs:
+        for out in job.outputs.values():
+            hit = inputs.get(_identity(out))
+            if hit is not None:
+                role, path = hit
+                raise BadOptionError(
+                    f"output {out} would overwrite the {role} {path}",
+                    hint="write the outputs somewhere else: inputs are never overwritten, not even with --overwrite",
+                )
+
+
 def check_writable(folder: Path) -> None:
     """Fail early (before any work) if ``folder`` cannot be created or written."""
     try:
@@ -147,6 +215,7 @@ def _report(result: dict, job: Job, err: BaseException) -> None:
 
 
 def _claim(job: Job, claimed: dict[Path, Path]) -> None:
+    image = _identity(job.item.path)
     for path in job.outputs.values():
         key = path.resolve()
         if key in claimed:
@@ -154,9 +223,22 @@ def _claim(job: Job, claimed: dict[Path, Path]) -> None:
                 f"{job.item.path}: output {path} is also the output of {claimed[key]}",
                 hint="inputs with the same file stem would overwrite each other; rename one",
             )
-        if key == job.item.path.resolve():
+        if key == job.item.path.resolve() or (image is not None and _identity(path) == image):
             raise OutputError(f"{job.item.path}: output would overwrite the input itself")
+        if path.is_dir():
+            raise OutputError(f"{job.item.path}: output {path} is a folder", hint="move it away or choose another OUT")
         claimed[key] = job.item.path
+
+
+def _remove_stale_parts(jobs: Sequence[Job]) -> None:
+    """Before writing, clear the temporary files that killed runs left in the output folders."""
+    folders: dict[Path, set[str]] = {}
+    for job in jobs:
+        for path in job.outputs.values():
+            folders.setdefault(path.parent, set()).add(path.name)
+    for folder, names in folders.items():
+        if folder.is_dir():
+            remove_stale_parts(folder, names)
 
 
 def run_jobs(
@@ -175,9 +257,12 @@ def run_jobs(
     decoded inputs and ``prefetch`` pending writes are held, so memory stays
     bounded on huge folders) or a plain ``work(job)`` run on the calling thread.
 
-    A job whose outputs all exist is skipped unless ``overwrite``. Two jobs that
-    would write the same file, or a job that would overwrite its own input, are
-    errors. Usage, weights and device errors are wrong for every file and propagate
+    First, temporary files that killed runs left in the output folders are removed
+    (see :func:`mattecli.io.remove_stale_parts`). A job whose outputs all exist is
+    skipped unless ``overwrite``. Two jobs that would write the same file, a job that
+    would overwrite its own input, or an output path that is a folder are errors of
+    that job (planners refuse any output that is an input up front, see
+    :func:`check_inputs_kept`). Usage, weights and device errors are wrong for every file and propagate
     (the run stops). Any other exception is reported for that file (typed errors by
     their message; anything else as an internal error, re-raised when
     ``MATTECLI_DEBUG`` is set), and the run goes on.
@@ -191,6 +276,7 @@ def run_jobs(
         work = Stages(compute=lambda job, _: plain(job), save=lambda job, extra: extra)
     io_workers = max(1, io_workers)
     prefetch = max(1, prefetch)
+    _remove_stale_parts(jobs)
     claimed: dict[Path, Path] = {}
     results: list[dict] = []
     todo: list[int] = []  # indices of jobs that need work

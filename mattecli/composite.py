@@ -165,11 +165,18 @@ def composite_files(
     """Plan composites of images over a new background; returns (jobs, iterator of result dicts).
 
     ``alpha`` is one file (single image) or a folder of mattes matched by stem.
+
+    Raises (before any work):
+        BadOptionError (a bad background or --max-pixels, an output that is an input), NoInputsError.
     """
-    parse_background(background)  # fail before any work on a bad spec
+    kind, value = parse_background(background)  # fail before any work on a bad spec
+    io.pixel_limit(max_pixels)
     items = io.discover(images, recursive=recursive, stdin=stdin, shard=shard)
     ext = out.suffix.lower() if len(items) == 1 and io.is_image_path(out) else ".png"
     jobs = batch.plan_jobs(items, Path(out), ext=ext)
+    batch.check_inputs_kept(
+        jobs, {"alpha matte": Path(alpha)}, {"background image": value if kind == "image" else None}
+    )
 
     def work(job: batch.Job) -> None:
         image = io.read_image(job.item.path, max_pixels=max_pixels)

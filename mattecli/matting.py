@@ -150,8 +150,10 @@ def plan_matte(
         raise BadOptionError(f"method {method} defines no multi-scale fusion; drop --scales")
     if trimap is not None and not trimap.exists():
         raise BadOptionError(f"trimap not found: {trimap}")
+    io.pixel_limit(settings.max_pixels)  # a bad --max-pixels / MATTECLI_MAX_PIXELS is a usage error
     items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
     jobs = batch.plan_jobs(items, Path(out), roles=output_roles(settings))
+    batch.check_inputs_kept(jobs, {"trimap": trimap})
     if jobs:
         batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
     return spec, jobs
@@ -210,6 +212,7 @@ def predicted_trimap_files(
             hint="use a trimap-free method, e.g. --method aim",
         )
     jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
+    batch.check_inputs_kept(jobs)
 
     def results() -> Iterator[dict]:
         matter = None

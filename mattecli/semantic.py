@@ -543,8 +543,10 @@ def semantic_trimap_files(
     sizes = parse_patch_sizes(settings.patch_sizes)
     if settings.batch_size < 1:
         raise BadOptionError(f"--batch-size must be >= 1, not {settings.batch_size}")
+    io.pixel_limit(settings.max_pixels)  # a bad --max-pixels / MATTECLI_MAX_PIXELS is a usage error
     items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
     jobs = _plan(items, Path(out), settings)
+    batch.check_inputs_kept(jobs, {"trimap": Path(trimap)})
     if jobs:
         batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
 

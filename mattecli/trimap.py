@@ -121,9 +121,15 @@ def trimap_files(
     shard: tuple[int, int] | None = None,
     max_pixels: int | None = None,
 ) -> tuple[list[batch.Job], object]:
-    """Plan trimaps for alpha/mask files; returns (jobs, iterator of result dicts)."""
+    """Plan trimaps for alpha/mask files; returns (jobs, iterator of result dicts).
+
+    Raises (before any work):
+        BadOptionError (bad settings or --max-pixels, an output that is an input), NoInputsError.
+    """
     settings.validate()
+    io.pixel_limit(max_pixels)
     jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
+    batch.check_inputs_kept(jobs)
 
     def work(job: batch.Job) -> dict:
         trimap = make_trimap(io.read_gray(job.item.path, max_pixels=max_pixels), settings)

@@ -306,6 +306,13 @@ def shard_of(text: str | None) -> tuple[int, int] | None:
     return None if text is None else parse_shard(text)
 
 
+def check_max_pixels(max_pixels: int | None) -> int:
+    """The pixel limit of a run (``--max-pixels``, else ``MATTECLI_MAX_PIXELS``); a bad one is a usage error."""
+    from mattecli.io import pixel_limit
+
+    return pixel_limit(max_pixels)
+
+
 def check_bit_depth(bit_depth: int) -> int:
     if bit_depth not in (8, 16):
         raise UsageError(f"--bit-depth must be 8 or 16, not {bit_depth}")

@@ -40,6 +40,7 @@ def composite(
     from mattecli.composite import composite_files
 
     common.check_bit_depth(bit_depth)
+    common.check_max_pixels(max_pixels)
     if not alpha.exists():
         raise common.UsageError(f"alpha not found: {alpha}")
     jobs, results = composite_files(

@@ -68,6 +68,7 @@ def semantic_trimap(
     """
     from mattecli.semantic import SemanticSettings, parse_patch_sizes, semantic_trimap_files
 
+    common.check_max_pixels(max_pixels)
     settings = SemanticSettings(
         scores=scores,
         preview=preview,

@@ -55,6 +55,7 @@ def trimap(
     """Make trimaps (0 / 128 / 255) from alpha mattes or masks, or (--from-image) predict them from photos."""
     from mattecli.trimap import TrimapSettings, trimap_files
 
+    common.check_max_pixels(max_pixels)
     if from_image:
         from mattecli import models
         from mattecli.matting import predicted_trimap_files

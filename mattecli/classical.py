@@ -84,6 +84,7 @@ __all__ = [
     "choose_strategy",
     "estimate_alpha",
     "tile_windows",
+    "trivial_alpha",
     "whole_solve_bytes",
 ]
 
@@ -127,10 +128,32 @@ def _validate(image: np.ndarray, trimap: np.ndarray) -> None:
         raise TrimapError(
             f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}"
         )
-    if not (trimap == 255).any():
-        raise TrimapError("trimap has no foreground (white, 255) pixels", hint="mark some certain foreground")
-    if not (trimap == 0).any():
-        raise TrimapError("trimap has no background (black, 0) pixels", hint="mark some certain background")
+
+
+def trivial_alpha(trimap: np.ndarray) -> np.ndarray | None:
+    """The alpha of a trimap that needs no solve, or None when one is needed.
+
+    * no unknown pixel: the trimap itself (``trimap / 255``), whatever it holds;
+    * unknown pixels but only one kind of known pixel: that value everywhere. Both
+      energies (closed-form's and KNN's Laplacian, plus the known-pixel penalty) are
+      zero for a constant alpha, so with only background known (only foreground) the
+      unique minimum is 0 (1) everywhere: what a solver would converge to, exactly.
+
+    Raises:
+        TrimapError: every pixel unknown: nothing fixes alpha (any constant is a minimum).
+    """
+    unknown = (trimap > 0) & (trimap < 255)
+    if not unknown.any():
+        return (trimap == 255).astype(np.float32)
+    has_fg, has_bg = bool((trimap == 255).any()), bool((trimap == 0).any())
+    if has_fg and has_bg:
+        return None
+    if not has_fg and not has_bg:
+        raise TrimapError(
+            "trimap has no known pixel: every pixel is unknown, so nothing fixes the matte",
+            hint="mark some certain foreground (white, 255) and background (black, 0)",
+        )
+    return np.full(trimap.shape, 1.0 if has_fg else 0.0, np.float32)
 
 
 def _budget(max_memory: int | None) -> int:
@@ -161,20 +184,56 @@ def _choose(method: str, trimap: np.ndarray, room: int) -> str:
     return "whole" if whole_solve_bytes(method, trimap.size, unknown) <= room else "tiled"
 
 
+#: closed-form matting's windows are 3x3: a thinner image has none (its Laplacian is zero)
+_CF_MIN_SIDE = 3
+#: absolute residual at which pymatting's CG stops (see _solve): only an exactly zero system gets there
+_CG_ATOL = 1e-20
+
+
 def _solve(func, method: str, image: np.ndarray, trimap: np.ndarray, **kwargs) -> np.ndarray:
-    """One pymatting solve; ``trimap`` is uint8 (0 background, 255 foreground, anything else unknown)."""
+    """One pymatting solve; ``trimap`` is uint8 (0 background, 255 foreground, anything else unknown).
+
+    Degenerate crops are handled first: one needing no solve gets :func:`trivial_alpha`; cf on
+    an image thinner than its 3x3 windows (1xN, Nx1, 2xN strips) is solved on the image with
+    its edge rows/columns repeated to 3 px (a repeated row carries the same colours, so the
+    windows see the strip's own colour lines) and cropped back; knn on fewer pixels than its
+    20 + 10 neighbours asks for as many neighbours as there are pixels.
+    """
+    trivial = trivial_alpha(trimap)
+    if trivial is not None:
+        return trivial
+    h, w = trimap.shape
+    pads = None
+    if method == "cf" and min(h, w) < _CF_MIN_SIDE:
+        dy, dx = max(0, _CF_MIN_SIDE - h), max(0, _CF_MIN_SIDE - w)
+        pads = ((dy // 2, dy - dy // 2), (dx // 2, dx - dx // 2))
+        image = np.pad(image, (*pads, (0, 0)), mode="edge")
+        trimap = np.pad(trimap, pads, mode="edge")
+    if method == "knn" and h * w <= max(_KNN_NEIGHBORS):
+        lap = dict(kwargs.get("laplacian_kwargs") or {})
+        lap["n_neighbors"] = [min(k, h * w) for k in _KNN_NEIGHBORS]
+        kwargs = {**kwargs, "laplacian_kwargs": lap}
+    # An unknown region that touches only background (its foreground lies elsewhere) gives cf's
+    # reduced system a zero right-hand side: its solution is 0, but pymatting's CG, which stops
+    # only on a residual below rtol * |b| = 0, divides 0 by 0 instead. A tiny absolute tolerance
+    # stops it at once there and is never reached otherwise.
+    kwargs = {**kwargs, "cg_kwargs": {"atol": _CG_ATOL, **(kwargs.get("cg_kwargs") or {})}}
     tri = np.full(trimap.shape, 0.5)
     tri[trimap == 0] = 0.0
     tri[trimap == 255] = 1.0
     try:
         # pymatting prints a "PERFORMANCE WARNING" to stdout when its preconditioner
         # needs a retry with a diagonal shift; the solve still succeeds. Keep stdout
-        # clean for --json consumers.
-        with contextlib.redirect_stdout(io.StringIO()):
+        # clean for --json consumers, and numpy's floating-point warnings off stderr.
+        with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
             alpha = func(np.asarray(image, dtype=np.float64), tri, **kwargs)
     except ValueError as err:  # pymatting's own trimap checks
         raise TrimapError(f"{method} matting failed: {err}") from err
-    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+    alpha = np.nan_to_num(np.clip(alpha, 0.0, 1.0), nan=0.5).astype(np.float32)
+    if pads is not None:
+        (top, _), (left, _) = pads
+        alpha = np.ascontiguousarray(alpha[top : top + h, left : left + w])
+    return alpha
 
 
 def _cores(n: int, tile: int) -> list[tuple[int, int]]:
@@ -230,6 +289,8 @@ def _tile_size_for(method: str, tile: int, overlap: int, max_memory: int) -> int
 
 #: pymatting's knn_laplacian default distance weights (features: r, g, b, weight * x / width, weight * y / height)
 _KNN_DISTANCE_WEIGHTS = (2.0, 0.1)
+#: and its default neighbour counts, one per distance weight
+_KNN_NEIGHBORS = (20, 10)
 
 
 def _crop_kwargs(method: str, crop: tuple[int, int], full: tuple[int, int]) -> dict:
@@ -397,8 +458,13 @@ def estimate_alpha(
     Returns:
         float32 ``HxW`` alpha in [0, 1], exactly 0/1 in the known regions.
 
+    Degenerate inputs get their obvious answer, never a solver failure: a trimap with no
+    unknown pixel is its own alpha, one with only background (foreground) known gives 0 (1)
+    everywhere (see :func:`trivial_alpha`), and images too thin or too small for the solver
+    (1x1, 1xN, Nx1, 2xN) are solved as :func:`_solve` describes.
+
     Raises:
-        TrimapError: wrong size, or no foreground / no background pixels.
+        TrimapError: wrong size, or every pixel unknown.
         BadOptionError: unknown strategy, or a tile size / overlap out of range.
     """
     import pymatting
@@ -412,10 +478,9 @@ def estimate_alpha(
     if tile_overlap is not None and tile_overlap < 0:
         raise BadOptionError(f"tile overlap must be >= 0, not {tile_overlap}")
     _validate(image, trimap)
-    unknown = (trimap > 0) & (trimap < 255)
-    if not unknown.any():  # nothing to solve: the trimap is the answer
-        return (trimap >= 255).astype(np.float32)
-    del unknown
+    trivial = trivial_alpha(trimap)
+    if trivial is not None:  # nothing to solve (see trivial_alpha)
+        return trivial
     budget = _budget(max_memory)
     if strategy in (None, "auto"):
         strategy = _choose(method, trimap, budget)

@@ -50,9 +50,13 @@ def estimate_foreground(
             f"alpha is {alpha.shape[1]}x{alpha.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}",
             hint="the alpha matte must have exactly the size of its image",
         )
-    fg, bg = estimate_foreground_ml(
-        np.asarray(image, np.float64), np.asarray(alpha, np.float64), return_background=True
-    )
+    h, w = alpha.shape
+    image, alpha = np.asarray(image, np.float64), np.asarray(alpha, np.float64)
+    if h * w == 1:  # pymatting's pyramid divides by zero on one pixel: solve it twice over, side by side
+        image, alpha = np.pad(image, ((0, 0), (0, 1), (0, 0)), mode="edge"), np.pad(alpha, ((0, 0), (0, 1)), mode="edge")
+    with np.errstate(all="ignore"):
+        fg, bg = estimate_foreground_ml(image, alpha, return_background=True)
+    fg, bg = fg[:h, :w], bg[:h, :w]
     fg = np.clip(fg, 0.0, 1.0).astype(np.float32)
     if with_background:
         return fg, np.clip(bg, 0.0, 1.0).astype(np.float32)

@@ -16,7 +16,7 @@ import numpy as np
 from mattecli import batch, io
 from mattecli.errors import BadOptionError
 
-__all__ = ["TrimapSettings", "make_trimap", "clamp_known", "structuring_element", "trimap_files"]
+__all__ = ["TrimapSettings", "make_trimap", "clamp_known", "structuring_element", "erode", "dilate", "trimap_files"]
 
 _SHAPES = {"ellipse": cv2.MORPH_ELLIPSE, "square": cv2.MORPH_RECT, "cross": cv2.MORPH_CROSS}
 
@@ -63,6 +63,67 @@ def structuring_element(radius: int, shape: str = "ellipse") -> np.ndarray:
     return cv2.getStructuringElement(_SHAPES[shape], (2 * radius + 1, 2 * radius + 1))
 
 
+#: The most work (pixels x passes x kernel points) an erosion may do exactly as repeated passes
+#: (OpenCV does about 1e11 of these a second here); beyond it the limit shape's distance transform.
+EXACT_WORK = 10**11
+
+_DISTANCES = {"ellipse": (cv2.DIST_L2, cv2.DIST_MASK_PRECISE), "cross": (cv2.DIST_L1, 3)}
+
+
+def _steps(n: int, reach: int) -> int:
+    """Passes of a kernel reaching ``reach`` px that cross a side of ``n`` px (0 for a side of 1)."""
+    return 0 if n <= 1 else -(-(n - 1) // reach)
+
+
+def erode(mask: np.ndarray, radius: int, iterations: int = 1, shape: str = "ellipse") -> np.ndarray:
+    """``iterations`` erosions of a uint8 0/1 ``mask`` by the ``radius`` element, in bounded work.
+
+    Identical to ``cv2.erode(mask, structuring_element(radius, shape), iterations=iterations,
+    borderType=cv2.BORDER_REPLICATE)`` whenever that takes at most ``EXACT_WORK``, however big
+    ``radius`` and ``iterations`` are, because:
+
+    * with the frame's edge pixels repeated beyond it, a pixel's erosion is the minimum over the
+      kernel's offsets that land inside the frame (the element is symmetric and shrinks towards
+      its centre, so each repeated pixel is also a nearer real one), so offsets beyond the frame
+      change nothing and the kernel is cropped to the frame (``--erode 1000`` on 96x80 px:
+      191x159 instead of 2001x2001);
+    * after ``ceil((h-1)/ry) + ceil((w-1)/rx)`` passes (``ry``, ``rx`` the cropped kernel's arms)
+      every pixel sees every other one, so the result no longer changes: more iterations are
+      not run (``--iterations 100000``);
+    * ``square``: N passes of a square of half-side r are one square of half-side N r
+      (OpenCV does the same), cropped likewise: exact at any size.
+
+    Beyond ``EXACT_WORK`` (ellipse, cross) the N-fold element is replaced by its limit shape, a
+    pixel being kept when no 0 lies within distance ``radius * iterations``: Euclidean for the
+    ellipse (a disk), city-block for the cross (a diamond), in one distance transform; the N-fold
+    ellipse is a 2-D polygon that such a disk approximates to within a few percent of the radius.
+    """
+    h, w = mask.shape
+    if radius <= 0 or iterations <= 0 or mask.all() or not mask.any():
+        return mask
+    ry, rx = min(radius, h - 1), min(radius, w - 1)
+    if shape == "square":
+        reach_y, reach_x = min(radius * iterations, h - 1), min(radius * iterations, w - 1)
+        kernel = np.ones((2 * reach_y + 1, 2 * reach_x + 1), np.uint8)
+        return cv2.erode(mask, kernel, borderType=cv2.BORDER_REPLICATE)
+    passes = min(iterations, _steps(h, ry) + _steps(w, rx))
+    if passes == 0:
+        return mask
+    kernel = np.ascontiguousarray(
+        structuring_element(radius, shape)[radius - ry : radius + ry + 1, radius - rx : radius + rx + 1]
+    )
+    if h * w * passes * int(np.count_nonzero(kernel)) <= EXACT_WORK:
+        return cv2.erode(mask, kernel, iterations=passes, borderType=cv2.BORDER_REPLICATE)
+    kind, size = _DISTANCES[shape]
+    distance = cv2.distanceTransform(mask, kind, size)  # to the nearest 0 inside the frame
+    return (distance > radius * iterations).astype(np.uint8)
+
+
+def dilate(mask: np.ndarray, radius: int, iterations: int = 1, shape: str = "ellipse") -> np.ndarray:
+    """The dilation matching :func:`erode` (``cv2.dilate`` with repeated edge pixels): its complement's erosion."""
+    return 1 - erode(1 - mask, radius, iterations, shape)
+
+
 def make_trimap(alpha: np.ndarray, settings: TrimapSettings | None = None) -> np.ndarray:
     """Cut a trimap from an alpha matte or mask.
 
@@ -73,6 +134,7 @@ def make_trimap(alpha: np.ndarray, settings: TrimapSettings | None = None) -> np
     Returns:
         uint8 ``HxW`` in {0, 128, 255}: foreground = certain foreground eroded,
         background = outside the dilated possible foreground, unknown in between.
+        Large radii and iterations cost bounded work (see :func:`erode`).
     """
     s = (settings or TrimapSettings()).validate()
     a = alpha.astype(np.float32) / 255.0 if alpha.dtype == np.uint8 else alpha.astype(np.float32)
@@ -83,20 +145,9 @@ def make_trimap(alpha: np.ndarray, settings: TrimapSettings | None = None) -> np
     sure = sure.astype(np.uint8)
     possible = possible.astype(np.uint8)
     # Beyond the frame the edge pixels repeat: the frame border is not an object edge.
-    if s.erode > 0:
-        sure = cv2.erode(
-            sure,
-            structuring_element(s.erode, s.shape),
-            iterations=s.iterations,
-            borderType=cv2.BORDER_REPLICATE,
-        )
-    if s.dilate > 0:
-        possible = cv2.dilate(
-            possible,
-            structuring_element(s.dilate, s.shape),
-            iterations=s.iterations,
-            borderType=cv2.BORDER_REPLICATE,
-        )
+    # The work is bounded whatever the radii and iterations (see erode).
+    sure = erode(sure, s.erode, s.iterations, s.shape)
+    possible = dilate(possible, s.dilate, s.iterations, s.shape)
     trimap = np.zeros(a.shape, np.uint8)
     trimap[possible > 0] = 128
     trimap[sure > 0] = 255

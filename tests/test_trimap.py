@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+import cv2
 import numpy as np
 import pytest
+from conftest import invoke, write_gray
 
 from mattecli.errors import BadOptionError
-from mattecli.trimap import TrimapSettings, clamp_known, make_trimap, structuring_element
+from mattecli.trimap import TrimapSettings, clamp_known, dilate, erode, make_trimap, structuring_element
 
 
 def _brute_morph(mask: np.ndarray, kernel: np.ndarray, op: str) -> np.ndarray:
@@ -91,3 +95,75 @@ def test_clamp_known():
     alpha = np.full((2, 3), 0.5, np.float32)
     tri = np.array([[0, 128, 255], [255, 0, 128]], np.uint8)
     np.testing.assert_array_equal(clamp_known(alpha, tri), [[0, 0.5, 1], [1, 0, 0.5]])
+
+
+# ----------------------------------------------------------------------------- bounded work
+def _old_morph(mask: np.ndarray, radius: int, iterations: int, shape: str, op: str) -> np.ndarray:
+    """The previous implementation: OpenCV's passes with the full kernel, edges replicated."""
+    func = cv2.erode if op == "erode" else cv2.dilate
+    return func(mask, structuring_element(radius, shape), iterations=iterations, borderType=cv2.BORDER_REPLICATE)
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "cross", "square"])
+@pytest.mark.parametrize("size", [(1, 1), (1, 9), (9, 1), (2, 11), (13, 17), (24, 31)])
+def test_bounded_morphology_equals_repeated_opencv_passes(shape, size):
+    """Cropped kernels and capped passes change nothing, even for radii far beyond the frame."""
+    rng = np.random.default_rng(sum(size))
+    for density in (0.3, 0.9, 0.995):
+        mask = (rng.random(size) < density).astype(np.uint8)
+        for radius in (1, 2, 3, 7, 40):
+            for iterations in (1, 2, 5, 30):
+                for op, func in (("erode", erode), ("dilate", dilate)):
+                    expected = _old_morph(mask, radius, iterations, shape, op)
+                    got = func(mask, radius, iterations, shape)
+                    assert got.dtype == np.uint8
+                    np.testing.assert_array_equal(got, expected, err_msg=f"{op} r={radius} n={iterations}")
+
+
+def test_make_trimap_equals_the_previous_implementation():
+    rng = np.random.default_rng(5)
+    alpha = cv2.GaussianBlur((rng.random((60, 70)) > 0.6).astype(np.float32), (0, 0), 3)
+    alpha[alpha > 0.8] = 1.0
+    alpha[alpha < 0.05] = 0.0
+    for shape in ("ellipse", "cross", "square"):
+        for erode_r, dilate_r, n in ((10, 10, 1), (3, 5, 4), (1, 2, 9)):
+            tri = make_trimap(alpha, TrimapSettings(erode_r, dilate_r, n, shape=shape))
+            sure = _old_morph((alpha >= 1).astype(np.uint8), erode_r, n, shape, "erode")
+            possible = _old_morph((alpha > 0).astype(np.uint8), dilate_r, n, shape, "dilate")
+            np.testing.assert_array_equal(tri, np.where(sure > 0, 255, np.where(possible > 0, 128, 0)))
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "cross"])
+def test_beyond_the_exact_budget_the_limit_shape_is_used(monkeypatch, shape):
+    """Past EXACT_WORK a pixel is kept when no 0 lies within radius x iterations (disk / diamond)."""
+    from scipy import ndimage
+
+    from mattecli import trimap
+
+    rng = np.random.default_rng(1)
+    mask = (ndimage.uniform_filter(rng.random((70, 90)), 9) > 0.47).astype(np.uint8)
+    monkeypatch.setattr(trimap, "EXACT_WORK", 0)
+    got = erode(mask, 3, 4, shape)
+    metric = "euclidean" if shape == "ellipse" else "taxicab"
+    distance = (
+        ndimage.distance_transform_cdt(mask, metric) if metric == "taxicab" else ndimage.distance_transform_edt(mask)
+    )
+    np.testing.assert_array_equal(got, (distance > 12).astype(np.uint8))
+    # and it is close to the exact 4-fold element
+    exact = _old_morph(mask, 3, 4, shape, "erode")
+    assert np.mean(got != exact) < 0.02
+
+
+def test_huge_radius_and_iterations_finish_at_once(runner, tmp_path):
+    """The issue's case: --iterations 100000 --erode 1000 on a 96x80 alpha ran for over 10 minutes."""
+    alpha = np.zeros((80, 96), np.float32)
+    alpha[20:60, 30:70] = 1.0
+    alpha[18:20, 30:70] = 0.5
+    src = write_gray(tmp_path / "a.png", alpha)
+    start = time.perf_counter()
+    result = invoke(runner, ["trimap", src, tmp_path / "t.png", "--iterations", "100000", "--erode", "1000"])
+    assert result.exit_code == 0, result.output
+    assert time.perf_counter() - start < 20
+    tri = cv2.imread(str(tmp_path / "t.png"), cv2.IMREAD_UNCHANGED)
+    # nothing is sure foreground (some pixel is not) and everything is possible foreground
+    np.testing.assert_array_equal(tri, np.full((80, 96), 128, np.uint8))

@@ -8,6 +8,7 @@ in every soft pixel (a halo in hair). So the foreground colour F is estimated fi
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "cover_resize",
     "parse_background",
     "make_background",
+    "gaussian_blur",
     "composite",
     "composite_files",
 ]
@@ -53,7 +55,10 @@ def estimate_foreground(
     h, w = alpha.shape
     image, alpha = np.asarray(image, np.float64), np.asarray(alpha, np.float64)
     if h * w == 1:  # pymatting's pyramid divides by zero on one pixel: solve it twice over, side by side
-        image, alpha = np.pad(image, ((0, 0), (0, 1), (0, 0)), mode="edge"), np.pad(alpha, ((0, 0), (0, 1)), mode="edge")
+        image, alpha = (
+            np.pad(image, ((0, 0), (0, 1), (0, 0)), mode="edge"),
+            np.pad(alpha, ((0, 0), (0, 1)), mode="edge"),
+        )
     with np.errstate(all="ignore"):
         fg, bg = estimate_foreground_ml(image, alpha, return_background=True)
     fg, bg = fg[:h, :w], bg[:h, :w]
@@ -109,8 +114,15 @@ def parse_background(spec: str) -> tuple[str, object]:
                 sigma = float(lowered.split(":", 1)[1])
             except ValueError:
                 raise BadOptionError(f"bad blur strength in {spec!r}", hint="use e.g. blur:15") from None
-            if sigma <= 0:
-                raise BadOptionError("blur strength must be > 0")
+            if not math.isfinite(sigma) or sigma <= 0:
+                raise BadOptionError(
+                    f"--background {spec}: blur strength must be a number > 0", hint="use e.g. blur:15"
+                )
+            if sigma > MAX_BLUR_SIGMA:
+                raise BadOptionError(
+                    f"--background {spec}: blur strength must be at most {MAX_BLUR_SIGMA:g} px",
+                    hint="a stronger blur turns any image into one flat colour; use that colour instead",
+                )
         return "blur", sigma
     color = parse_color(spec)
     if color is not None:
@@ -140,10 +152,38 @@ def make_background(
     if kind == "blur":
         sigma = value if value is not None else max(h, w) / 100.0
         base = estimated_background if estimated_background is not None else image
-        return cv2.GaussianBlur(base.astype(np.float32), (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        return gaussian_blur(base.astype(np.float32), sigma)
     if kind == "color":
         return np.broadcast_to(np.asarray(value, np.float32), (h, w, 3)).copy()
     return cover_resize(io.read_image(value), (h, w)).astype(np.float32)
+
+
+#: strongest ``blur:SIGMA`` accepted (px); beyond the side of any image the blur is one flat colour
+MAX_BLUR_SIGMA = 10_000.0
+#: blurs up to this sigma run at full resolution; stronger ones on a reduced copy (see gaussian_blur)
+EXACT_BLUR_SIGMA = 16.0
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur (edges reflected) of float32 ``HxWx3`` in work that does not grow with ``sigma``.
+
+    Up to ``EXACT_BLUR_SIGMA`` px this is ``cv2.GaussianBlur``, whose kernel has ~6 sigma taps
+    (sigma 200 on 1.5 MP took 22 s). A stronger blur runs on a copy reduced (area-averaged) by
+    ``sigma / 8`` with the correspondingly smaller sigma, and is scaled back up bilinearly; the
+    reduction and the interpolation add a variance of about ``(sigma / 8)^2 / 4``, i.e. the
+    blur is ~0.2% stronger than asked.
+    """
+    if sigma <= EXACT_BLUR_SIGMA:
+        return cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    h, w = image.shape[:2]
+    factor = sigma / 8.0
+    sh, sw = max(1, round(h / factor)), max(1, round(w / factor))
+    small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma * sw / w, sigmaY=sigma * sh / h, borderType=cv2.BORDER_REFLECT)
+    if small.ndim == 2 and image.ndim == 3:  # OpenCV drops a channel axis of length 1
+        small = small[:, :, None]
+    out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    return out.reshape(image.shape).astype(np.float32)
 
 
 def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:

@@ -12,9 +12,11 @@ Rules kept here so commands stay thin:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -98,13 +100,36 @@ def print_error(message: str, hint: str | None = None) -> None:
         stderr.print(f"[dim]hint: {escape(hint)}[/]")
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings (a fallback taken, e.g. tiles after out-of-memory) as one yellow line."""
+    stderr.print(f"[yellow]warning:[/] {escape(str(message))}")
+
+
+@contextlib.contextmanager
+def _library_warnings_quiet():
+    """While a command runs: third-party warnings (numpy, pymatting, Pillow, torch...) are not shown,
+    mattecli's own show as one ``warning:`` line; ``MATTECLI_DEBUG=1`` leaves Python's defaults."""
+    if constants.MATTECLI_DEBUG:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore")
+        warnings.filterwarnings("default", module=r"mattecli(\.|$)")
+        warnings.showwarning = _show_warning
+        yield
+
+
 def handles_errors(func: Callable) -> Callable:
-    """Decorate a command: typed errors -> one-line message + exit code, Ctrl-C -> 130."""
+    """Decorate a command: typed errors -> one-line message + exit code, Ctrl-C -> 130.
+
+    Library warnings are kept off stderr meanwhile (see ``_library_warnings_quiet``).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with _library_warnings_quiet():
+                return func(*args, **kwargs)
         except MatteCliError as err:
             if constants.MATTECLI_DEBUG:
                 raise
@@ -175,8 +200,8 @@ class Reporter:
         return sum(r["status"] == "error" for r in self.results)
 
     def summary(self) -> None:
-        """Print a summary table on stderr (unless quiet, or a single file that worked)."""
-        if self.quiet or (self.total <= 1 and not self.failed):
+        """Print a summary table on stderr (unless quiet, or a single file: its error line says it all)."""
+        if self.quiet or self.total <= 1:
             return
         counts = {s: sum(r["status"] == s for r in self.results) for s in ("ok", "skipped", "error")}
         seconds = sum(r.get("seconds") or 0.0 for r in self.results if r["status"] == "ok")

@@ -211,7 +211,8 @@ def composite_files(
     ``alpha`` is one file (single image) or a folder of mattes matched by stem.
 
     Raises (before any work):
-        BadOptionError (a bad background or --max-pixels, an output that is an input), NoInputsError.
+        BadOptionError (a bad background or --max-pixels, an output that is an input), NoInputsError,
+        OutputError (the output folder cannot be created or written).
     """
     kind, value = parse_background(background)  # fail before any work on a bad spec
     io.pixel_limit(max_pixels)
@@ -221,6 +222,8 @@ def composite_files(
     batch.check_inputs_kept(
         jobs, {"alpha matte": Path(alpha)}, {"background image": value if kind == "image" else None}
     )
+    if jobs:
+        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
 
     def work(job: batch.Job) -> None:
         image = io.read_image(job.item.path, max_pixels=max_pixels)

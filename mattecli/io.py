@@ -333,7 +333,9 @@ def pixel_limit(max_pixels: int | None = None) -> int:
         if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
             raise BadOptionError(f"--max-pixels must be a whole number >= 1, not {max_pixels!r}")
         if max_pixels > cap:
-            raise BadOptionError(f"--max-pixels {max_pixels} is above OpenCV's decode cap of {cap} pixels", hint=raise_cap)
+            raise BadOptionError(
+                f"--max-pixels {max_pixels} is above OpenCV's decode cap of {cap} pixels", hint=raise_cap
+            )
         return max_pixels
     text = constants.MATTECLI_MAX_PIXELS_TEXT
     if text is None or not text.strip():
@@ -397,7 +399,9 @@ def _read_bytes(path: Path, max_pixels: int) -> bytes:
                 raise _not_regular(path, mode)
             data = fh.read(limit + 1)
         if len(data) > limit:
-            raise ImageTooLargeError(f"{path}: the file grew past {limit / 1e6:.1f} MB while read", hint=_TOO_LARGE_HINT)
+            raise ImageTooLargeError(
+                f"{path}: the file grew past {limit / 1e6:.1f} MB while read", hint=_TOO_LARGE_HINT
+            )
         return data
     except (FileNotFoundError, NotADirectoryError) as err:
         raise ImageReadError(f"{path}: no such file") from err
@@ -670,6 +674,19 @@ def _lock(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
+#: longest file name most file systems allow (bytes)
+_NAME_MAX = 255
+
+
+def _part_stem(name: str) -> str:
+    """``name`` shortened (whole UTF-8 characters) so that ``.<name>.<pid>.<8 random>.part`` fits a file name."""
+    room = _NAME_MAX - len(f"..{os.getpid()}.12345678.part")
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= room:
+        return name
+    return raw[:room].decode("utf-8", "ignore")
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename.
 
@@ -687,7 +704,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as err:
         raise OutputError(f"{path.parent}: cannot create output folder ({err.strerror or err})") from err
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{_part_stem(path.name)}.{os.getpid()}.", suffix=".part", dir=path.parent)
     except OSError as err:
         raise OutputError(
             f"{path.parent}: cannot write here ({err.strerror or err})",

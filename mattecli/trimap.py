@@ -175,12 +175,15 @@ def trimap_files(
     """Plan trimaps for alpha/mask files; returns (jobs, iterator of result dicts).
 
     Raises (before any work):
-        BadOptionError (bad settings or --max-pixels, an output that is an input), NoInputsError.
+        BadOptionError (bad settings or --max-pixels, an output that is an input), NoInputsError,
+        OutputError (the output folder cannot be created or written).
     """
     settings.validate()
     io.pixel_limit(max_pixels)
     jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
     batch.check_inputs_kept(jobs)
+    if jobs:
+        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
 
     def work(job: batch.Job) -> dict:
         trimap = make_trimap(io.read_gray(job.item.path, max_pixels=max_pixels), settings)

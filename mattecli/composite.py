@@ -140,12 +140,14 @@ def make_background(
     image: np.ndarray,
     *,
     estimated_background: np.ndarray | None = None,
+    background_image: np.ndarray | None = None,
 ) -> np.ndarray:
     """Build the new background (float32 ``HxWx3``) for ``image`` from a spec (see :func:`parse_background`).
 
     ``blur`` blurs ``estimated_background`` (the photo with its foreground removed)
     when given, else the photo; the default strength is 1% of the longer side.
-    An image is resized to cover the photo and centre-cropped.
+    An image is resized to cover the photo and centre-cropped (``background_image``: that
+    image already decoded, else it is read here).
     """
     h, w = image.shape[:2]
     kind, value = parse_background(spec)
@@ -155,7 +157,8 @@ def make_background(
         return gaussian_blur(base.astype(np.float32), sigma)
     if kind == "color":
         return np.broadcast_to(np.asarray(value, np.float32), (h, w, 3)).copy()
-    return cover_resize(io.read_image(value), (h, w)).astype(np.float32)
+    source = background_image if background_image is not None else io.read_image(value)
+    return cover_resize(source, (h, w)).astype(np.float32)
 
 
 #: strongest ``blur:SIGMA`` accepted (px); beyond the side of any image the blur is one flat colour
@@ -211,7 +214,8 @@ def composite_files(
     ``alpha`` is one file (single image) or a folder of mattes matched by stem.
 
     Raises (before any work):
-        BadOptionError (a bad background or --max-pixels, an output that is an input), NoInputsError,
+        BadOptionError (a bad background -- also an unreadable background image -- or --max-pixels, an
+        output that is an input), NoInputsError,
         OutputError (the output folder cannot be created or written).
     """
     kind, value = parse_background(background)  # fail before any work on a bad spec
@@ -224,6 +228,12 @@ def composite_files(
     )
     if jobs:
         batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
+    backdrop = None
+    if kind == "image":  # decoded once for all images; a bad one is wrong for every image
+        try:
+            backdrop = io.read_image(value, max_pixels=max_pixels)
+        except InputError as err:
+            raise BadOptionError(f"--background {err.message}", hint=err.hint) from err
 
     def work(job: batch.Job) -> None:
         image = io.read_image(job.item.path, max_pixels=max_pixels)
@@ -239,7 +249,7 @@ def composite_files(
             fg, est_bg = estimate_foreground(image, a, with_background=True)
         else:
             fg, est_bg = image, None
-        bg = make_background(background, image, estimated_background=est_bg)
+        bg = make_background(background, image, estimated_background=est_bg, background_image=backdrop)
         io.write_image(job.output, composite(fg, a, bg), bit_depth=bit_depth)
 
     return jobs, batch.run_jobs(jobs, work, overwrite=overwrite, method="composite")

@@ -541,3 +541,14 @@ def test_an_output_folder_that_cannot_be_made_is_a_usage_error(runner, scene, co
     assert result.exit_code == 2, result.output
     (line,) = _error_lines(result.stderr)
     assert "cannot create output folder" in line and "blocker" in line
+
+
+def test_an_unreadable_background_image_is_a_usage_error_before_any_work(runner, scene):
+    bad = scene / "bad_bg.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 30)
+    out = scene / "out"
+    result = invoke(runner, ["composite", scene / "images", scene / "alphas", out, "-b", bad])
+    assert result.exit_code == 2, result.output
+    (line,) = _error_lines(result.stderr)
+    assert line.startswith("error: --background") and "bad_bg.png" in line and "not a readable image" in line
+    assert not out.exists() or not any(out.iterdir())

@@ -654,6 +654,10 @@ def to_uint(values: np.ndarray, bit_depth: int) -> np.ndarray:
     return np.round(np.clip(values, 0.0, 1.0) * top).astype(dtype)
 
 
+#: largest side each format can store (WebP: 14-bit sizes; JPEG: 16-bit sizes)
+_ENCODE_MAX_SIDE = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
+
+
 def encode_png(arr: np.ndarray, *, ext: str = ".png") -> bytes:
     """Encode an HxW / HxWx3 (RGB) / HxWx4 (RGBA) uint array; returns the file bytes."""
     if arr.ndim == 3 and arr.shape[2] == 3:
@@ -661,7 +665,17 @@ def encode_png(arr: np.ndarray, *, ext: str = ".png") -> bytes:
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = arr[:, :, [2, 1, 0, 3]]
     params = [cv2.IMWRITE_JPEG_QUALITY, 95] if ext.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr), params)
+    limit = _ENCODE_MAX_SIDE.get(ext.lower())
+    if limit is not None and max(arr.shape[:2]) > limit:
+        raise OutputError(
+            f"cannot encode a {arr.shape[1]}x{arr.shape[0]} image as {ext}: the format holds at most {limit} px a side",
+            hint="name the output .png or .tif",
+        )
+    try:
+        with _codec_chatter_held_back():
+            ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr), params)
+    except cv2.error:
+        ok = False
     if not ok:
         raise OutputError(f"cannot encode image as {ext}")
     return buf.tobytes()

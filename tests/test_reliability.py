@@ -552,3 +552,11 @@ def test_an_unreadable_background_image_is_a_usage_error_before_any_work(runner,
     (line,) = _error_lines(result.stderr)
     assert line.startswith("error: --background") and "bad_bg.png" in line and "not a readable image" in line
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_an_image_too_wide_for_its_format_is_a_clear_error(tmp_path):
+    from mattecli.errors import OutputError
+
+    with pytest.raises(OutputError, match="at most 16383 px a side"):
+        io.write_image(tmp_path / "wide.webp", np.zeros((2, 17000, 3), np.float32))
+    assert list(tmp_path.iterdir()) == []

@@ -10,6 +10,7 @@ printing: :func:`run_jobs` yields one result dict per job and the CLI renders it
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -230,15 +231,29 @@ def _claim(job: Job, claimed: dict[Path, Path]) -> None:
         claimed[key] = job.item.path
 
 
+#: output folders already cleared by this process (a Ray actor runs many small batches into one folder)
+_CLEARED: set[str] = set()
+_CLEARED_LOCK = threading.Lock()
+
+
 def _remove_stale_parts(jobs: Sequence[Job]) -> None:
-    """Before writing, clear the temporary files that killed runs left in the output folders."""
+    """Before writing, clear the temporary files that killed runs left in the output folders.
+
+    Once per folder and process: what is stale was left before this process started writing there.
+    """
     folders: dict[Path, set[str]] = {}
     for job in jobs:
         for path in job.outputs.values():
             folders.setdefault(path.parent, set()).add(path.name)
     for folder, names in folders.items():
+        key = os.path.abspath(folder)
+        with _CLEARED_LOCK:
+            if key in _CLEARED:
+                continue
         if folder.is_dir():
             remove_stale_parts(folder, names)
+            with _CLEARED_LOCK:
+                _CLEARED.add(key)
 
 
 def run_jobs(

@@ -131,3 +131,13 @@ def test_many_small_images_end_to_end(tmp_path, runner):
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(r["input"]).name for r in rows] == [f"{i:02d}.png" for i in range(40)]
     assert len(list((tmp_path / "out").iterdir())) == 40
+
+
+def test_stale_part_files_are_cleared_once_per_folder_and_process(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(batch, "remove_stale_parts", lambda folder, names: calls.append((folder, set(names))))
+    (tmp_path / "out").mkdir()
+    jobs = _jobs(tmp_path, 3)
+    for _ in range(3):  # e.g. a Ray actor's batches
+        list(batch.run_jobs(jobs, lambda job: None))
+    assert calls == [(tmp_path / "out", {"000.png", "001.png", "002.png"})]

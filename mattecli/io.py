@@ -415,7 +415,7 @@ def _read_bytes(path: Path, max_pixels: int) -> bytes:
 _CODEC_NOISE = re.compile(
     rb"^(libpng (error|warning)|\[ ?(WARN|ERROR|INFO|DEBUG|VERBOSE|FATAL):|"
     rb"(Corrupt|Premature end of|Invalid|Bogus|Unsupported|Not a) JPEG|JPEG datastream|"
-    rb"TIFF[A-Za-z]*(Error|Warning)?:|[A-Za-z0-9_]+: (Corrupt|Invalid|Unknown|Wrong|Bogus|Premature|Unexpected))"
+    rb"TIFF[A-Za-z]*(Error|Warning)?:)"
 )
 _capture_lock = threading.Lock()
 _capture_depth = 0
@@ -430,9 +430,13 @@ def _start_capture() -> None:
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
             try:
-                sink = tempfile.TemporaryFile()
                 saved = os.dup(2)
             except OSError:  # no fd 2 at all: nothing to hold back
+                return
+            try:
+                sink = tempfile.TemporaryFile()
+            except OSError:
+                os.close(saved)
                 return
             os.dup2(sink.fileno(), 2)
             _capture_saved, _capture_sink = saved, sink

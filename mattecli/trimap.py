@@ -16,7 +16,16 @@ import numpy as np
 from mattecli import batch, io
 from mattecli.errors import BadOptionError
 
-__all__ = ["TrimapSettings", "make_trimap", "clamp_known", "structuring_element", "erode", "dilate", "trimap_files"]
+__all__ = [
+    "TrimapSettings",
+    "make_trimap",
+    "clamp_known",
+    "structuring_element",
+    "cropped_element",
+    "erode",
+    "dilate",
+    "trimap_files",
+]
 
 _SHAPES = {"ellipse": cv2.MORPH_ELLIPSE, "square": cv2.MORPH_RECT, "cross": cv2.MORPH_CROSS}
 
@@ -70,6 +79,29 @@ EXACT_WORK = 10**11
 _DISTANCES = {"ellipse": (cv2.DIST_L2, cv2.DIST_MASK_PRECISE), "cross": (cv2.DIST_L1, 3)}
 
 
+def cropped_element(radius: int, shape: str, ry: int, rx: int) -> np.ndarray:
+    """The centre ``(2 ry + 1) x (2 rx + 1)`` of :func:`structuring_element` ``(radius, shape)``, built
+    without the full kernel (``--erode 1000000`` would need a 2-million-pixel square of it).
+
+    The ellipse's rows are OpenCV's own formula (``getStructuringElement``: half-width
+    ``cvRound(r * sqrt((r^2 - dy^2) / r^2))``, rounding half to even), so the crop is equal,
+    element for element, to cropping OpenCV's kernel.
+    """
+    if shape == "square":
+        return np.ones((2 * ry + 1, 2 * rx + 1), np.uint8)
+    kernel = np.zeros((2 * ry + 1, 2 * rx + 1), np.uint8)
+    if shape == "cross":
+        kernel[ry, :] = 1
+        kernel[:, rx] = 1
+        return kernel
+    dy = np.arange(-ry, ry + 1, dtype=np.float64)
+    r = float(radius)
+    half = np.rint(r * np.sqrt((r * r - dy * dy) * (1.0 / (r * r)))).astype(np.int64)
+    cols = np.arange(-rx, rx + 1)
+    kernel[np.abs(cols)[None, :] <= np.minimum(half, rx)[:, None]] = 1
+    return kernel
+
+
 def _steps(n: int, reach: int) -> int:
     """Passes of a kernel reaching ``reach`` px that cross a side of ``n`` px (0 for a side of 1)."""
     return 0 if n <= 1 else -(-(n - 1) // reach)
@@ -109,14 +141,12 @@ def erode(mask: np.ndarray, radius: int, iterations: int = 1, shape: str = "elli
     passes = min(iterations, _steps(h, ry) + _steps(w, rx))
     if passes == 0:
         return mask
-    kernel = np.ascontiguousarray(
-        structuring_element(radius, shape)[radius - ry : radius + ry + 1, radius - rx : radius + rx + 1]
-    )
+    kernel = cropped_element(radius, shape, ry, rx)
     if h * w * passes * int(np.count_nonzero(kernel)) <= EXACT_WORK:
         return cv2.erode(mask, kernel, iterations=passes, borderType=cv2.BORDER_REPLICATE)
     kind, size = _DISTANCES[shape]
-    distance = cv2.distanceTransform(mask, kind, size)  # to the nearest 0 inside the frame
-    return (distance > radius * iterations).astype(np.uint8)
+    distance = cv2.distanceTransform(mask, kind, size)  # to the nearest 0 inside the frame, < h + w
+    return (distance > min(radius * iterations, h + w)).astype(np.uint8)
 
 
 def dilate(mask: np.ndarray, radius: int, iterations: int = 1, shape: str = "ellipse") -> np.ndarray:

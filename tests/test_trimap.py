@@ -167,3 +167,29 @@ def test_huge_radius_and_iterations_finish_at_once(runner, tmp_path):
     tri = cv2.imread(str(tmp_path / "t.png"), cv2.IMREAD_UNCHANGED)
     # nothing is sure foreground (some pixel is not) and everything is possible foreground
     np.testing.assert_array_equal(tri, np.full((80, 96), 128, np.uint8))
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "cross", "square"])
+def test_cropped_element_equals_the_centre_of_opencvs_kernel(shape):
+    from mattecli.trimap import cropped_element
+
+    for radius in [*range(1, 60), 99, 100, 101, 255, 1000]:
+        full = structuring_element(radius, shape)
+        for ry, rx in ((radius, radius), (min(radius, 7), min(radius, 40)), (0, min(radius, 3)), (min(radius, 2), 0)):
+            expected = full[radius - ry : radius + ry + 1, radius - rx : radius + rx + 1]
+            np.testing.assert_array_equal(cropped_element(radius, shape, ry, rx), expected, err_msg=f"r={radius}")
+
+
+def test_absurd_radii_and_iterations_cost_nothing(runner, tmp_path):
+    """No full kernel is ever built: --erode 10^6 would be a 2-million-pixel square."""
+    alpha = np.zeros((80, 96), np.float32)
+    alpha[20:60, 30:70] = 1.0
+    src = write_gray(tmp_path / "a.png", alpha)
+    start = time.perf_counter()
+    for shape in ("ellipse", "cross", "square"):
+        args = ["trimap", src, tmp_path / f"{shape}.png", "--erode", "1000000", "--dilate", "3"]
+        result = invoke(runner, args + ["--iterations", str(10**12), "--shape", shape])
+        assert result.exit_code == 0, result.output
+        tri = cv2.imread(str(tmp_path / f"{shape}.png"), cv2.IMREAD_UNCHANGED)
+        assert not (tri == 255).any() and (tri == 128).all()  # every pixel possible after 10^12 dilations
+    assert time.perf_counter() - start < 20

@@ -656,6 +656,8 @@ def run_bench(
     dataset: Dataset | None = None,
     cache: str | os.PathLike | None = None,
     progress: Callable[[dict, int, int], None] | None = None,
+    download: bool = True,
+    download_progress: type | None = None,
 ) -> dict:
     """Run (or resume) one benchmark and return its report.
 
@@ -667,6 +669,9 @@ def run_bench(
             they finish. None disables caching.
         progress: called after every image with ``(row, done, total)``; a failed
             image's row has ``status="error"`` and an ``error`` message.
+        download: fetch the method's missing weights before the first image (``False``:
+            ``--no-download``; offline settings are honoured either way).
+        download_progress: a tqdm-compatible class drawing that download.
 
     Returns:
         The report dict (see :func:`build_report`); JSON-serialisable.
@@ -710,15 +715,18 @@ def run_bench(
             )
         if settings.device.startswith("cuda") and "torch" in sys.modules and _cuda_in_use():
             sys.modules["torch"].cuda.reset_peak_memory_stats()
-        matter = spec.create(
-            models.MethodConfig(
-                device=settings.device,
-                precision=settings.precision,
-                weights=None if settings.weights is None else Path(settings.weights),
-                variant=settings.variant,
-                options=dict(settings.method_options),
-            )
+        config = models.MethodConfig(
+            device=settings.device,
+            precision=settings.precision,
+            weights=None if settings.weights is None else Path(settings.weights),
+            variant=settings.variant,
+            options=dict(settings.method_options),
+            download=download,
         )
+        from mattecli.weights import prefetch
+
+        prefetch(spec.required_weights(config), download=download, progress=download_progress)
+        matter = spec.create(config)
         weights_sha = _weights_sha256(matter)
         device = getattr(matter, "device", None)
         if device is None:

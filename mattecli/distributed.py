@@ -88,16 +88,19 @@ def matte_on_devices(
     recursive: bool = False,
     overwrite: bool = False,
     stdin=None,
+    progress: type | None = None,
 ) -> tuple[int, Iterator[dict]]:
     """Matte ``inputs`` with one process per device; returns (number of inputs, iterator of results).
 
-    Results arrive as workers finish files (not in input order). A usage, weights or device
-    error in any worker stops the run with that error.
+    Missing weights are fetched here, once, before any worker starts (``progress``: a
+    tqdm-compatible download bar). Results arrive as workers finish files (not in input order).
+    A usage, weights or device error in any worker stops the run with that error.
     """
     from mattecli import engine, errors, io
 
     for device in devices:  # fail before spawning anything (e.g. cuda:1 on a one-GPU machine)
         engine.select_device(device)
+    _fetch_weights(method, settings, progress)
     if stdin is not None and "-" in [os.fspath(i) for i in inputs]:  # workers cannot share our stdin
         inputs = [os.fspath(i) for i in inputs if os.fspath(i) != "-"] + [
             line.strip() for line in stdin if line.strip()
@@ -140,6 +143,15 @@ def matte_on_devices(
     if sys.platform == "win32":  # pragma: no cover
         raise BadOptionError("several devices per run are not supported on Windows yet")
     return total, results()
+
+
+def _fetch_weights(method: str, settings, progress: type | None) -> None:
+    """The method's missing weights, fetched once in this process before workers or actors start."""
+    from mattecli import models
+    from mattecli.weights import prefetch
+
+    config = settings.config
+    prefetch(models.get(method).required_weights(config), download=config.download, progress=progress)
 
 
 # ----------------------------------------------------------------------------- Ray
@@ -194,6 +206,7 @@ def matte_with_ray(
     stdin=None,
     workers: int | None = None,
     batch_size: int = 4,
+    progress: type | None = None,
 ) -> tuple[int, Iterator[dict]]:
     """Matte ``inputs`` with a Ray Data pipeline; returns (number of inputs, iterator of results).
 
@@ -216,6 +229,7 @@ def matte_with_ray(
     _, jobs = plan_matte(
         inputs, Path(out), method=method, trimap=trimap, settings=settings, recursive=recursive, stdin=stdin
     )
+    _fetch_weights(method, settings, progress)  # actors on this machine (or a shared cache) find them
     if not ray.is_initialized():
         ray.init(
             address=address,

@@ -70,12 +70,32 @@ class MatteRunner:
     input). Used by :func:`matte_files` and by scale-out workers (one runner per process/actor).
     """
 
-    def __init__(self, spec: models.MethodSpec, settings: MatteSettings, trimap: Path | None, *, count: int):
+    def __init__(
+        self,
+        spec: models.MethodSpec,
+        settings: MatteSettings,
+        trimap: Path | None,
+        *,
+        count: int,
+        progress: type | None = None,
+    ):
         self.spec = spec
         self.settings = settings
         self.trimap = trimap
         self.count = count
+        self.progress = progress
         self.matter = None
+
+    def fetch_weights(self) -> None:
+        """Fetch the method's missing weights (once, before the first image) or refuse offline.
+
+        Raises:
+            WeightsError: offline / ``--no-download`` with weights missing, or every source failed.
+        """
+        from mattecli.weights import prefetch
+
+        config = self.settings.config
+        prefetch(self.spec.required_weights(config), download=config.download, progress=self.progress)
 
     def load(self, job: batch.Job):
         s = self.settings
@@ -111,6 +131,9 @@ class MatteRunner:
         io.write_alpha(job.output, out["main"], bit_depth=bits)  # last: its presence marks the job done
 
     def run(self, jobs: list[batch.Job], *, overwrite: bool = False) -> Iterator[dict]:
+        """Results per job; weights are fetched first when any job is left to do."""
+        if overwrite or any(not all(p.exists() for p in job.outputs.values()) for job in jobs):
+            self.fetch_weights()
         stages = batch.Stages(compute=self.compute, load=self.load, save=self.save)
         return batch.run_jobs(
             jobs, stages, overwrite=overwrite, method=self.spec.name, io_workers=self.settings.io_workers
@@ -170,21 +193,23 @@ def matte_files(
     overwrite: bool = False,
     stdin=None,
     shard: tuple[int, int] | None = None,
+    progress: type | None = None,
 ) -> tuple[list[batch.Job], Iterator[dict]]:
     """Plan and run matting over inputs; returns (jobs, iterator of per-file result dicts).
 
-    The method is built (weights loaded) once, when the iterator starts. ``trimap``
-    is a file for one input or a folder matched by stem; trimap-based methods
-    require it.
+    Missing weights are fetched before any image is read (``settings.config.download``; a
+    tqdm-compatible ``progress`` class draws the download); the method is built (weights loaded)
+    once, with the first image. ``trimap`` is a file for one input or a folder matched by stem;
+    trimap-based methods require it.
 
     Raises (before any work):
-        UnknownMethodError, BadOptionError, NoInputsError, OutputError.
+        UnknownMethodError, BadOptionError, NoInputsError, OutputError, WeightsError.
     """
     settings = settings or MatteSettings()
     spec, jobs = plan_matte(
         inputs, out, method=method, trimap=trimap, settings=settings, recursive=recursive, stdin=stdin, shard=shard
     )
-    runner = MatteRunner(spec, settings, trimap, count=len(jobs))
+    runner = MatteRunner(spec, settings, trimap, count=len(jobs), progress=progress)
     return jobs, runner.run(jobs, overwrite=overwrite)
 
 
@@ -199,11 +224,15 @@ def predicted_trimap_files(
     stdin=None,
     shard: tuple[int, int] | None = None,
     max_pixels: int | None = None,
+    progress: type | None = None,
 ) -> tuple[list[batch.Job], Iterator[dict]]:
     """Trimaps predicted from the images themselves by a trimap-free method (e.g. AIM's glance decoder).
 
+    The method's missing weights are fetched first (``config.download``; ``progress`` draws it).
+
     Raises (before any work):
-        UnknownMethodError, BadOptionError (a method that cannot predict trimaps), NoInputsError.
+        UnknownMethodError, BadOptionError (a method that cannot predict trimaps), NoInputsError,
+        WeightsError.
     """
     spec = models.get(method)
     if spec.needs_trimap:
@@ -213,6 +242,11 @@ def predicted_trimap_files(
         )
     jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
     batch.check_inputs_kept(jobs)
+    config = config or models.MethodConfig()
+    if overwrite or any(not job.output.exists() for job in jobs):
+        from mattecli.weights import prefetch
+
+        prefetch(spec.required_weights(config), download=config.download, progress=progress)
 
     def results() -> Iterator[dict]:
         matter = None
@@ -221,7 +255,7 @@ def predicted_trimap_files(
             nonlocal matter
             image = io.read_image(job.item.path, max_pixels=max_pixels)
             if matter is None:
-                matter = spec.create(config or models.MethodConfig())
+                matter = spec.create(config)
             _, trimap = matter.predict_with_trimap(image)
             io.atomic_write_bytes(job.output, io.encode_png(trimap))
             return {"unknown_fraction": round(float((trimap == 128).mean()), 4)}

@@ -478,6 +478,8 @@ class SemanticSettings:
     batch_size: int = DEFAULT_BATCH_SIZE
     patch_sizes: tuple[int, ...] = PATCH_SIZES
     max_pixels: int | None = None
+    #: fetch the classifier's weights on first use (``False``: ``--no-download``)
+    download: bool = True
 
 
 def _plan(items: list[io.InputItem], out: Path, settings: SemanticSettings) -> list[batch.Job]:
@@ -525,15 +527,17 @@ def semantic_trimap_files(
     overwrite: bool = False,
     stdin=None,
     shard: tuple[int, int] | None = None,
+    progress: type | None = None,
 ) -> tuple[list[batch.Job], Iterator[dict]]:
     """Plan and compute semantic trimaps; returns (jobs, iterator of per-file result dicts).
 
-    ``trimap`` is a file (one input) or a folder matched by file stem. The classifier is loaded
-    once, when the iterator starts. Result dicts carry ``classes`` (share of the unknown region
-    per class present) and ``unknown_fraction``.
+    ``trimap`` is a file (one input) or a folder matched by file stem. The classifier's weights
+    are fetched here when missing (``settings.download``; ``progress`` draws the download) and
+    the classifier is loaded once, when the iterator starts. Result dicts carry ``classes``
+    (share of the unknown region per class present) and ``unknown_fraction``.
 
     Raises (before any work):
-        BadOptionError, NoInputsError, OutputError.
+        BadOptionError, NoInputsError, OutputError, WeightsError.
     """
     settings = settings or SemanticSettings()
     if trimap is None:
@@ -549,6 +553,10 @@ def semantic_trimap_files(
     batch.check_inputs_kept(jobs, {"trimap": Path(trimap)})
     if jobs:
         batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
+    if settings.weights is None and (overwrite or any(not all(p.exists() for p in j.outputs.values()) for j in jobs)):
+        from mattecli.weights import prefetch
+
+        prefetch([CLASSIFIER_VARIANT], download=settings.download, progress=progress)
 
     def results() -> Iterator[dict]:
         analyzer = None

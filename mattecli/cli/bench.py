@@ -258,7 +258,7 @@ def bench(
         bool,
         typer.Option(
             "--no-download",
-            help="Never download a missing dataset (also MATTECLI_OFFLINE=1 or HF_HUB_OFFLINE=1).",
+            help="Never download a missing dataset or missing weights (also MATTECLI_OFFLINE=1 or HF_HUB_OFFLINE=1).",
         ),
     ] = False,
     allow_incomplete: Annotated[
@@ -427,7 +427,9 @@ def bench(
     cache = lib.cache_path_for(report) if (report is not None and resume) else None
     callback, stop = _progress(quiet, f"bench {method or 'predictions'} on {dataset}")
     try:
-        result = lib.run_bench(settings, cache=cache, progress=callback)
+        result = lib.run_bench(
+            settings, cache=cache, progress=callback, download=not no_download, download_progress=_download_bar(quiet)
+        )
     finally:
         stop()
     if report is not None:

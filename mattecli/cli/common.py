@@ -42,6 +42,7 @@ from mattecli.errors import (  # noqa: F401  (re-exported for commands)
     MatteCliError,
     OutputError,
     UsageError,
+    WeightsCacheError,
     WeightsError,
 )
 
@@ -74,6 +75,7 @@ EXIT_USAGE = 2
 #: Exit code per error family when the error stops a whole command (subclasses first).
 EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (UsageError, EXIT_USAGE),
+    (WeightsCacheError, EXIT_FAILED),  # the run was right; the disk or the cache folder was not
     (WeightsError, EXIT_USAGE),
     (DeviceError, EXIT_USAGE),
     (DatasetError, EXIT_USAGE),
@@ -365,3 +367,23 @@ def report(jobs: list | int, results: Any, *, title: str, quiet: bool, json_line
             reporter.add(result)
     reporter.summary()
     exit_with(reporter.exit_code())
+
+
+# ----------------------------------------------------------------------------- weights on first use
+NoDownloadOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-download",
+        help="Never download missing weights (also MATTECLI_OFFLINE=1 or HF_HUB_OFFLINE=1); "
+        "without it, a method's missing weights are fetched before the first image.",
+    ),
+]
+
+
+def download_progress(quiet: bool = False) -> type | None:
+    """The download bar class for first-use weight downloads (stderr only; none with ``--quiet``)."""
+    if quiet:
+        return None
+    from mattecli.cli.weights import RichDownloadBar
+
+    return RichDownloadBar

@@ -60,6 +60,7 @@ def matte(
         str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
     ] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")] = None,
+    no_download: common.NoDownloadOpt = False,
     ray: Annotated[
         bool,
         typer.Option(
@@ -111,8 +112,10 @@ def matte(
             weights=weights,
             variant=variant,
             options=options,
+            download=not no_download,
         ),
     )
+    progress = common.download_progress(quiet)
     from mattecli.distributed import matte_on_devices, parse_devices
 
     if ray:
@@ -128,6 +131,7 @@ def matte(
             recursive=recursive,
             overwrite=overwrite,
             stdin=common.in_stdin(inputs),
+            progress=progress,
         )
         common.report(total, results, title=f"matte ({method}) on Ray", quiet=quiet, json_lines=json_lines)
         return
@@ -145,6 +149,7 @@ def matte(
             recursive=recursive,
             overwrite=overwrite,
             stdin=common.in_stdin(inputs),
+            progress=progress,
         )
         common.report(
             total, results, title=f"matte ({method}) on {len(devices)} devices", quiet=quiet, json_lines=json_lines
@@ -160,5 +165,6 @@ def matte(
         shard=common.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin(inputs),
+        progress=progress,
     )
     common.report(jobs, results, title=f"matte ({method})", quiet=quiet, json_lines=json_lines)

@@ -51,6 +51,7 @@ def semantic_trimap(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (autocast on CUDA, bf16 also on CPU).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Classifier weights file overriding sim-classifier.")] = None,
+    no_download: common.NoDownloadOpt = False,
     recursive: RecursiveOpt = False,
     shard: common.ShardOpt = None,
     overwrite: OverwriteOpt = False,
@@ -78,6 +79,7 @@ def semantic_trimap(
         batch_size=batch_size,
         patch_sizes=parse_patch_sizes(patch_sizes),
         max_pixels=max_pixels,
+        download=not no_download,
     )
     jobs, results = semantic_trimap_files(
         inputs,
@@ -88,5 +90,6 @@ def semantic_trimap(
         shard=common.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin(inputs),
+        progress=common.download_progress(quiet),
     )
     common.report(jobs, results, title="semantic-trimap", quiet=quiet, json_lines=json_lines)

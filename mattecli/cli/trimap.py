@@ -45,6 +45,7 @@ def trimap(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --from-image).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (with --from-image).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (--from-image).")] = None,
+    no_download: common.NoDownloadOpt = False,
     recursive: RecursiveOpt = False,
     shard: common.ShardOpt = None,
     overwrite: OverwriteOpt = False,
@@ -64,12 +65,13 @@ def trimap(
             inputs,
             out,
             method=method,
-            config=models.MethodConfig(device=device, precision=precision, weights=weights),
+            config=models.MethodConfig(device=device, precision=precision, weights=weights, download=not no_download),
             recursive=recursive,
             shard=common.shard_of(shard),
             overwrite=overwrite,
             stdin=common.in_stdin(inputs),
             max_pixels=max_pixels,
+            progress=common.download_progress(quiet),
         )
         common.report(jobs, results, title=f"trimap ({method})", quiet=quiet, json_lines=json_lines)
         return

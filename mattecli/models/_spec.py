@@ -36,6 +36,8 @@ class MethodConfig:
     weights: Path | None = None
     variant: str | None = None
     options: dict = field(default_factory=dict)
+    #: fetch missing weights (``weights pull``) on first use; ``False`` is ``--no-download``
+    download: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,9 @@ class MethodSpec:
         stride: input sizes must be multiples of this (tiling respects it).
         margin: receptive-field margin in pixels (tile overlap).
         scales: default inference scales.
+        companions: variants loaded beside the chosen one, whatever it is (SIM's patch classifier).
+        weights_for: ``weights_for(config) -> variants`` when the default rule (the chosen variant
+            unless ``--weights FILE`` replaces it, plus ``companions``) does not fit.
     """
 
     name: str
@@ -66,3 +71,32 @@ class MethodSpec:
     stride: int = 1
     margin: int = 0
     scales: tuple[float, ...] = (1.0,)
+    companions: tuple[str, ...] = ()
+    weights_for: Callable[[MethodConfig], tuple[str, ...]] | None = None
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The weights variants a user picks with ``--variant`` (the first is the default)."""
+        return tuple(v for v in self.weights if v not in self.companions)
+
+    def required_weights(self, config: MethodConfig) -> tuple[str, ...]:
+        """Manifest variants a run with ``config`` loads, for fetching them before the first image.
+
+        Raises:
+            BadOptionError: ``config.variant`` is not one of this method's variants.
+        """
+        from mattecli.errors import BadOptionError
+
+        if not self.weights:
+            if config.variant is not None:
+                raise BadOptionError(f"method {self.name} uses no weights; drop --variant {config.variant}")
+            return ()
+        choices = self.variants
+        variant = config.variant or choices[0]
+        if variant not in choices:
+            raise BadOptionError(
+                f"--variant of method {self.name} must be one of {', '.join(choices)}, not {variant!r}"
+            )
+        if self.weights_for is not None:
+            return tuple(self.weights_for(config))
+        return (() if config.weights is not None else (variant,)) + self.companions

@@ -503,6 +503,13 @@ def _create(config: MethodConfig) -> SimMatter:
     )
 
 
+def _weights_for(config: MethodConfig) -> tuple[str, ...]:
+    """The matting network's variant (unless ``--weights`` replaces it) and the patch classifier
+    (unless ``options["classifier_weights"]`` replaces it)."""
+    main = () if config.weights is not None else (config.variant or DEFAULT_VARIANT,)
+    return main + (() if config.options.get("classifier_weights") else (CLASSIFIER_VARIANT,))
+
+
 def torch_channels_last():
     import torch
 
@@ -538,6 +545,8 @@ register(
         needs_trimap=True,
         create=_create,
         weights=(DEFAULT_VARIANT, "sim-simd", CLASSIFIER_VARIANT),
+        companions=(CLASSIFIER_VARIANT,),
+        weights_for=_weights_for,
         stride=PAD_STRIDE,
         margin=64,
         scales=(1.0, 2.5),

@@ -66,9 +66,14 @@ def plan_jobs(
     ``<stem>_cutout.png`` beside the main output.
 
     Raises:
-        BadOptionError: ``out`` names a file but there are several inputs.
+        BadOptionError: ``out`` names a file but there are several inputs, or is ``-``.
     """
     roles = roles or {}
+    if str(out) == "-":
+        raise BadOptionError(
+            "OUT '-' would be a folder named '-': outputs are files, never stdout",
+            hint="name an output file or folder (use ./- if you really mean that folder)",
+        )
     if _looks_like_file(out) and len(items) > 1:
         raise BadOptionError(
             f"{out} looks like a file but there are {len(items)} inputs",

@@ -560,3 +560,12 @@ def test_an_image_too_wide_for_its_format_is_a_clear_error(tmp_path):
     with pytest.raises(OutputError, match="at most 16383 px a side"):
         io.write_image(tmp_path / "wide.webp", np.zeros((2, 17000, 3), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dash_as_out_is_a_usage_error_not_a_folder_named_dash(runner, tmp_path, monkeypatch):
+    mask = write_gray(tmp_path / "m.png", np.full((6, 6), 255, np.uint8))
+    monkeypatch.chdir(tmp_path)
+    result = invoke(runner, ["trimap", mask, "-"])
+    assert result.exit_code == 2, result.output
+    assert "never stdout" in result.stderr
+    assert not (tmp_path / "-").exists()

@@ -54,18 +54,16 @@ def trimap(
     quiet: QuietOpt = False,
 ) -> None:
     """Make trimaps (0 / 128 / 255) from alpha mattes or masks, or (--from-image) predict them from photos."""
-    from mattecli.trimap import TrimapSettings, trimap_files
+    from mattecli.pipelines.trimap import predicted_trimap_files, trimap_files
+    from mattecli.trimap import TrimapSettings
 
     common.check_max_pixels(max_pixels)
     if from_image:
-        from mattecli import models
-        from mattecli.matting import predicted_trimap_files
-
         jobs, results = predicted_trimap_files(
             inputs,
             out,
             method=method,
-            config=models.MethodConfig(device=device, precision=precision, weights=weights, download=not no_download),
+            options=common.method_options(device=device, precision=precision, weights=weights, no_download=no_download),
             recursive=recursive,
             shard=common.shard_of(shard),
             overwrite=overwrite,

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+import mattecli.methods  # noqa: F401  (gives mattecli.weights every variant's network)
 from mattecli.cli import common
 from mattecli.errors import ChecksumMismatchError, UsageError, WeightsError
 
@@ -208,7 +209,7 @@ def _report_pull(result) -> None:
 def _pull_targets(names: list[str]) -> list[str]:
     """Variants named on the command line; a method name (``sim``) stands for the variants its
     default run loads (``sim-comp1k`` and ``sim-classifier``)."""
-    from mattecli import models, weights
+    from mattecli import methods, weights
     from mattecli.errors import UnknownMethodError
 
     manifest = weights.load_manifest()
@@ -218,11 +219,11 @@ def _pull_targets(names: list[str]) -> list[str]:
             out.append(name)
             continue
         try:
-            spec = models.get(name)
+            spec = methods.get(name)
         except UnknownMethodError:
             manifest.get(name)  # raises: unknown variant, with the known ones listed
             raise
-        needed = spec.required_weights(models.MethodConfig())
+        needed = spec.resolve(methods.MethodOptions(download=False)).weights_to_fetch()
         if not needed:
             raise UsageError(f"method {name} uses no weights")
         out.extend(needed)

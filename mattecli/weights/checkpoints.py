@@ -91,16 +91,16 @@ def register_architecture(
 
 
 def get_architecture(variant: str) -> Architecture:
-    """The registered architecture, or :class:`WeightsUnavailableError` if its method is not implemented."""
-    if variant not in _ARCHITECTURES:
-        import mattecli.models  # noqa: F401  (method modules register their architectures on import)
+    """The architecture registered for ``variant`` (``mattecli.methods`` registers every method's when
+    it is imported; this package imports no method), or :class:`WeightsUnavailableError`.
+    """
     try:
         return _ARCHITECTURES[variant]
     except KeyError:
         method = get_entry(variant).method
         raise WeightsUnavailableError(
             f"method {method} is not implemented yet, so weights for {variant} cannot be imported or loaded",
-            hint="`mattecli weights list` shows which methods are available",
+            hint="`mattecli weights list` shows which methods are available (Python: import mattecli.methods first)",
         ) from None
 
 

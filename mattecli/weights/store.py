@@ -28,6 +28,7 @@ from mattecli.errors import (
 )
 from mattecli.weights.checkpoints import (
     META,
+    Architecture,
     conform,
     convert_file,
     get_architecture,
@@ -293,7 +294,7 @@ def not_available(entry: CheckpointEntry, reason: str | None = None) -> WeightsE
         what = reason or "are not downloaded yet"
         return WeightsNotCachedError(
             f"{v} weights {what}; run `mattecli weights pull {v}`, or {entry.manual_route()}",
-            hint=f"`mattecli weights list` shows where each variant comes from",
+            hint="`mattecli weights list` shows where each variant comes from",
         )
     if entry.official_file is not None:  # authors' file known, but no link mattecli can fetch
         return WeightsUnavailableError(
@@ -691,11 +692,9 @@ def _reproducible_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[s
     twice, anywhere, gives the same sha256 (safetensors itself writes metadata in hash-map order)."""
     from safetensors.torch import save
 
-    raw = save(tensors, metadata=metadata)
-    n = int.from_bytes(raw[:8], "little")
-    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + raw[8 + n :]
+    from mattecli.io import canonical_safetensors
+
+    return canonical_safetensors(save(tensors, metadata=metadata))
 
 
 def _store_import(entry: CheckpointEntry, write: Callable[[Path], None]) -> tuple[Path, str, int]:
@@ -728,7 +727,7 @@ def _store_import(entry: CheckpointEntry, write: Callable[[Path], None]) -> tupl
     return final, digest, size
 
 
-def import_checkpoint(variant: str, file: str | Path) -> ImportResult:
+def import_checkpoint(variant: str, file: str | Path, *, architecture: Architecture | None = None) -> ImportResult:
     """Convert an official checkpoint (or check an already converted safetensors file) and store
     it in the cache where :func:`load_model` finds it.
 
@@ -744,7 +743,7 @@ def import_checkpoint(variant: str, file: str | Path) -> ImportResult:
         CheckpointMismatchError: missing / unexpected keys or wrong shapes (listed).
     """
     entry = get_entry(variant)
-    arch = get_architecture(variant)
+    arch = architecture or get_architecture(variant)
     source = Path(file).expanduser()
     if not source.is_file():
         raise UnknownCheckpointError(f"{source} does not exist or is not a file", hint=entry.where_to_get())
@@ -839,6 +838,7 @@ def load_model(
     *,
     download: bool = True,
     progress: type | None = None,
+    architecture: Architecture | None = None,
 ) -> nn.Module:
     """Build ``variant``'s network and load its weights strictly; the one way model code gets weights.
 
@@ -850,6 +850,8 @@ def load_model(
             manifest's sha256).
         download: allow :func:`pull` when the weights are not local.
         progress: tqdm-compatible class for a download bar.
+        architecture: the variant's network and key mapping (a method's declaration); default
+            the one registered for ``variant``.
 
     Returns:
         The module in eval mode on ``device``.
@@ -859,7 +861,7 @@ def load_model(
         CheckpointMismatchError, UnknownCheckpointError, UnsafeCheckpointError.
     """
     entry = get_entry(variant)
-    arch = get_architecture(variant)
+    arch = architecture or get_architecture(variant)
     if weights_file is not None:
         source = Path(weights_file).expanduser()
         if not source.is_file():

@@ -344,8 +344,8 @@ def bench(
     """
     import json
 
-    from mattecli.pipelines import bench as lib
     from mattecli.datasets import DATASETS
+    from mattecli.pipelines import bench as lib
 
     if ctx.invoked_subcommand is not None:
         return

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -35,6 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from mattecli import constants
+from mattecli.cli.console import stderr, stdout  # one pair of consoles for every command
 from mattecli.errors import (  # noqa: F401  (re-exported for commands)
     DatasetError,
     DeviceError,
@@ -88,8 +88,6 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (MatteCliError, EXIT_FAILED),
 ]
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-stdout = Console(highlight=False, soft_wrap=True)
 
 
 def exit_code_for(err: BaseException) -> int:
@@ -428,6 +426,6 @@ def download_progress(quiet: bool = False) -> type | None:
     """The download bar class for first-use weight downloads (stderr only; none with ``--quiet``)."""
     if quiet:
         return None
-    from mattecli.cli.weights import RichDownloadBar
+    from mattecli.cli.progress import RichDownloadBar
 
     return RichDownloadBar

@@ -30,7 +30,9 @@ def _methods() -> list[str]:
 def matte(
     inputs: InputsArg,
     out: OutArg,
-    method: Annotated[str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")] = "aim",
+    method: Annotated[
+        str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")
+    ] = _methods()[0],
     trimap: Annotated[
         Path | None,
         typer.Option("--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."),

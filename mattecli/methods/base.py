@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from mattecli.weights.checkpoints import Architecture
 
 __all__ = [
+    "Lazy",
+    "lazy",
     "Normalization",
     "IMAGENET",
     "Variant",
@@ -51,6 +53,31 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- declaration
+class Lazy:
+    """A callable named ``"package.module:name"``, imported when first called (specs stay import-light:
+    the CLI reads every spec without importing a network)."""
+
+    def __init__(self, ref: str):
+        self.ref = ref
+
+    def target(self) -> Callable:
+        import importlib
+
+        module, _, name = self.ref.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.target()(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Lazy({self.ref!r})"
+
+
+def lazy(ref: Callable | str) -> Callable:
+    """``ref`` itself, or a :class:`Lazy` for a ``"module:name"`` string."""
+    return Lazy(ref) if isinstance(ref, str) else ref
+
+
 @dataclass(frozen=True)
 class Normalization:
     """A network's input normalisation: ``(x - mean) / std`` per RGB channel of an image in [0, 1]."""
@@ -67,7 +94,8 @@ IMAGENET = Normalization((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 class Variant:
     """One weights variant of a method: its manifest key and how its network is made.
 
-    ``build()`` returns the ``nn.Module`` with the parameter names of our converted files;
+    ``build`` makes the ``nn.Module`` with the parameter names of our converted files (a class or
+    factory, or ``"module:name"`` imported on first use);
     ``remap`` turns the authors' state dict into ours, ``detect`` tells whether a state dict is
     the authors' (see :class:`mattecli.weights.checkpoints.Architecture`). ``normalization`` is
     the input's mean/std (None where a method encodes its input another way, named in
@@ -76,13 +104,16 @@ class Variant:
     """
 
     name: str
-    build: Callable[[], Any]
+    build: Callable[[], Any] | str
     remap: Callable[[dict], dict] | None = None
     detect: Callable[[Mapping], bool] | None = None
     normalization: Normalization | None = IMAGENET
     default_strategy: str | None = None
     margin: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "build", lazy(self.build))  # always callable
 
     @property
     def architecture(self) -> Architecture:
@@ -306,7 +337,8 @@ class MethodSpec:
         summary: one line for ``--help`` and the README table.
         paper: citation (authors, title, venue and year).
         capabilities: what it does with trimaps.
-        load: ``load(resolved) -> Processor``: builds the networks and loads the weights once.
+        load: ``load(resolved) -> Processor``: builds the networks and loads the weights once (a
+            callable, or ``"module:function"`` imported when a method is first created).
         variants: weights variants a user picks with ``--variant`` (the first is the default).
         companions: variants always loaded beside the chosen one (SIM's patch classifier).
         strategies: what ``--strategy`` accepts; ``default_strategy`` when none is given.
@@ -326,7 +358,7 @@ class MethodSpec:
     summary: str
     paper: str
     capabilities: Capabilities
-    load: Callable[[Resolved], Processor]
+    load: Callable[[Resolved], Processor] | str
     variants: tuple[Variant, ...] = ()
     companions: tuple[Variant, ...] = ()
     strategies: tuple[str, ...] = ("auto", "whole", "tiled")
@@ -334,7 +366,7 @@ class MethodSpec:
     stride: int = 1
     margin: int = 0
     min_tile_size: int | None = None
-    parse_scales: Callable[[Any], tuple[float, ...]] | None = None
+    parse_scales: Callable[[Any], tuple[float, ...]] | str | None = None
     devices: tuple[str, ...] = ("cpu", "cuda")
     precisions: tuple[str, ...] = ("fp32", "fp16", "bf16")
     compiles: bool = True
@@ -406,7 +438,7 @@ class MethodSpec:
         if e.scales is not None:
             if self.parse_scales is None:
                 raise BadOptionError(f"method {name} defines no multi-scale fusion; drop --scales")
-            scales = self.parse_scales(e.scales)
+            scales = lazy(self.parse_scales)(e.scales)
         # where and how it runs (a device kind the method never runs on is refused before looking for it)
         kind = str(o.device or "auto").strip().lower().split(":")[0]
         if kind in ("cpu", "cuda") and kind not in self.devices:
@@ -452,7 +484,7 @@ class MethodSpec:
             BadOptionError, DeviceError (options), WeightsError (weights missing or wrong).
         """
         resolved = options if isinstance(options, Resolved) else self.resolve(options)
-        processor = self.load(resolved)
+        processor = lazy(self.load)(resolved)
         provenance = getattr(processor, "provenance", None) or Provenance(self.name, device="cpu")
         return Matter(self, processor, provenance, resolved)
 

@@ -24,6 +24,7 @@ from mattecli.methods.sim.semantic import (
     parse_patch_sizes,
     render_preview,
 )
+from mattecli.methods.sim.spec import CLASSIFIER
 from mattecli.pipelines import runner
 
 __all__ = ["SemanticSettings", "semantic_trimap_files"]
@@ -130,6 +131,7 @@ def semantic_trimap_files(
             tri = io.read_trimap(tri_path, shape=image.shape[:2], max_pixels=settings.max_pixels)
             if analyzer is None:
                 analyzer = load_analyzer(
+                    CLASSIFIER,
                     device=settings.device,
                     precision=settings.precision,
                     weights=settings.weights,

@@ -78,6 +78,10 @@ class GlobalContext:
         self.saved = {}
         return self._active("record")
 
+    def replaying(self, enabled: bool = True):
+        """:meth:`replay` when ``enabled`` and something was recorded, else a context that does nothing."""
+        return self.replay() if enabled and self.recorded else contextlib.nullcontext()
+
     def replay(self):
         """Context manager: global pools inside it return the recorded values."""
         if not self.saved and self.modules:

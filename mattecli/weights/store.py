@@ -26,6 +26,7 @@ from mattecli.errors import (
     WeightsNotCachedError,
     WeightsUnavailableError,
 )
+from mattecli.hub import hf_offline, transport_errors
 from mattecli.weights.checkpoints import (
     META,
     Architecture,
@@ -311,7 +312,7 @@ def _offline_reason(download: bool) -> str | None:
     """Why downloads are off now, or ``None`` when they are allowed."""
     if constants.MATTECLI_OFFLINE:
         return "are not downloaded yet and downloads are off (MATTECLI_OFFLINE is set)"
-    if _hf_offline():
+    if hf_offline():
         return "are not downloaded yet and downloads are off (HF_HUB_OFFLINE is set)"
     if not download:
         return "are not downloaded yet and downloads are off (--no-download)"
@@ -384,17 +385,6 @@ def _is_local(entry: CheckpointEntry) -> bool:
 
 
 # ----------------------------------------------------------------------------- download
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Network exception bases of whichever HTTP client huggingface_hub uses."""
-    found: list[type[BaseException]] = []
-    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
-        try:
-            found.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
-
-
 @dataclass(frozen=True)
 class PullResult:
     """What :func:`pull` did.
@@ -477,7 +467,7 @@ def _pull_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> 
             )
         )
     except (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError) as err:
-        offline = isinstance(err, hf_errors.OfflineModeIsEnabled) or _hf_offline()
+        offline = isinstance(err, hf_errors.OfflineModeIsEnabled) or hf_offline()
         raise not_available(
             entry,
             "are not in the cache and the Hugging Face Hub cannot be reached"
@@ -494,7 +484,7 @@ def _pull_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> 
             f"({type(err).__name__}); run `{entry.import_command()}` instead",
             hint=entry.where_to_get(),
         ) from err
-    except (hf_errors.HfHubHTTPError, hf_errors.XetDownloadError, OSError, *_transport_errors()) as err:
+    except (hf_errors.HfHubHTTPError, hf_errors.XetDownloadError, OSError, *transport_errors()) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise not_available(entry, f"could not be downloaded ({first})") from err
     copy = LocalCopy(variant, "hub", path, hub.sha256)
@@ -649,12 +639,6 @@ def _cache_error(variant: str, err: OSError) -> WeightsCacheError:
         f"cannot write {variant} weights into the Hugging Face cache {hub_cache()}: {reason}{where}",
         hint="free some disk space, or point HF_HOME / HF_HUB_CACHE at a writable folder",
     )
-
-
-def _hf_offline() -> bool:
-    from huggingface_hub import constants as hf_constants
-
-    return bool(hf_constants.HF_HUB_OFFLINE)
 
 
 # ----------------------------------------------------------------------------- import

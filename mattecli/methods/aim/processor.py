@@ -177,8 +177,7 @@ class AimProcessor:
 
         from mattecli.runtime.device import channels_last
 
-        replaying = self.context.replay() if replay and self.context.recorded else contextlib.nullcontext()
-        with torch.inference_mode(), self.ctx.autocast(), replaying:
+        with torch.inference_mode(), self.ctx.autocast(), self.context.replaying(replay):
             glance, focus, fusion = self.net(channels_last(x))
         return glance.float(), focus.float(), fusion.float()
 

@@ -10,36 +10,18 @@ __all__ = ["SPEC"]
 _PAPER = "AIM paper (Li, Zhang, Tao: Deep Automatic Natural Image Matting, IJCAI 2021), Table 2"
 
 
-def _build():
-    from mattecli.methods.aim.net import AimNet
-
-    return AimNet()
-
-
-def _load(resolved):
-    from mattecli.methods.aim.processor import load
-
-    return load(resolved)
-
-
-def _parse_scales(value):
-    from mattecli.methods.aim.processor import parse_scales
-
-    return parse_scales(value)
-
-
 SPEC = MethodSpec(
     name="aim",
     summary="AIM: automatic (trimap-free) matting of any natural image",
     paper="Li, Zhang, Tao: Deep Automatic Natural Image Matting, IJCAI 2021",
     capabilities=Capabilities(predicts_trimap=True),
-    load=_load,
-    variants=(Variant("aim", _build, convert.remap_official, convert.is_official),),
+    load="mattecli.methods.aim.processor:load",
+    variants=(Variant("aim", "mattecli.methods.aim.net:AimNet", convert.remap_official, convert.is_official),),
     strategies=("hybrid", "resize", "whole", "tiled"),
     default_strategy="hybrid",
     stride=32,
     margin=64,
-    parse_scales=_parse_scales,
+    parse_scales="mattecli.methods.aim.processor:parse_scales",
     published=(
         Published(
             "aim", "aim500", _PAPER,

@@ -16,19 +16,13 @@ _SIM_PAPER = "SIM paper (Sun, Tang, Tai: Semantic Image Matting, CVPR 2021)"
 _HALO = 128
 
 
-def _load(resolved):
-    from mattecli.methods.classical.processor import load
-
-    return load(resolved)
-
-
 def _spec(name: str, summary: str, paper: str, published: tuple[Published, ...]) -> MethodSpec:
     return MethodSpec(
         name=name,
         summary=summary,
         paper=paper,
         capabilities=Capabilities(needs_trimap=True),
-        load=_load,
+        load="mattecli.methods.classical.processor:load",
         strategies=("auto", "whole", "tiled"),
         default_strategy="auto",
         stride=1,

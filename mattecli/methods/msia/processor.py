@@ -56,14 +56,11 @@ class MsiaProcessor:
         return self.ctx.device
 
     def _forward(self, x, *, replay: bool = False):
-        import contextlib
-
         import torch
 
         from mattecli.runtime.device import channels_last
 
-        replaying = self.context.replay() if replay else contextlib.nullcontext()
-        with torch.inference_mode(), self.ctx.autocast(), replaying:
+        with torch.inference_mode(), self.ctx.autocast(), self.context.replaying(replay):
             return self.net(channels_last(x)).float()
 
     def _tiled(self, x, known: np.ndarray | None):

@@ -9,25 +9,13 @@ __all__ = ["SPEC"]
 _PAPER = "MSIA paper (Qiao et al.: Multi-scale Information Assembly for Image Matting, 2020)"
 
 
-def _build():
-    from mattecli.methods.msia.net import MSIANet
-
-    return MSIANet()
-
-
-def _load(resolved):
-    from mattecli.methods.msia.processor import load
-
-    return load(resolved)
-
-
 SPEC = MethodSpec(
     name="msia",
     summary="MSIA-matte: ResNeXt-101 + superficial traces + adaptive information assembly",
     paper="Qiao, Liu, Zhu, Yang, Wang, Zhang, Wei: Multi-scale Information Assembly for Image Matting",
     capabilities=Capabilities(accepts_trimap=True),
-    load=_load,
-    variants=(Variant("msia", _build),),  # no official checkpoint: our layout only (identity mapping)
+    load="mattecli.methods.msia.processor:load",
+    variants=(Variant("msia", "mattecli.methods.msia.net:MSIANet"),),  # no official checkpoint: our layout only (identity mapping)
     strategies=("auto", "whole", "tiled"),
     default_strategy="auto",
     stride=16,

@@ -10,36 +10,18 @@ __all__ = ["SPEC"]
 _AIM_PAPER = "AIM paper (Li, Zhang, Tao: Deep Automatic Natural Image Matting, IJCAI 2021), Table 2"
 
 
-def _build_mindspore():
-    from mattecli.methods.shm.net import SHMMindSporeNet
-
-    return SHMMindSporeNet()
-
-
-def _build_paper():
-    from mattecli.methods.shm.net import SHMNet
-
-    return SHMNet()
-
-
-def _load(resolved):
-    from mattecli.methods.shm.processor import load
-
-    return load(resolved)
-
-
 SPEC = MethodSpec(
     name="shm",
     summary="SHM: automatic (trimap-free) human matting, T-Net + M-Net + fusion",
     paper="Chen, Ge, Xu, Zhang, Yang, Gai: Semantic Human Matting, ACM MM 2018",
     capabilities=Capabilities(predicts_trimap=True),
-    load=_load,
+    load="mattecli.methods.shm.processor:load",
     variants=(
         # the MindSpore model zoo's network: BGR input, (255 x - (104, 112, 121)) / 255; its M-Net's
         # receptive field is 96 px (tiles then reproduce the whole pass exactly)
         Variant(
             "shm-mindspore",
-            _build_mindspore,
+            "mattecli.methods.shm.net:SHMMindSporeNet",
             convert.remap_mindspore,
             convert.is_mindspore,
             normalization=None,
@@ -50,7 +32,7 @@ SPEC = MethodSpec(
         # the paper's PSPNet-50 / VGG16 network; its M-Net reaches 1e-4 of the whole pass at 128 px
         Variant(
             "shm",
-            _build_paper,
+            "mattecli.methods.shm.net:SHMNet",
             normalization=IMAGENET,
             default_strategy="paper",
             margin=128,

@@ -46,7 +46,7 @@ from mattecli.methods.sim.encode import (
     padded_index,
 )
 
-__all__ = ["SimProcessor", "STRATEGIES", "scaled_patch_sizes", "load"]
+__all__ = ["SimProcessor", "STRATEGIES", "scaled_patch_sizes", "parse_scales", "load"]
 
 STRATEGIES = ("auto", "whole", "tiled")
 
@@ -93,13 +93,10 @@ class SimProcessor:
         return self.ctx.device
 
     def _forward(self, args, *, replay: bool = False):
-        import contextlib
-
         import torch
 
         args = [t.contiguous(memory_format=torch.channels_last) for t in args]
-        replaying = self.context.replay() if replay else contextlib.nullcontext()
-        with torch.inference_mode(), self.ctx.autocast(), replaying:
+        with torch.inference_mode(), self.ctx.autocast(), self.context.replaying(replay):
             return self.net(*args).float()
 
     def _probe_input(self, x):
@@ -220,7 +217,6 @@ def load(resolved: Resolved) -> SimProcessor:
     """Build the matting network and the patch classifier with their weights (the spec's ``load``)."""
     from mattecli.methods.loading import load_network, run_context
     from mattecli.methods.sim import semantic
-    from mattecli.methods.sim.spec import CLASSIFIER
 
     ctx = run_context(resolved)
     e = resolved.engine
@@ -233,8 +229,9 @@ def load(resolved: Resolved) -> SimProcessor:
         import torch
 
         net = torch.compile(net)
-    classifier_file = resolved.options.companion_weights.get(CLASSIFIER.name)
-    cnet, cweights = load_network(resolved, CLASSIFIER, ctx.device, file=classifier_file)
+    (classifier,) = resolved.spec.companions
+    classifier_file = resolved.options.companion_weights.get(classifier.name)
+    cnet, cweights = load_network(resolved, classifier, ctx.device, file=classifier_file)
     import torch
 
     analyzer = semantic.PatchAnalyzer(
@@ -269,3 +266,12 @@ def scaled_patch_sizes(scales) -> tuple[int, ...]:
     if not values or any(v <= 0 for v in values) or any(round(v * CLICK_LENGTH) < 2 for v in values):
         raise BadOptionError(f"SIM --scales takes patch scales like 1,2.5 (x {CLICK_LENGTH} px), not {scales!r}")
     return tuple(round(v * CLICK_LENGTH) for v in values)
+
+
+def parse_scales(value) -> tuple[float, ...]:
+    """``--scales`` for SIM as numbers (checked by :func:`scaled_patch_sizes`, which refuses what cannot
+    be patch scales)."""
+    scaled_patch_sizes(value)
+    parts = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
+    return tuple(float(p) for p in parts)
+

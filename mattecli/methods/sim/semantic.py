@@ -437,6 +437,7 @@ def parse_patch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
 
 
 def load_analyzer(
+    classifier,
     *,
     device: str = "auto",
     precision: str = "fp32",
@@ -445,7 +446,8 @@ def load_analyzer(
     batch_size: int = DEFAULT_BATCH_SIZE,
     download: bool = True,
 ) -> PatchAnalyzer:
-    """Build the patch classifier (``sim-classifier`` weights, or ``weights`` file) on ``device``.
+    """Build the patch classifier (``classifier``: its :class:`~mattecli.methods.base.Variant`, the
+    spec's companion ``sim-classifier``; weights from the cache or the ``weights`` file) on ``device``.
 
     Raises:
         BadOptionError, DeviceError, WeightsError (e.g. weights not imported: the message names
@@ -453,7 +455,6 @@ def load_analyzer(
     """
     import torch
 
-    from mattecli.methods.sim.spec import CLASSIFIER
     from mattecli.runtime.device import select_device
     from mattecli.runtime.precision import check_precision
     from mattecli.weights import load_model
@@ -463,6 +464,6 @@ def load_analyzer(
         raise BadOptionError(f"--batch-size must be >= 1, not {batch_size}")
     dev = select_device(device)
     check_precision(dev, precision)  # reject a bad precision before loading weights
-    net = load_model(CLASSIFIER.name, dev, weights, download=download, architecture=CLASSIFIER.architecture)
+    net = load_model(classifier.name, dev, weights, download=download, architecture=classifier.architecture)
     net = net.to(memory_format=torch.channels_last)
     return PatchAnalyzer(net, dev, precision, sizes, int(batch_size))

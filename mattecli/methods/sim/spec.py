@@ -11,37 +11,16 @@ _PAPER = "SIM paper (Sun, Tang, Tai: Semantic Image Matting, CVPR 2021)"
 _MSIA_PAPER = "MSIA paper (Qiao et al.: Multi-scale Information Assembly for Image Matting, 2020)"
 
 
-def _build_matting():
-    from mattecli.methods.sim.net import SIMNet
-
-    return SIMNet()
-
-
-def _build_classifier():
-    from mattecli.methods.sim.net import SIMClassifier
-
-    return SIMClassifier()
-
-
-def _load(resolved):
-    from mattecli.methods.sim.processor import load
-
-    return load(resolved)
-
-
-def _parse_scales(value):
-    from mattecli.methods.sim.processor import scaled_patch_sizes
-
-    scaled_patch_sizes(value)  # refuses what cannot be patch scales
-    parts = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
-    return tuple(float(p) for p in parts)
-
-
 #: The patch classifier (ResNet-50 on RGB + trimap, 20 classes) whose CAMs make the semantic trimap.
-CLASSIFIER = Variant("sim-classifier", _build_classifier, convert.remap_official_classifier, convert.is_official_classifier)
+CLASSIFIER = Variant(
+    "sim-classifier",
+    "mattecli.methods.sim.net:SIMClassifier",
+    convert.remap_official_classifier,
+    convert.is_official_classifier,
+)
 VARIANTS = (
-    Variant("sim-comp1k", _build_matting, convert.remap_official, convert.is_official),
-    Variant("sim-simd", _build_matting, convert.remap_official, convert.is_official),
+    Variant("sim-comp1k", "mattecli.methods.sim.net:SIMNet", convert.remap_official, convert.is_official),
+    Variant("sim-simd", "mattecli.methods.sim.net:SIMNet", convert.remap_official, convert.is_official),
 )
 DEFAULT_VARIANT = VARIANTS[0].name
 
@@ -50,14 +29,14 @@ SPEC = MethodSpec(
     summary="SIM: semantic image matting (trimap + patch-classified semantic trimap, ResNet-50)",
     paper="Sun, Tang, Tai: Semantic Image Matting, CVPR 2021",
     capabilities=Capabilities(needs_trimap=True, semantic_trimap=True),
-    load=_load,
+    load="mattecli.methods.sim.processor:load",
     variants=VARIANTS,
     companions=(CLASSIFIER,),
     strategies=("auto", "whole", "tiled"),
     default_strategy="auto",
     stride=8,
     margin=64,
-    parse_scales=_parse_scales,
+    parse_scales="mattecli.methods.sim.processor:parse_scales",
     published=(
         Published("sim", "comp1k", f"{_PAPER}, Table 2",
                   {"sad": 28.0, "mse": 5.8e-3, "grad": 10.8, "conn": 24.8}),

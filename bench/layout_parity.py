@@ -32,7 +32,8 @@ VARIANTS = ("aim", "sim-comp1k", "sim-classifier", "shm-mindspore", "shm", "msia
 #: name -> CLI arguments after the command's inputs ({img}, {tri}, {out} substituted)
 CASES: dict[str, list[str]] = {
     "cf-auto": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}"],
-    "cf-tiled": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}", "--strategy", "tiled", "--tile-size", "128"],
+    # the tile side (before 0.3: the core; 128 then is 128 + 2 x 128 now)
+    "cf-tiled": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}", "--strategy", "tiled", "--tile-size", "384"],
     "cf-cutout": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}", "--cutout", "--foreground"],
     "knn-auto": ["matte", "{img}", "{out}", "-m", "knn", "--trimap", "{tri}"],
     "aim-hybrid": ["matte", "{img}", "{out}", "-m", "aim", "--save-trimap"],

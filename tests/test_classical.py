@@ -96,9 +96,9 @@ def test_tiny_and_thin_images_solve_without_warnings(method, shape, strategy):
         warnings.simplefilter("error")  # a numpy RuntimeWarning would fail the test
         if shape == (1, 1):
             with pytest.raises(TrimapError, match="no known pixel"):
-                estimate_alpha(image, trimap, method, strategy=strategy, tile_size=24, tile_overlap=4)
+                estimate_alpha(image, trimap, method, strategy=strategy, tile_size=40, tile_overlap=4)
             return
-        est = estimate_alpha(image, trimap, method, strategy=strategy, tile_size=24, tile_overlap=4)
+        est = estimate_alpha(image, trimap, method, strategy=strategy, tile_size=40, tile_overlap=4)
     assert est.shape == shape and est.dtype == np.float32 and np.isfinite(est).all()
     np.testing.assert_array_equal(est[trimap == 0], 0.0)
     np.testing.assert_array_equal(est[trimap == 255], 1.0)
@@ -120,7 +120,7 @@ def test_unknown_region_touching_only_background_is_zero(method, strategy):
     tri[20:30, 20:30] = 128
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        est = estimate_alpha(image, tri, method, strategy=strategy, tile_size=32, tile_overlap=8)
+        est = estimate_alpha(image, tri, method, strategy=strategy, tile_size=48, tile_overlap=8)
     assert np.isfinite(est).all()
     if method == "cf":  # closed-form: the region is coupled to background only
         np.testing.assert_allclose(est[20:30, 20:30], 0.0, atol=1e-6)
@@ -283,6 +283,7 @@ def test_auto_strategy_follows_max_memory(monkeypatch):
     estimate_alpha(image, trimap, "cf", max_memory=1, tile_overlap=4)
     assert len(shapes) == 1  # a 64 px image is a single minimum-size tile
     assert classical._tile_size_for("cf", 1280, 1) == classical.MIN_TILE_SIZE
+    assert classical._tile_size_for("cf", 1280, 1, overlap=128) == 2 * 128 + classical.MIN_CORE
     assert classical._tile_size_for("cf", 1280, 6 * 2**30) == 1280  # a 1280^2 tile, all unknown: ~5 GB
     assert classical._tile_size_for("knn", 1280, 2**30) == 320  # 640^2 px: 1.5 GB; 320^2 px: 0.38 GB
     assert classical.DEFAULT_TILE_SIZE == {"cf": 1024 + 256, "knn": 512 + 256}  # a core plus its halo
@@ -309,6 +310,12 @@ def test_bad_strategy_and_sizes():
         methods.get("knn").create(MethodOptions(engine=EngineOptions(strategy="resize")))
     with pytest.raises(BadOptionError, match="--tile-size must be >= 16"):
         methods.get("cf").create(MethodOptions(engine=EngineOptions(tile_size=4)))
+    # tiles overlap by twice the halo: a tile that leaves no core between the halos is refused up front
+    with pytest.raises(BadOptionError, match="--tile-size 128 is too small for method cf's 128 px tile overlap"):
+        methods.get("cf").resolve(MethodOptions(engine=EngineOptions(tile_size=128)))
+    assert methods.get("cf").resolve(MethodOptions(engine=EngineOptions(tile_size=128, tile_overlap=48))).halo == 48
+    with pytest.raises(BadOptionError, match="tile size 20 is too small for a 4 px tile overlap: give at least 40"):
+        estimate_alpha(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), tile_size=20, tile_overlap=4)
     with pytest.raises(BadOptionError, match="strategy must be one of"):
         estimate_alpha(np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), strategy="x")
 
@@ -319,7 +326,7 @@ def test_bad_strategy_and_sizes():
         (MethodOptions(device="cuda"), "method cf runs on the CPU only; --device cuda does not apply"),
         (MethodOptions(device="bogus"), "unknown device 'bogus'"),
         (MethodOptions(precision="bf16"), "method cf computes in fp32 only; --precision bf16 does not apply"),
-        (MethodOptions(precision="fp8"), "--precision fp8 does not apply"),
+        (MethodOptions(precision="fp8"), "--precision must be one of fp32, fp16, bf16, not 'fp8'"),
         (MethodOptions(engine=EngineOptions(compile=True)), "no network to compile; drop --compile"),
         (MethodOptions(engine=EngineOptions(batch_size=3)), "--batch-size does not apply"),
         (MethodOptions(engine=EngineOptions(scales="1,2")), "no multi-scale fusion; drop --scales"),

@@ -345,6 +345,10 @@ class MethodSpec:
         stride: input sizes are padded to multiples of it (tiles start on its grid).
         margin: receptive-field margin in pixels: the default tile halo (``--tile-overlap``).
         min_tile_size: the smallest ``--tile-size`` (default: one stride).
+        min_core: when set, ``--tile-size`` must also leave this many pixels between the halos of
+            neighbouring tiles (``2 * --tile-overlap`` of overlap): a usage error otherwise, instead
+            of a crawl of tiles one pixel apart (the classical solvers; deep methods' tile policy
+            raises a small tile itself).
         parse_scales: ``parse_scales(text or sequence) -> tuple`` for methods with a multi-scale
             rule (``--scales``); None: ``--scales`` is refused.
         devices: device kinds it runs on (``cpu``, ``cuda``).
@@ -366,6 +370,7 @@ class MethodSpec:
     stride: int = 1
     margin: int = 0
     min_tile_size: int | None = None
+    min_core: int | None = None
     parse_scales: Callable[[Any], tuple[float, ...]] | str | None = None
     devices: tuple[str, ...] = ("cpu", "cuda")
     precisions: tuple[str, ...] = ("fp32", "fp16", "bf16")
@@ -454,6 +459,10 @@ class MethodSpec:
                 f"--device {o.device} does not apply",
                 hint="drop --device (or use --device cpu)",
             )
+        from mattecli.runtime.precision import PRECISIONS
+
+        if o.precision not in PRECISIONS:
+            raise BadOptionError(f"--precision must be one of {', '.join(PRECISIONS)}, not {o.precision!r}")
         if o.precision not in self.precisions:
             raise BadOptionError(
                 f"method {name} computes in {self.precisions[0]} only; --precision {o.precision} does not apply",
@@ -475,6 +484,12 @@ class MethodSpec:
             raise BadOptionError("--max-memory must be positive")
         margin = variant.margin if variant is not None and variant.margin is not None else self.margin
         halo = margin if e.tile_overlap is None else e.tile_overlap
+        if self.min_core is not None and e.tile_size is not None and e.tile_size < 2 * halo + self.min_core:
+            raise BadOptionError(
+                f"--tile-size {e.tile_size} is too small for method {name}'s {halo} px tile overlap: tiles "
+                f"overlap by {2 * halo} px, so give at least {2 * halo + self.min_core}",
+                hint="or lower --tile-overlap",
+            )
         return Resolved(self, o, variant, strategy, scales, halo)
 
     def create(self, options: MethodOptions | None = None) -> Matter:

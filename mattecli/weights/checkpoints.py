@@ -97,10 +97,17 @@ def get_architecture(variant: str) -> Architecture:
     try:
         return _ARCHITECTURES[variant]
     except KeyError:
+        import sys
+
         method = get_entry(variant).method
+        if "mattecli.methods" not in sys.modules:  # a Python caller of mattecli.weights alone
+            raise WeightsUnavailableError(
+                f"no network is registered for {variant}: `import mattecli.methods` first (it gives "
+                "mattecli.weights every method's networks)"
+            ) from None
         raise WeightsUnavailableError(
             f"method {method} is not implemented yet, so weights for {variant} cannot be imported or loaded",
-            hint="`mattecli weights list` shows which methods are available (Python: import mattecli.methods first)",
+            hint="`mattecli weights list` shows which methods are available",
         ) from None
 
 

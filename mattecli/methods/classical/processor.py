@@ -104,6 +104,8 @@ DEFAULT_TILE_OVERLAP = 128
 DEFAULT_TILE_SIZE: dict[str, int] = {"cf": 1024 + 2 * DEFAULT_TILE_OVERLAP, "knn": 512 + 2 * DEFAULT_TILE_OVERLAP}
 #: tiles are never shrunk below this side to fit the budget
 MIN_TILE_SIZE = 64
+#: pixels a tile must keep between its halos (``--tile-size >= 2 * --tile-overlap + MIN_CORE``)
+MIN_CORE = 32
 
 #: Peak extra resident memory of one pymatting solve, in bytes:
 #: ``base + per_pixel * pixels + per_unknown * unknown_pixels``.
@@ -246,11 +248,13 @@ def _solve(func, method: str, image: np.ndarray, trimap: np.ndarray, **kwargs) -
     return alpha
 
 
-def _tile_size_for(method: str, tile: int, room: int | None) -> int:
-    """Halve the default tile until a fully unknown tile's estimated solve fits ``room`` bytes."""
-    while room is not None and tile > MIN_TILE_SIZE and whole_solve_bytes(method, tile * tile, tile * tile) > room:
+def _tile_size_for(method: str, tile: int, room: int | None, overlap: int = 0) -> int:
+    """Halve the default tile until a fully unknown tile's estimated solve fits ``room`` bytes (never below
+    :data:`MIN_TILE_SIZE`, nor below what the tile overlap needs)."""
+    low = max(MIN_TILE_SIZE, 2 * overlap + MIN_CORE)
+    while room is not None and tile > low and whole_solve_bytes(method, tile * tile, tile * tile) > room:
         tile //= 2
-    return max(tile, MIN_TILE_SIZE)
+    return max(tile, low)
 
 
 #: pymatting's knn_laplacian default distance weights (features: r, g, b, weight * x / width, weight * y / height)
@@ -386,7 +390,7 @@ def _solve_tiled(func, method: str, image: np.ndarray, trimap: np.ndarray, polic
         y0, y1, x0, x1 = box
         return alpha[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0]
 
-    boxes = [b for b in tile_boxes(h, w, max(tile, overlap + 1), overlap) if unknown[b[0] : b[1], b[2] : b[3]].any()]
+    boxes = [b for b in tile_boxes(h, w, tile, overlap) if unknown[b[0] : b[1], b[2] : b[3]].any()]
     # every unknown pixel lies where some solved tile has a positive weight
     return blend_boxes(h, w, boxes, solve, halo=policy.halo, blend=policy.blend)
 
@@ -434,23 +438,26 @@ def estimate_alpha(
         raise ValueError(f"unknown classical method {method!r}")
     if strategy is not None and strategy not in STRATEGIES:
         raise BadOptionError(f"{method} strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-    if tile_size is not None and tile_size < 1:
-        raise BadOptionError(f"tile size must be >= 1, not {tile_size}")
     if tile_overlap is not None and tile_overlap < 0:
         raise BadOptionError(f"tile overlap must be >= 0, not {tile_overlap}")
+    overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
+    if tile_size is not None and tile_size < 2 * overlap + MIN_CORE:
+        raise BadOptionError(
+            f"tile size {tile_size} is too small for a {overlap} px tile overlap: give at least {2 * overlap + MIN_CORE}"
+        )
     _validate(image, trimap)
     trivial = trivial_alpha(trimap)
     if trivial is not None:  # nothing to solve (see trivial_alpha)
         return trivial
     from mattecli.runtime.executor import Executor
 
-    overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
     policy = _policy(max_memory, overlap)
     executor = Executor(policy, strategy or "auto")
     func = getattr(pymatting, CLASSICAL_METHODS[method])
 
     def tiled():
-        tile = int(tile_size) if tile_size is not None else _tile_size_for(method, DEFAULT_TILE_SIZE[method], policy.headroom())
+        default = DEFAULT_TILE_SIZE[method]
+        tile = int(tile_size) if tile_size is not None else _tile_size_for(method, default, policy.headroom(), overlap)
         return _solve_tiled(func, method, image, trimap, policy, tile)
 
     if executor.choose(trimap.size, estimate=lambda: _whole_bytes(method, trimap)) == "whole":

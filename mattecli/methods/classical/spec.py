@@ -12,7 +12,7 @@ __all__ = ["CF", "KNN"]
 
 _MSIA_PAPER = "MSIA paper (Qiao et al.: Multi-scale Information Assembly for Image Matting, 2020)"
 _SIM_PAPER = "SIM paper (Sun, Tang, Tai: Semantic Image Matting, CVPR 2021)"
-#: see mattecli.methods.classical.processor.DEFAULT_TILE_OVERLAP (kept import-free here)
+#: see mattecli.methods.classical.processor.DEFAULT_TILE_OVERLAP and MIN_CORE (kept import-free here)
 _HALO = 128
 
 
@@ -28,6 +28,7 @@ def _spec(name: str, summary: str, paper: str, published: tuple[Published, ...])
         stride=1,
         margin=_HALO,
         min_tile_size=16,
+        min_core=32,
         devices=("cpu",),
         precisions=("fp32",),
         compiles=False,

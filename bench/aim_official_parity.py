@@ -78,8 +78,8 @@ def _official_side(core: Path, image_path: Path, ckpt: Path, out: Path) -> dict:
     model.load_state_dict(torch.load(ckpt, map_location="cpu")["state_dict"], strict=True)
     model.eval()
     # the networks alone, on one identical input: ours loaded from the official state dict
-    from mattecli.models.aim import remap_official
-    from mattecli.models.aim_net import AimNet as OurNet
+    from mattecli.methods.aim.convert import remap_official
+    from mattecli.methods.aim.net import AimNet as OurNet
 
     ours = OurNet().eval()
     ours.load_state_dict(remap_official(dict(model.state_dict())))
@@ -106,15 +106,16 @@ def _mattecli_side(image_path: Path, hf_cache: Path, out: Path, strategy: str) -
     hf_constants.HF_HUB_CACHE = str(hf_cache)
     from PIL import Image
 
-    from mattecli import models
+    from mattecli import methods
+    from mattecli.methods.base import EngineOptions, MethodOptions
 
-    matter = models.get("aim").create(models.MethodConfig(device="cpu", options={"strategy": strategy}))
+    matter = methods.get("aim").create(MethodOptions(device="cpu", engine=EngineOptions(strategy=strategy)))
     # the official script reads with PIL and no EXIF transpose; feed the very same pixels
     image = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32) / 255.0
     seconds = []
     for _ in range(2):
         start = time.perf_counter()
-        alpha = matter.predict(image)
+        alpha = matter.predict(image).alpha
         seconds.append(time.perf_counter() - start)
     np.save(out, alpha)
     return {"first": seconds[0], "seconds": seconds[1]}
@@ -150,9 +151,11 @@ def _balance_classes(model, image: Path) -> None:
     import torch.nn.functional as F
     from PIL import Image
 
-    from mattecli import engine
+    from mattecli.methods.base import IMAGENET
+    from mattecli.runtime.tensors import image_to_tensor
 
-    x = engine.image_to_tensor(np.asarray(Image.open(image).convert("RGB"), np.float32) / 255, torch.device("cpu"))
+    rgb = np.asarray(Image.open(image).convert("RGB"), np.float32) / 255
+    x = image_to_tensor(rgb, torch.device("cpu"), IMAGENET.mean, IMAGENET.std)
     h, w = x.shape[2:]
     x = F.interpolate(x, size=(max(32, h // 4 // 32 * 32), max(32, w // 4 // 32 * 32)), mode="bilinear")
     logits = {}
@@ -172,7 +175,7 @@ def _make_weights(core: Path, work: Path, image: Path) -> Path:
     import torch
 
     sys.path.insert(0, str(core))
-    from mattecli.models.aim_net import AimResNet34MP
+    from mattecli.methods.aim.net import AimResNet34MP
 
     torch.manual_seed(0)
     backbone = AimResNet34MP()
@@ -216,6 +219,7 @@ def main() -> None:
         from huggingface_hub import constants as hf_constants
 
         hf_constants.HF_HUB_CACHE = str(work / "hub")
+        import mattecli.methods  # noqa: F401  (plugs AIM's network into mattecli.weights)
         from mattecli.weights import import_checkpoint
 
         import_checkpoint("aim", ckpt)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mattecli import io, models
-from mattecli.matting import matte_image
+from mattecli import io, methods
+from mattecli.methods.base import MethodOptions
+from mattecli.pipelines.matte import matte_image
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -21,14 +22,14 @@ EXAMPLES = ROOT / "examples"
 def main() -> None:
     rows = []
     for method in ("cf", "knn"):
-        spec = models.get(method)
-        matter = spec.create(models.MethodConfig())
+        spec = methods.get(method)
+        matter = spec.create(MethodOptions())
         for image_path in sorted((EXAMPLES / "images").glob("*.png")):
             image = io.read_image(image_path)
             trimap = io.read_trimap(EXAMPLES / "trimaps" / image_path.name, shape=image.shape[:2])
             gt = io.read_gray(EXAMPLES / "alpha" / image_path.name)
             start = time.perf_counter()
-            alpha = matte_image(matter, spec, image, trimap)
+            alpha = matte_image(matter, image, trimap)
             seconds = time.perf_counter() - start
             alpha8 = np.round(alpha * 255) / 255  # score what is written to disk (8-bit PNG)
             unknown = trimap == 128

@@ -32,7 +32,8 @@ VARIANTS = ("aim", "sim-comp1k", "sim-classifier", "shm-mindspore", "shm", "msia
 #: name -> CLI arguments after the command's inputs ({img}, {tri}, {out} substituted)
 CASES: dict[str, list[str]] = {
     "cf-auto": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}"],
-    "cf-tiled": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}", "--strategy", "tiled", "--tile-size", "128"],
+    # the tile side (before 0.3: the core; 128 then is 128 + 2 x 128 now)
+    "cf-tiled": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}", "--strategy", "tiled", "--tile-size", "384"],
     "cf-cutout": ["matte", "{img}", "{out}", "-m", "cf", "--trimap", "{tri}", "--cutout", "--foreground"],
     "knn-auto": ["matte", "{img}", "{out}", "-m", "knn", "--trimap", "{tri}"],
     "aim-hybrid": ["matte", "{img}", "{out}", "-m", "aim", "--save-trimap"],
@@ -157,6 +158,17 @@ def _cli(args: list[str], env: dict) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mattecli", *args], env=env, capture_output=True, text=True)
 
 
+def _digest(path: Path) -> str:
+    """sha256 of a file; of a ``.safetensors`` file with its header canonicalised (keys sorted), since
+    safetensors writes its metadata in an order that varies from one process to the next."""
+    data = path.read_bytes()
+    if path.suffix == ".safetensors":
+        n = int.from_bytes(data[:8], "little")
+        header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+        data = header + data[8 + n :]
+    return hashlib.sha256(data).hexdigest()
+
+
 def run(work: Path, out_json: Path) -> dict:
     home = work / "hf-home"
     env = _env(home)
@@ -177,11 +189,7 @@ def run(work: Path, out_json: Path) -> dict:
         if template[0] in ("matte", "semantic-trimap") or "--from-image" in template:
             args += ["--device", "cpu"]
         done = _cli(args, env)
-        files = {
-            str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(out.rglob("*"))
-            if p.is_file()
-        }
+        files = {str(p.relative_to(out)): _digest(p) for p in sorted(out.rglob("*")) if p.is_file()}
         results[name] = {"exit": done.returncode, "files": files, "stderr": done.stderr.strip().splitlines()[-3:]}
         print(f"{name}: exit {done.returncode}, {len(files)} files", file=sys.stderr)
     out_json.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")

@@ -39,12 +39,13 @@ def _child(
     from safetensors.torch import save_file
 
     hf_constants.HF_HUB_CACHE = str(Path(tmp) / "hub")
-    from mattecli import io, models
+    from mattecli import io, methods
+    from mattecli.methods.base import MethodOptions
     from mattecli.weights import get_architecture, import_checkpoint
 
-    spec = models.get(method)
+    spec = methods.get(method)
     if phase == "import":  # its own process, so the timed one's peak memory is inference only
-        variants = [variant] + (["sim-classifier"] if method == "sim" else []) if variant else []
+        variants = [variant] + [c.name for c in spec.companions] if variant else []
         for v in variants:
             torch.manual_seed(0)
             state = {k: t.contiguous() for k, t in get_architecture(v).build().state_dict().items()}
@@ -53,9 +54,9 @@ def _child(
             import_checkpoint(v, path)
         return {}
     img = io.read_image(image)
-    tri = io.read_trimap(trimap, shape=img.shape[:2]) if (spec.needs_trimap or spec.accepts_trimap) else None
+    tri = io.read_trimap(trimap, shape=img.shape[:2]) if spec.capabilities.takes_trimap else None
     start = time.perf_counter()
-    matter = spec.create(models.MethodConfig(device=device, variant=variant))
+    matter = spec.create(MethodOptions(device=device, variant=variant))
     matter.predict(img, tri)
     first = time.perf_counter() - start
     times = []

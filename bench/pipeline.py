@@ -3,8 +3,9 @@
     python bench/pipeline.py [--n 16] [--size 1600x1200] [--method aim]
 
 Writes N synthetic JPEG photos to a temporary folder, installs random AIM weights (timings do
-not depend on weight values) and mattes the folder twice through `mattecli.matting.matte_files`:
-once with the pipelined runner (`--jobs` I/O threads) and once with every stage on one thread.
+not depend on weight values) and mattes the folder twice through `mattecli.pipelines.matte.matte_files`:
+once with the pipelined runner (`--jobs` I/O threads) and once with every stage on one thread
+(`mattecli.pipelines.runner.run_jobs` replaced here by a stage-after-stage version).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def _photos(folder: Path, n: int, w: int, h: int) -> None:
 def _install_random_aim(root: Path) -> None:
     from huggingface_hub import constants as hf_constants
 
-    from mattecli.models.aim_net import AimNet
+    from mattecli.methods.aim.net import AimNet
     from mattecli.weights import import_checkpoint
 
     hf_constants.HF_HUB_CACHE = str(root / "hub")
@@ -42,10 +43,10 @@ def _install_random_aim(root: Path) -> None:
 
 
 def _run(folder: Path, out: Path, jobs: int, pipelined: bool) -> float:
-    from mattecli import batch
-    from mattecli.matting import MatteSettings, matte_files
+    from mattecli.pipelines import runner
+    from mattecli.pipelines.matte import MatteSettings, matte_files
 
-    real = batch.run_jobs
+    real = runner.run_jobs
     if not pipelined:  # the same stages, run in order on one thread
 
         def sequential(jobs_, work, **kw):
@@ -55,14 +56,14 @@ def _run(folder: Path, out: Path, jobs: int, pipelined: bool) -> float:
 
             return real(jobs_, one, overwrite=kw.get("overwrite", False), method=kw.get("method"))
 
-        batch.run_jobs = sequential
+        runner.run_jobs = sequential
     try:
         _, results = matte_files([folder], out, method="aim", settings=MatteSettings(io_workers=jobs, cutout=True))
         start = time.perf_counter()
         statuses = [r["status"] for r in results]
         seconds = time.perf_counter() - start
     finally:
-        batch.run_jobs = real
+        runner.run_jobs = real
     assert statuses.count("ok") == len(statuses), statuses
     return seconds
 

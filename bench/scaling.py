@@ -41,7 +41,7 @@ def main() -> None:
         if args.method == "aim":
             import torch
 
-            from mattecli.models.aim_net import AimNet
+            from mattecli.methods.aim.net import AimNet
 
             torch.manual_seed(0)
             torch.save({"state_dict": AimNet().state_dict()}, root / "aim.pth")

@@ -20,7 +20,7 @@ its own.
 No trained weights can be downloaded here, so both sides run the same *random* network, made the
 MindSpore way: the official ``network.net()`` with MindSpore's own initialisers (seeded), random
 batch-norm statistics, every batch norm then rescaled on the images' official 320x320 inputs so
-that its output has unit spread (the hook of ``mattecli/models/calibration.py``, written for
+that its output has unit spread (the hook of ``mattecli/methods/calibration.py``, written for
 MindSpore cells), and the T-Net's last convolution shifted and scaled so that background,
 unknown and foreground each win somewhere with confident margins. ``mindspore.save_checkpoint``
 writes it; ``mattecli weights import shm-mindspore`` imports that file.
@@ -30,8 +30,9 @@ it expects (``test/test.txt``, ``test/clip_img``, ``test/alpha``: links to the i
 twice so that the second call is a warm one; the ground truth is the image itself, so its SAD
 means nothing). Its ``cv2`` is wrapped to keep what ``seg_process`` resizes: the 320x320 8-bit
 input and the alpha resized back (unclipped). mattecli side: ``io.read_image``, the ``shm``
-method (variant ``shm-mindspore``, its default ``resize`` strategy), ``predict`` twice, the alpha
-written and read back as a 16-bit PNG (``io.write_alpha``, as ``matte --bit-depth 16`` does).
+method (variant ``shm-mindspore``, its default ``resize`` strategy, ``mattecli.methods.shm``),
+``predict`` twice, the alpha written and read back as a 16-bit PNG (``io.write_alpha``, as
+``matte --bit-depth 16`` does).
 Compared: the 16-bit alpha against the official alpha clipped to [0, 1] (mattecli clips on
 purpose, an image cannot store the rest); also, as a check of the networks alone, mattecli's
 network and bicubic resize back fed the official 320x320 input, unclipped, against the official
@@ -105,7 +106,7 @@ def _make_weights(official: Path, images: list[Path], ckpt: Path, seed: int) -> 
     x = Tensor(np.concatenate([_official_input(p) for p in images]))
     done: set[int] = set()
 
-    def calibrate(cell, _inputs, output):  # mattecli/models/calibration.py, for MindSpore cells
+    def calibrate(cell, _inputs, output):  # mattecli/methods/calibration.py, for MindSpore cells
         if id(cell) in done:
             return None
         done.add(id(cell))
@@ -217,22 +218,24 @@ def _mattecli_side(names: list[str], data: Path, out: Path, generic: bool, float
     import cv2
 
     cv2.setUseOptimized(not generic)
-    from mattecli import io, models
-    from mattecli.models import shm
+    from mattecli import io, methods
+    from mattecli.methods.base import MethodOptions
+    from mattecli.methods.shm import processor as shm
 
     if float_resize:
         shm.resize_8bit = _float_resize
     start = time.perf_counter()
-    matter = models.get("shm").create(models.MethodConfig(device="cpu"))
+    matter = methods.get("shm").create(MethodOptions(device="cpu"))
     load = time.perf_counter() - start
-    assert matter.strategy == "resize" and matter.encoding == "mindspore"
+    processor = matter.processor  # mattecli.methods.shm.processor.ShmProcessor
+    assert processor.strategy == "resize" and processor.encoding == "mindspore"
     result = {"load_seconds": load}
     for name in names:
         image = io.read_image(data / "images" / name)
         seconds = []
         for _ in range(2):
             start = time.perf_counter()
-            alpha = matter.predict(image)
+            alpha = matter.predict(image).alpha
             seconds.append(time.perf_counter() - start)
         png = out / f"mattecli_{name}.png"
         io.write_alpha(png, alpha, bit_depth=16)
@@ -243,7 +246,7 @@ def _mattecli_side(names: list[str], data: Path, out: Path, generic: bool, float
         np.save(out / f"mattecli_{name}.input320.npy", ours320)
         # the networks alone: mattecli's network and resize back on the official 320x320 input, unclipped
         bgr320 = np.load(out / f"official_{name}.input320.npy")
-        _prob, alpha320 = matter._forward(bgr320[:, :, ::-1].astype(np.float32) / 255.0)
+        _prob, alpha320 = processor._forward(bgr320[:, :, ::-1].astype(np.float32) / 255.0)
         h, w = image.shape[:2]
         np.save(out / f"mattecli_{name}.net.npy", cv2.resize(alpha320, (w, h), interpolation=cv2.INTER_CUBIC))
         result[name] = {"first": seconds[0], "seconds": seconds[1]}

@@ -23,14 +23,16 @@ Methodology
 - Each (method, variant, size, mode, precision) runs in a fresh subprocess: one warm-up call (its
   time is `first_s`), then --repeat timed calls; `seconds` is the best of those. Peak memory is the
   process's VmHWM (so it includes the loaded image) and, on CUDA, torch.cuda.max_memory_allocated.
-  mode is passed as options["strategy"] ("whole" or "tiled"); --max-memory goes to tiled runs only.
+  mode is passed as the strategy ("whole" or "tiled", EngineOptions.strategy); --max-memory goes to
+  tiled runs only. The options dict recorded per result (strategy, max_memory in bytes, --set keys)
+  is turned into mattecli.methods.base.EngineOptions in the child.
   The trimap is passed to methods that need or accept one (msia accepts it).
 - The parent kills a child past --timeout or above --rss-limit (VmRSS polled 5 times a second) and
   records why. "whole" is skipped where a linear-in-pixels extrapolation of the smaller sizes
   predicts it cannot fit (RSS limit, GPU memory or timeout), or where it already failed smaller.
 - Where whole and tiled both finished, the tiled row gets max/mean |tiled - whole| of the alphas
   and overhead = tiled seconds / whole seconds - 1.
-- --folder N mattes N synthetic 2 MP JPEGs through mattecli.matting.matte_files (method default
+- --folder N mattes N synthetic 2 MP JPEGs through mattecli.pipelines.matte.matte_files (method default
   strategy) with --jobs 1 and 4 I/O threads; MatteRunner.compute is wrapped (monkeypatched here)
   with a timer, synchronising CUDA before the end time, and busy % = sum(compute) / wall time
   (wall time without the one-off model build).
@@ -159,6 +161,7 @@ def child_import(cfg: dict) -> dict:
     import torch
     from safetensors.torch import save_file
 
+    import mattecli.methods  # noqa: F401  (plugs every variant's network into mattecli.weights)
     from mattecli.weights import get_architecture, import_checkpoint
 
     for v in cfg["variants"]:
@@ -179,17 +182,20 @@ def _calibrate_imported(cfg: dict) -> None:
     """
     from safetensors.torch import load_file, save_file
 
-    from mattecli import models
-    from mattecli.models.calibration import calibrating
+    from mattecli import methods
+    from mattecli.methods.base import EngineOptions, MethodOptions
+    from mattecli.methods.calibration import calibrating
     from mattecli.weights import import_checkpoint
 
-    spec = models.get(cfg["method"])
-    options = {"strategy": "whole"}
-    matter = spec.create(models.MethodConfig("cpu", "fp32", variant=cfg["variants"][0], options=options))
+    spec = methods.get(cfg["method"])
+    options = MethodOptions(
+        variant=cfg["variants"][0], device="cpu", precision="fp32", engine=EngineOptions(strategy="whole")
+    )
+    matter = spec.create(options)
     image, alpha = scene(256, 384)
-    nets = {cfg["variants"][0]: matter.net}
-    if hasattr(matter, "analyzer"):
-        nets["sim-classifier"] = matter.analyzer.net
+    nets = {cfg["variants"][0]: matter.processor.net}
+    if hasattr(matter.processor, "analyzer"):  # SIM's patch classifier
+        nets["sim-classifier"] = matter.processor.analyzer.net
     with calibrating(*nets.values()):
         matter.predict(image, trimap_from(alpha) if spec.needs_trimap else None)
     for variant, net in nets.items():
@@ -209,11 +215,35 @@ def torch_bn():
     return torch.nn.BatchNorm2d
 
 
-def _method(cfg: dict):
-    from mattecli import models
+def engine_options(options: dict):
+    """The recorded options dict (strategy, max_memory in bytes, --set keys) as EngineOptions."""
+    from dataclasses import fields
 
-    config = models.MethodConfig(cfg["device"], cfg["precision"], variant=cfg["variant"], options=cfg["options"])
-    return models.get(cfg["method"]), config, cfg["device"].startswith("cuda")
+    from mattecli.methods.base import EngineOptions
+
+    known = {f.name for f in fields(EngineOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"unknown engine option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    values = dict(options)
+    if "compile" in values:
+        values["compile"] = bool(values["compile"])
+    if isinstance(values.get("scales"), (int, float)):
+        values["scales"] = str(values["scales"])
+    return EngineOptions(**values)
+
+
+def _method(cfg: dict):
+    from mattecli import methods
+    from mattecli.methods.base import MethodOptions
+
+    options = MethodOptions(
+        variant=cfg["variant"],
+        device=cfg["device"],
+        precision=cfg["precision"],
+        engine=engine_options(cfg["options"]),
+    )
+    return methods.get(cfg["method"]), options, cfg["device"].startswith("cuda")
 
 
 def _steer_aim_glance(matter, trimap: np.ndarray) -> None:
@@ -226,7 +256,8 @@ def _steer_aim_glance(matter, trimap: np.ndarray) -> None:
     import cv2
     import torch
 
-    real = matter._glance
+    processor = matter.processor  # mattecli.methods.aim.processor.AimProcessor
+    real = processor._glance
 
     def glance(x_full, h, w):
         g, focus, fusion = real(x_full, h, w)
@@ -235,7 +266,7 @@ def _steer_aim_glance(matter, trimap: np.ndarray) -> None:
         onehot = torch.nn.functional.one_hot(cls, 3).permute(2, 0, 1)[None].to(g.device, g.dtype)
         return onehot, focus, fusion
 
-    matter._glance = glance
+    processor._glance = glance
 
 
 def _steer_shm_tnet(matter, trimap: np.ndarray) -> None:
@@ -253,16 +284,16 @@ def _steer_shm_tnet(matter, trimap: np.ndarray) -> None:
         onehot = torch.nn.functional.one_hot(cls, 3).permute(2, 0, 1)[None].to(logits.device, logits.dtype)
         return 40 * onehot - 20
 
-    matter.net.t_net.register_forward_hook(steered)
+    matter.processor.net.t_net.register_forward_hook(steered)
 
 
 def child_run(cfg: dict) -> dict:
     import torch
 
-    spec, config, cuda = _method(cfg)
+    spec, options, cuda = _method(cfg)
     image = np.load(cfg["image"])
-    trimap = np.load(cfg["trimap"]) if (spec.needs_trimap or spec.accepts_trimap) else None
-    matter = spec.create(config)
+    trimap = np.load(cfg["trimap"]) if spec.capabilities.takes_trimap else None
+    matter = spec.create(options)
     if cfg["method"] == "aim":
         _steer_aim_glance(matter, np.load(cfg["trimap"]))
     if cfg["method"] == "shm":
@@ -272,7 +303,7 @@ def child_run(cfg: dict) -> dict:
     times = []
     for _ in range(1 + cfg["repeat"]):  # warm-up call first
         start = time.perf_counter()
-        alpha = matter.predict(image, trimap)
+        alpha = matter.predict(image, trimap).alpha
         if cuda:
             torch.cuda.synchronize()
         times.append(time.perf_counter() - start)
@@ -289,15 +320,15 @@ def child_run(cfg: dict) -> dict:
 def child_folder(cfg: dict) -> dict:
     import torch
 
-    from mattecli import matting
+    from mattecli.pipelines import matte
 
-    spec, config, cuda = _method(cfg)
-    real, stats = matting.MatteRunner.compute, {"compute": 0.0, "build": 0.0}
+    spec, options, cuda = _method(cfg)
+    real, stats = matte.MatteRunner.compute, {"compute": 0.0, "build": 0.0}
 
     def timed(self, job, inputs):  # MatteRunner.compute with a timer around it
         if self.matter is None:  # the one-off model build is not device work on an image
             start = time.perf_counter()
-            self.matter = self.spec.create(self.settings.config)
+            self.matter = self.spec.create(self.resolved)
             stats["build"] += time.perf_counter() - start
         start = time.perf_counter()
         out = real(self, job, inputs)
@@ -306,12 +337,12 @@ def child_folder(cfg: dict) -> dict:
         stats["compute"] += time.perf_counter() - start
         return out
 
-    matting.MatteRunner.compute = timed
-    folder, settings = Path(cfg["folder"]), matting.MatteSettings(io_workers=cfg["jobs"], config=config)
+    matte.MatteRunner.compute = timed
+    folder, settings = Path(cfg["folder"]), matte.MatteSettings(io_workers=cfg["jobs"], options=options)
     trimaps = folder / "trimaps" if spec.needs_trimap else None
     start = time.perf_counter()
     out = Path(cfg["work"]) / f"out_{os.getpid()}"
-    _, results = matting.matte_files([folder / "images"], out, method=cfg["method"], trimap=trimaps, settings=settings)
+    _, results = matte.matte_files([folder / "images"], out, method=cfg["method"], trimap=trimaps, settings=settings)
     bad = [r for r in results if r["status"] != "ok"]
     wall = time.perf_counter() - start - stats["build"]
     status = f"{len(bad)} failed: {bad[0]['error']}"[:300] if bad else "ok"
@@ -599,7 +630,14 @@ def main() -> None:
     )
     p.add_argument("--folder", type=int, default=0, help="also matte a folder of N 2 MP images")
     p.add_argument("--folder-jobs", default="1,4")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra option (int if numeric)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra engine option, an EngineOptions field: tile_size, tile_overlap, batch_size, scales, compile "
+        "(int if numeric)",
+    )
     p.add_argument("--redo-failed", action="store_true", help="rerun configurations in --out that did not finish")
     p.add_argument("--workdir", type=Path, default=None, help="keep images, alphas and weights here")
     args = p.parse_args()

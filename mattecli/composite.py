@@ -9,14 +9,12 @@ in every soft pixel (a halo in hair). So the foreground colour F is estimated fi
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mattecli import batch, io
+from mattecli import io
 from mattecli.errors import BadOptionError, InputError
 
 __all__ = [
@@ -27,7 +25,6 @@ __all__ = [
     "make_background",
     "gaussian_blur",
     "composite",
-    "composite_files",
 ]
 
 
@@ -193,63 +190,3 @@ def composite(foreground: np.ndarray, alpha: np.ndarray, background: np.ndarray)
     """``F * alpha + B * (1 - alpha)`` for ``HxWx3`` F and B and ``HxW`` alpha (float32)."""
     a = alpha[:, :, None].astype(np.float32)
     return (foreground * a + background * (1.0 - a)).astype(np.float32)
-
-
-def composite_files(
-    images: Sequence[str | os.PathLike],
-    alpha: Path,
-    out: Path,
-    *,
-    background: str,
-    estimate_fg: bool = True,
-    bit_depth: int = 8,
-    recursive: bool = False,
-    overwrite: bool = False,
-    stdin=None,
-    shard: tuple[int, int] | None = None,
-    max_pixels: int | None = None,
-) -> tuple[list[batch.Job], object]:
-    """Plan composites of images over a new background; returns (jobs, iterator of result dicts).
-
-    ``alpha`` is one file (single image) or a folder of mattes matched by stem.
-
-    Raises (before any work):
-        BadOptionError (a bad background -- also an unreadable background image -- or --max-pixels, an
-        output that is an input), NoInputsError,
-        OutputError (the output folder cannot be created or written).
-    """
-    kind, value = parse_background(background)  # fail before any work on a bad spec
-    io.pixel_limit(max_pixels)
-    items = io.discover(images, recursive=recursive, stdin=stdin, shard=shard)
-    ext = out.suffix.lower() if len(items) == 1 and io.is_image_path(out) else ".png"
-    jobs = batch.plan_jobs(items, Path(out), ext=ext)
-    batch.check_inputs_kept(
-        jobs, {"alpha matte": Path(alpha)}, {"background image": value if kind == "image" else None}
-    )
-    if jobs:
-        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
-    backdrop = None
-    if kind == "image":  # decoded once for all images; a bad one is wrong for every image
-        try:
-            backdrop = io.read_image(value, max_pixels=max_pixels)
-        except InputError as err:
-            raise BadOptionError(f"--background {err.message}", hint=err.hint) from err
-
-    def work(job: batch.Job) -> None:
-        image = io.read_image(job.item.path, max_pixels=max_pixels)
-        alpha_path = batch.pair_file(job.item, alpha, count=len(jobs), role="alpha matte")
-        a = io.read_gray(alpha_path, max_pixels=max_pixels)
-        if a.shape != image.shape[:2]:
-            raise InputError(
-                f"{alpha_path}: alpha is {a.shape[1]}x{a.shape[0]} but {job.item.path} is "
-                f"{image.shape[1]}x{image.shape[0]}",
-                hint="the alpha matte must have exactly the size of its image",
-            )
-        if estimate_fg:
-            fg, est_bg = estimate_foreground(image, a, with_background=True)
-        else:
-            fg, est_bg = image, None
-        bg = make_background(background, image, estimated_background=est_bg, background_image=backdrop)
-        io.write_image(job.output, composite(fg, a, bg), bit_depth=bit_depth)
-
-    return jobs, batch.run_jobs(jobs, work, overwrite=overwrite, method="composite")

@@ -10,7 +10,7 @@ checked yet: such a copy is never fetched implicitly (``mattecli bench download 
 COMMIT`` fetches it on the user's say-so).
 
 Every field is checked with the weights manifest's validator
-(:class:`mattecli.weights.manifest._Fields`), so a bad or unknown field raises
+(:class:`mattecli.manifests.Fields`), so a bad or unknown field raises
 :class:`~mattecli.errors.ManifestError` naming the entry and the field.
 
 The manifest in use is ``MATTECLI_DATASETS_MANIFEST`` (read at call time here; it belongs in
@@ -20,7 +20,6 @@ The manifest in use is ``MATTECLI_DATASETS_MANIFEST`` (read at call time here; i
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from mattecli.errors import DatasetError, ManifestError
-from mattecli.weights.manifest import _REPO_ID, HEX40, Paper, _Fields
+from mattecli.manifests import HEX40, Fields, read_manifest
+from mattecli.manifests import REPO_ID as _REPO_ID
+from mattecli.weights.manifest import Paper
 
 __all__ = [
     "ENV_MANIFEST",
@@ -182,7 +183,7 @@ class DatasetManifest:
         return list(self.entries)
 
 
-def _paper(f: _Fields) -> Paper:
+def _paper(f: Fields) -> Paper:
     p = f.sub("paper")
     paper = Paper(p.get("title", str), p.get("authors", str), p.get("venue", str, nullable=True),
                   p.get("year", int, nullable=True))  # fmt: skip
@@ -190,7 +191,7 @@ def _paper(f: _Fields) -> Paper:
     return paper
 
 
-def _rel(f: _Fields, name: str, *, nullable: bool = False) -> str | None:
+def _rel(f: Fields, name: str, *, nullable: bool = False) -> str | None:
     """A relative folder/file name inside the dataset folder: no separators, no '..'."""
     value = f.get(name, str, nullable=nullable, pattern=_REL_DIR)
     if value in (".", ".."):
@@ -198,7 +199,7 @@ def _rel(f: _Fields, name: str, *, nullable: bool = False) -> str | None:
     return value
 
 
-def _hub(h: _Fields) -> HubDataset:
+def _hub(h: Fields) -> HubDataset:
     repo_id = h.get("repo_id", str, pattern=_REPO_ID)
     revision = h.get("revision", str, nullable=True, pattern=HEX40)
     revision_note = h.get("revision_note", str, required=False)
@@ -233,7 +234,7 @@ def _hub(h: _Fields) -> HubDataset:
     return HubDataset(repo_id, revision, revision_note, license_, fmt, tuple(files), columns, unpack)
 
 
-def _parse_entry(f: _Fields, known: set[str] | None) -> DatasetEntry:
+def _parse_entry(f: Fields, known: set[str] | None) -> DatasetEntry:
     name = f.get("name", str, pattern=_NAME)
     f.where = f"{f.where} ({name})"
     if known is not None and name not in known:
@@ -274,14 +275,14 @@ def parse_manifest(data: Any, source: str = "datasets_manifest.json", path: Path
     from mattecli.datasets import DATASETS
 
     known = {n for n in DATASETS if n != "folder"}
-    top = _Fields(data, "top level", source)
+    top = Fields(data, "top level", source)
     version = top.get("schema_version", int)
     if version != 1:
         raise top.error("schema_version", f"is {version}; this mattecli reads version 1")
     top.get("comment", str, required=False)
     entries: dict[str, DatasetEntry] = {}
     for i, raw in enumerate(top.get("datasets", list)):
-        entry = _parse_entry(_Fields(raw, f"datasets[{i}]", source), known)
+        entry = _parse_entry(Fields(raw, f"datasets[{i}]", source), known)
         if entry.name in entries:
             raise ManifestError(f"{source}: datasets[{i}]: dataset {entry.name!r} appears twice")
         entries[entry.name] = entry
@@ -306,27 +307,9 @@ def default_manifest_path() -> Path:
     )
 
 
-_CACHE: dict[tuple[str, int, int], DatasetManifest] = {}
-
-
 def load_manifest(path: str | Path | None = None) -> DatasetManifest:
     """Read and validate a datasets manifest (default: :func:`default_manifest_path`); cached per file version."""
-    path = Path(path) if path is not None else default_manifest_path()
-    try:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-        if key in _CACHE:
-            return _CACHE[key]
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ManifestError(f"cannot read the datasets manifest {path}: {err.strerror or err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ManifestError(f"{path.name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
-    manifest = parse_manifest(data, path.name, path)
-    _CACHE[key] = manifest
-    return manifest
+    return read_manifest(Path(path) if path is not None else default_manifest_path(), "datasets manifest", parse_manifest)
 
 
 def get_entry(name: str) -> DatasetEntry:

@@ -36,6 +36,7 @@ from pathlib import Path
 from mattecli import __version__, constants
 from mattecli.dataset_manifest import DatasetEntry, get_entry, load_manifest
 from mattecli.errors import DatasetError, OutputError
+from mattecli.hub import transport_errors
 
 __all__ = [
     "ENV_DATASETS",
@@ -308,16 +309,6 @@ def resolve(
 
 
 # ----------------------------------------------------------------------------- fetch
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    found: list[type[BaseException]] = []
-    for module, attr in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
-        try:
-            found.append(getattr(__import__(module), attr))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
-
-
 def _hub_call(entry: DatasetEntry, revision: str, what: str, call: Callable):
     """Run one huggingface_hub call, turning its errors into one-line DatasetErrors."""
     from huggingface_hub import errors as hf_errors
@@ -341,7 +332,7 @@ def _hub_call(entry: DatasetEntry, revision: str, what: str, call: Callable):
             f"{entry.name}: {hub.repo_id} at revision {revision[:12]} has no {what} on the Hub "
             f"({type(err).__name__}); {entry.official.how} ({entry.official.url}) instead"
         ) from err
-    except (hf_errors.HfHubHTTPError, OSError, *_transport_errors()) as err:
+    except (hf_errors.HfHubHTTPError, OSError, *transport_errors()) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DatasetError(f"could not download {entry.name} ({what}): {first}") from err
 

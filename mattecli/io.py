@@ -856,3 +856,16 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, *, bit_depth: int = 8)
     if ext in (".jpg", ".jpeg", ".webp", ".bmp") and bit_depth != 8:
         bit_depth = 8
     atomic_write_bytes(path, encode_png(to_uint(rgb, bit_depth), ext=ext))
+
+
+def canonical_safetensors(raw: bytes) -> bytes:
+    """``safetensors`` bytes with a canonical header (keys sorted): the same tensors and metadata
+    always give the same bytes (safetensors writes its metadata in hash-map order, which varies
+    from one process to the next)."""
+    import json
+
+    n = int.from_bytes(raw[:8], "little")
+    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + raw[8 + n :]
+

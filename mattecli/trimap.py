@@ -5,15 +5,11 @@ A trimap here is uint8 ``HxW`` with 0 = background, 128 = unknown, 255 = foregro
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from mattecli import batch, io
 from mattecli.errors import BadOptionError
 
 __all__ = [
@@ -24,7 +20,6 @@ __all__ = [
     "cropped_element",
     "erode",
     "dilate",
-    "trimap_files",
 ]
 
 _SHAPES = {"ellipse": cv2.MORPH_ELLIPSE, "square": cv2.MORPH_RECT, "cross": cv2.MORPH_CROSS}
@@ -189,35 +184,3 @@ def clamp_known(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     alpha[trimap == 0] = 0.0
     alpha[trimap == 255] = 1.0
     return alpha
-
-
-def trimap_files(
-    inputs: Sequence[str | os.PathLike],
-    out: Path,
-    settings: TrimapSettings,
-    *,
-    recursive: bool = False,
-    overwrite: bool = False,
-    stdin=None,
-    shard: tuple[int, int] | None = None,
-    max_pixels: int | None = None,
-) -> tuple[list[batch.Job], object]:
-    """Plan trimaps for alpha/mask files; returns (jobs, iterator of result dicts).
-
-    Raises (before any work):
-        BadOptionError (bad settings or --max-pixels, an output that is an input), NoInputsError,
-        OutputError (the output folder cannot be created or written).
-    """
-    settings.validate()
-    io.pixel_limit(max_pixels)
-    jobs = batch.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
-    batch.check_inputs_kept(jobs)
-    if jobs:
-        batch.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
-
-    def work(job: batch.Job) -> dict:
-        trimap = make_trimap(io.read_gray(job.item.path, max_pixels=max_pixels), settings)
-        io.atomic_write_bytes(job.output, io.encode_png(trimap))
-        return {"unknown_fraction": round(float((trimap == 128).mean()), 4)}
-
-    return jobs, batch.run_jobs(jobs, work, overwrite=overwrite, method="trimap")

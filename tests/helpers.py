@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mattecli.models.calibration import calibrate  # noqa: F401  (re-exported for the tests)
+from mattecli.methods.calibration import calibrate  # noqa: F401  (re-exported for the tests)
+from mattecli.methods.loading import make_context  # noqa: F401  (re-exported for the tests)
 
 
 def random_net(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -59,3 +60,13 @@ def mindspore_ckpt(tensors: dict[str, np.ndarray], *, packed: bool = False) -> b
         tensor = dims + _field(2, _MS_TYPES[array.dtype]) + _field(3, content)
         out.append(_field(1, _field(1, name.encode()) + _field(2, tensor)))
     return b"".join(out)
+
+
+def matter(method: str, processor, **options):
+    """A ready :class:`~mattecli.methods.base.Matter` around a processor built by hand (a test network):
+    the contract every method's results go through (input checks, clipping, clamping)."""
+    from mattecli import methods
+    from mattecli.methods.base import Matter, MethodOptions, Provenance
+
+    spec = methods.get(method)
+    return Matter(spec, processor, Provenance(method), spec.resolve(MethodOptions(device="cpu", **options)))

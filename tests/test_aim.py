@@ -10,10 +10,16 @@ import torch
 from conftest import EXAMPLES, REPO, invoke
 from helpers import random_net
 
-from mattecli import engine, io, models
+from mattecli import io, methods
 from mattecli.errors import CheckpointMismatchError
-from mattecli.models.aim import AimMatter, hybrid_fuse, remap_official, scaled_size
-from mattecli.models.aim_net import AimNet, fuse_glance_focus
+from mattecli.methods.aim.convert import remap_official
+from mattecli.methods.aim.net import AimNet, fuse_glance_focus
+from mattecli.methods.aim.processor import AimProcessor, hybrid_fuse, resize_zero_border, scaled_size
+from mattecli.methods.base import IMAGENET
+from mattecli.methods.loading import make_context
+from mattecli.runtime import device as rdevice
+from mattecli.runtime import tensors
+from mattecli.runtime.executor import TilePolicy
 
 OFFICIAL_KEYS = REPO.parent / "shared" / "refs" / "aim_state_dict_keys.txt"
 ALIASES = [
@@ -150,7 +156,7 @@ def _skimage_bilinear_zero(src: np.ndarray, oh: int, ow: int) -> np.ndarray:
 @pytest.mark.parametrize("shape,size", [((4, 6), (13, 17)), ((5, 5), (20, 20)), ((8, 10), (5, 7))])
 def test_resize_zero_border_matches_reference(shape, size):
     src = np.random.default_rng(0).random(shape).astype(np.float32)
-    got = engine.resize_zero_border(torch.from_numpy(src)[None, None], size)[0, 0].numpy()
+    got = resize_zero_border(torch.from_numpy(src)[None, None], size)[0, 0].numpy()
     np.testing.assert_allclose(got, _skimage_bilinear_zero(src, *size), atol=1e-5)
 
 
@@ -176,9 +182,10 @@ class _FakeNet(torch.nn.Module):
 @pytest.mark.parametrize("strategy", ["hybrid", "resize"])
 def test_strategy_wiring_on_odd_sizes(strategy):
     fake = _FakeNet()
-    matter = AimMatter(fake, torch.device("cpu"), "fp32", strategy)
+    matter = AimProcessor(fake, make_context(), strategy)
     image = np.random.default_rng(0).random((333, 517, 3)).astype(np.float32)
-    alpha, trimap = matter.predict_with_trimap(image)
+    out = matter.process(image)
+    alpha, trimap = out.alpha, out.trimap
     assert alpha.shape == trimap.shape == (333, 517) and alpha.dtype == np.float32
     expected_sizes = [(64, 128), (160, 256)] if strategy == "hybrid" else [(64, 128)]
     assert fake.sizes == expected_sizes
@@ -193,8 +200,9 @@ def test_strategy_wiring_on_odd_sizes(strategy):
 
 
 def test_registry_entry():
-    spec = models.get("aim")
-    assert not spec.needs_trimap and spec.weights == ("aim",) and spec.stride == 32
+    spec = methods.get("aim")
+    assert not spec.needs_trimap and [v.name for v in spec.variants] == ["aim"] and spec.stride == 32
+    assert spec.capabilities.predicts_trimap and spec.default_strategy == "hybrid"
 
 
 @pytest.fixture(scope="module")
@@ -260,10 +268,11 @@ def test_tiled_strategy_with_a_pointwise_net_matches_full_resolution():
 
     image = np.random.default_rng(1).random((150, 211, 3)).astype(np.float32)
     net = Pointwise()
-    tiles = engine.TilePolicy(stride=32, halo=8, blend=8, tile_size=64, batch_size=3)
-    tiled = AimMatter(net, torch.device("cpu"), strategy="tiled", tiles=tiles)
-    alpha, trimap = tiled.predict_with_trimap(image)
-    x = engine.image_to_tensor(image, torch.device("cpu"))
+    policy = TilePolicy(stride=32, halo=8, blend=8, tile_size=64, batch_size=3)
+    tiled = AimProcessor(net, make_context(tiles=policy), "tiled")
+    out = tiled.process(image)
+    alpha, trimap = np.clip(out.alpha, 0, 1), out.trimap
+    x = tensors.image_to_tensor(image, torch.device("cpu"), IMAGENET.mean, IMAGENET.std)
     direct = torch.sigmoid(x[:, :1])[0, 0].numpy()
     transition = trimap == 128
     np.testing.assert_allclose(alpha[transition], direct[transition], atol=1e-5)
@@ -274,13 +283,13 @@ def test_tiled_strategy_with_a_pointwise_net_matches_full_resolution():
 def test_tiled_with_one_big_tile_equals_a_full_resolution_pass():
     net = _random_net(3)
     image = np.random.default_rng(2).random((70, 90, 3)).astype(np.float32)
-    tiles = engine.TilePolicy(stride=32, halo=64, tile_size=512, batch_size=1)
-    matter = AimMatter(net, torch.device("cpu"), strategy="tiled", tiles=tiles)
-    x = engine.image_to_tensor(image, torch.device("cpu"))
+    policy = TilePolicy(stride=32, halo=64, tile_size=512, batch_size=1)
+    matter = AimProcessor(net, make_context(tiles=policy), "tiled")
+    x = tensors.image_to_tensor(image, torch.device("cpu"), IMAGENET.mean, IMAGENET.std)
     got = matter._focus_tiles(x, None)[0, 0].numpy()
     padded = torch.nn.functional.pad(x, (0, 6, 0, 26), mode="replicate")
     with torch.inference_mode():
-        want = net(engine.channels_last(padded))[1][0, 0, :70, :90].numpy()
+        want = net(rdevice.channels_last(padded))[1][0, 0, :70, :90].numpy()
     # a random-weight ResNet amplifies float rounding: oneDNN's kernel choice alone moves it ~1e-3
     np.testing.assert_allclose(got, want, atol=2e-3)
 
@@ -294,7 +303,7 @@ def test_cli_trimap_from_image(runner, tmp_path, aim_weights):
         raw = io.read_gray(out / f"{name}.png")
         assert tri.shape == (320, 320) and set(np.unique(np.round(raw * 255))) <= {0, 128, 255}
     result = invoke(runner, ["trimap", "--from-image", "--method", "cf", EXAMPLES / "images", out])
-    assert result.exit_code == 2 and "cannot predict one" in result.stderr
+    assert result.exit_code == 2 and "method cf cannot predict a trimap (it needs one itself)" in result.stderr
 
 
 def test_memory_cap_forces_small_tiles_and_keeps_the_result():
@@ -315,12 +324,14 @@ def test_memory_cap_forces_small_tiles_and_keeps_the_result():
 
     net = Pointwise()
     image = np.random.default_rng(5).random((130, 170, 3)).astype(np.float32)
-    tiles = engine.TilePolicy(stride=32, halo=8, blend=8, budget=64 * 64 * 4, bytes_per_pixel=4.0)  # as if measured
-    matter = AimMatter(net, torch.device("cpu"), strategy="tiled", tiles=tiles)
-    alpha, trimap = matter.predict_with_trimap(image)
+    policy = TilePolicy(stride=32, halo=8, blend=8, budget=64 * 64 * 4, bytes_per_pixel=4.0)  # as if measured
+    matter = AimProcessor(net, make_context(tiles=policy), "tiled")
+    out = matter.process(image)
+    alpha, trimap = out.alpha, out.trimap
     tile_sizes = set(net.sizes[1:])  # after the glance pass
     assert tile_sizes == {(64, 64)}
-    direct = torch.sigmoid(engine.image_to_tensor(image, torch.device("cpu"))[:, :1])[0, 0].numpy()
+    direct = torch.sigmoid(tensors.image_to_tensor(image, torch.device("cpu"), IMAGENET.mean, IMAGENET.std)[:, :1])
+    direct = direct[0, 0].numpy()
     np.testing.assert_allclose(alpha[trimap == 128], direct[trimap == 128], atol=1e-5)
 
 
@@ -335,9 +346,9 @@ def test_hybrid_focus_out_of_memory_falls_back_to_tiles():
 
     net = BigInputsOOM()
     image = np.random.default_rng(6).random((333, 517, 3)).astype(np.float32)
-    tiles = engine.TilePolicy(stride=32, halo=16, tile_size=128, batch_size=2)
-    matter = AimMatter(net, torch.device("cpu"), strategy="hybrid", tiles=tiles)
+    policy = TilePolicy(stride=32, halo=16, tile_size=128, batch_size=2)
+    matter = AimProcessor(net, make_context(tiles=policy), "hybrid")
     with pytest.warns(RuntimeWarning, match="focus pass out of memory"):
-        alpha, trimap = matter.predict_with_trimap(image)
+        alpha = matter.process(image).alpha
     assert alpha.shape == (333, 517)
     assert (160, 256) not in net.sizes[2:]  # the 1/2-scale focus was computed on tiles

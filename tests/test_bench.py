@@ -13,10 +13,11 @@ import typer
 from test_datasets import _write_triplets, build_mini_comp1k
 from typer.testing import CliRunner
 
-from mattecli import __version__, bench, io, metrics, models
+from mattecli import __version__, io, methods, metrics
 from mattecli.datasets import load_dataset
 from mattecli.errors import DatasetError, UsageError
-from mattecli.models import MethodSpec
+from mattecli.methods.base import Capabilities, MethodOptions, MethodSpec, Prediction
+from mattecli.pipelines import bench
 
 
 @pytest.fixture(scope="module")
@@ -28,28 +29,28 @@ def comp1k(tmp_path_factory) -> Path:
 
 
 class CountingMatter:
-    """A fast deterministic trimap-based 'method' that counts its calls."""
+    """A fast deterministic trimap-based 'method' (its processor) that counts its calls."""
 
     calls = 0
 
-    def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> np.ndarray:
+    def process(self, image: np.ndarray, trimap: np.ndarray | None, *, extras: bool = False) -> Prediction:
         CountingMatter.calls += 1
         assert trimap is not None and set(np.unique(trimap)) <= {0, 128, 255}
-        return np.clip(image.mean(axis=2) * 1.3 - 0.1, 0, 1).astype(np.float32)
+        return Prediction(np.clip(image.mean(axis=2) * 1.3 - 0.1, 0, 1).astype(np.float32))
 
 
 @pytest.fixture
 def counting(monkeypatch):
-    """Make models.get('counting') return the counting method (the registry itself is untouched)."""
-    real_get = models.get
+    """Make methods.get('counting') return the counting method (the registry itself is untouched)."""
+    real_get = methods.get
     spec = MethodSpec(
         name="counting",
         summary="test double",
         paper="-",
-        needs_trimap=True,
-        create=lambda config: CountingMatter(),
+        capabilities=Capabilities(needs_trimap=True),
+        load=lambda resolved: CountingMatter(),
     )
-    monkeypatch.setattr(models, "get", lambda name: spec if name == "counting" else real_get(name))
+    monkeypatch.setattr(methods, "get", lambda name: spec if name == "counting" else real_get(name))
     CountingMatter.calls = 0
     return CountingMatter
 
@@ -83,11 +84,11 @@ def test_cf_report_equals_metrics_computed_directly(comp1k, tmp_path):
     assert {p["label"] for p in report["published"]} == {"MSIA paper, Table 1", "SIM paper, Table 2"}
 
     ds = load_dataset("comp1k", comp1k, limit=3)
-    matter = models.get("cf").create(models.MethodConfig(device="cpu"))
+    matter = methods.get("cf").create(MethodOptions(device="cpu"))
     rows = {r["name"]: r for r in report["rows"]}
     assert list(rows) == [s.name for s in ds]
     for sample in ds:
-        pred, expected = direct_metrics(sample, matter.predict)
+        pred, expected = direct_metrics(sample, lambda image, trimap: matter.predict(image, trimap).alpha)
         assert rows[sample.name]["metrics"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
         saved = cv2.imread(str(tmp_path / "pred" / f"{sample.name}.png"), cv2.IMREAD_UNCHANGED)
         np.testing.assert_array_equal(saved, pred)

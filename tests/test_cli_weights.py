@@ -18,7 +18,7 @@ from rich.console import Console
 from test_weights import official_toy_sd, write_official
 from typer.testing import CliRunner
 
-from mattecli.cli import common
+from mattecli.cli import console
 from mattecli.cli import weights as cli_weights
 
 # the toy-network environment of the library tests: an isolated HF cache, a test manifest,
@@ -229,7 +229,7 @@ def test_export(env, run):
 
 def test_rich_download_bar_counts_bytes(monkeypatch):
     buffer = io.StringIO()
-    monkeypatch.setattr(common, "stderr", Console(file=buffer, force_terminal=True, width=100))
+    monkeypatch.setattr(console, "stderr", Console(file=buffer, force_terminal=True, width=100))
     with cli_weights.RichDownloadBar(total=100, initial=10, desc="toy.safetensors", unit="B") as bar:
         bar.update(60)
         bar.update(-20)  # huggingface_hub rolls back when a server ignores a resume request

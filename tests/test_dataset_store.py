@@ -23,9 +23,9 @@ from hub_server import FakeHub, use_fake_hub
 from PIL import Image
 from typer.testing import CliRunner
 
-from mattecli import constants, dataset_manifest, dataset_store, io, metrics, models
+from mattecli import constants, dataset_manifest, dataset_store, io, methods, metrics
 from mattecli.errors import DatasetError, ManifestError
-from mattecli.models import MethodSpec
+from mattecli.methods.base import Capabilities, MethodSpec, Prediction
 
 REPO = Path(__file__).resolve().parents[1]
 REPO_ID = "nobg/AIM-500"
@@ -103,18 +103,18 @@ def hub(env, monkeypatch):
 
 
 class MeanMatter:
-    """A fast trimap-free 'method': the image's mean channel."""
+    """A fast trimap-free 'method' (its processor): the image's mean channel."""
 
-    def predict(self, image: np.ndarray, trimap: np.ndarray | None) -> np.ndarray:
-        return image.mean(axis=2).astype(np.float32)
+    def process(self, image: np.ndarray, trimap: np.ndarray | None, *, extras: bool = False) -> Prediction:
+        return Prediction(image.mean(axis=2).astype(np.float32))
 
 
 @pytest.fixture
 def mean_method(monkeypatch):
-    real_get = models.get
-    spec = MethodSpec(name="mean", summary="test double", paper="-", needs_trimap=False,
-                      create=lambda config: MeanMatter())  # fmt: skip
-    monkeypatch.setattr(models, "get", lambda name: spec if name == "mean" else real_get(name))
+    real_get = methods.get
+    spec = MethodSpec(name="mean", summary="test double", paper="-", capabilities=Capabilities(),
+                      load=lambda resolved: MeanMatter())  # fmt: skip
+    monkeypatch.setattr(methods, "get", lambda name: spec if name == "mean" else real_get(name))
 
 
 def run_cli(*args):
@@ -237,7 +237,7 @@ def test_first_use_fetches_unpacks_and_scores_then_uses_the_cache(hub, env, mean
     assert ds["source"]["repo_id"] == REPO_ID and ds["source"]["revision"] == hub.commit
     assert ds["metric_mode"] == "whole" and set(report["groups"]) == {"type", "category"}
     row = next(r for r in report["rows"] if r["name"] == "o_0002")
-    pred = io.to_uint(MeanMatter().predict(io.read_image(folder / "original" / "o_0002.jpg"), None), 8)
+    pred = io.to_uint(MeanMatter().process(io.read_image(folder / "original" / "o_0002.jpg"), None).alpha, 8)
     gt = io.read_gray(folder / "mask" / "o_0002.png")
     direct = metrics.evaluate(pred, np.round(gt * 255).astype(np.uint8), None, mode="whole")
     assert row["metrics"]["sad"] == pytest.approx(direct["sad"], abs=1e-9)

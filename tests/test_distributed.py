@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES, REPO
 
-from mattecli.distributed import parse_devices
+from mattecli.backends.devices import parse_devices
 from mattecli.errors import BadOptionError
 
 
@@ -83,18 +83,12 @@ def test_absent_devices_are_refused_before_any_work(tmp_path):
 
     if torch.cuda.device_count() >= 2:
         pytest.skip("this machine has two GPUs")
-    proc = _run(
-        [
-            "matte",
-            "-m",
-            "cf",
-            EXAMPLES / "images",
-            tmp_path / "o",
-            "-t",
-            EXAMPLES / "trimaps",
-            "--device",
-            "cuda:0,cuda:1",
-        ]
-    )
+    # a deep method: the devices are looked for (before its weights, before any worker starts)
+    proc = _run(["matte", "-m", "aim", EXAMPLES / "images", tmp_path / "o", "--device", "cuda:0,cuda:1"])
     assert proc.returncode == 2 and "requested but" in proc.stderr
+    assert not (tmp_path / "o").exists()
+    # a CPU-only method: the device list is refused for what it is
+    args = ["matte", "-m", "cf", EXAMPLES / "images", tmp_path / "o", "-t", EXAMPLES / "trimaps"]
+    proc = _run([*args, "--device", "cuda:0,cuda:1"])
+    assert proc.returncode == 2 and "method cf runs on the CPU only; --device cuda:0 does not apply" in proc.stderr
     assert not (tmp_path / "o").exists()

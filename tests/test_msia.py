@@ -9,13 +9,14 @@ import pytest
 import torch
 import typer
 from conftest import EXAMPLES
-from helpers import random_net
+from helpers import make_context, matter, random_net
 from typer.testing import CliRunner
 
-import mattecli.models.msia as msia  # registers the method (not yet imported by the registry)
-from mattecli import io, models
+from mattecli import io, methods
+from mattecli.methods.base import EngineOptions, MethodOptions
 from mattecli.errors import BadOptionError, TrimapError
-from mattecli.models.msia_net import InformationAssembly, MSIANet, ResNeXt101
+from mattecli.methods.msia.net import InformationAssembly, MSIANet, ResNeXt101
+from mattecli.methods.msia.processor import MsiaProcessor
 
 
 @pytest.fixture(scope="module")
@@ -129,22 +130,22 @@ def test_odd_sizes_are_padded_to_16_and_cropped_back(net):
     image = np.random.default_rng(0).random((67, 93, 3)).astype(np.float32)
     trimap = np.full((67, 93), 128, np.uint8)
     rec = Recorder()
-    alpha = msia.MsiaMatter(rec, torch.device("cpu"), strategy="whole").predict(image, trimap)
+    alpha = matter("msia", MsiaProcessor(rec, make_context(strategy="whole"))).predict(image, trimap).alpha
     x = rec.inputs[0]
     assert tuple(x.shape) == (1, 3, 80, 96) and alpha.shape == (67, 93) and alpha.dtype == np.float32
     red = (image[:, :, 0] - 0.485) / 0.229  # ImageNet normalisation, crop from the top-left
     np.testing.assert_allclose(alpha, 1 / (1 + np.exp(-red)), atol=1e-5)
     torch.testing.assert_close(x[0, :, 67], x[0, :, 65])  # reflection padding
-    real = msia.MsiaMatter(net, torch.device("cpu")).predict(image, trimap)
+    real = matter("msia", MsiaProcessor(net, make_context())).predict(image, trimap).alpha
     assert real.shape == (67, 93) and 0 <= real.min() and real.max() <= 1
 
 
 def test_trimap_is_optional_but_must_match(net):
-    matter = msia.MsiaMatter(net, torch.device("cpu"))
+    ready = matter("msia", MsiaProcessor(net, make_context()))
     image = np.zeros((16, 16, 3), np.float32)
-    assert matter.predict(image, None).shape == (16, 16)  # trimap-free, as in the paper
+    assert ready.predict(image, None).alpha.shape == (16, 16)  # trimap-free, as in the paper
     with pytest.raises(TrimapError, match="trimap is 8x16"):
-        matter.predict(image, np.zeros((16, 8), np.uint8))
+        ready.predict(image, np.zeros((16, 8), np.uint8))
 
 
 # ----------------------------------------------------------------------------- weights
@@ -160,12 +161,14 @@ def test_import_our_safetensors_then_strict_load(net, weights_file):
 
 
 def test_registry_entry_and_options():
-    spec = models.get("msia")
-    assert not spec.needs_trimap and spec.accepts_trimap and spec.weights == ("msia",) and spec.stride == 16
-    with pytest.raises(BadOptionError, match="strategy must be one of auto, whole, tiled"):
-        spec.create(models.MethodConfig(device="cpu", options={"strategy": "hybrid"}))
-    with pytest.raises(BadOptionError, match="one variant"):
-        spec.create(models.MethodConfig(device="cpu", variant="shm"))
+    spec = methods.get("msia")
+    caps = spec.capabilities
+    assert not caps.needs_trimap and caps.accepts_trimap and not caps.predicts_trimap
+    assert [v.name for v in spec.variants] == ["msia"] and spec.stride == 16
+    with pytest.raises(BadOptionError, match="strategy of method msia must be one of auto, whole, tiled"):
+        spec.create(MethodOptions(device="cpu", engine=EngineOptions(strategy="hybrid")))
+    with pytest.raises(BadOptionError, match="--variant of method msia must be one of msia, not 'shm'"):
+        spec.create(MethodOptions(device="cpu", variant="shm"))
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -222,7 +225,8 @@ def test_cli_msia_with_a_trimap_without_weights(tmp_path):
 
 def test_cli_tiled_strategy_matches_the_library(tagged_weights_file, tmp_path):
     """--strategy tiled with explicit tile flags through the CLI gives what the library computes."""
-    from mattecli import engine
+    from mattecli.runtime.device import prepare_model
+    from mattecli.runtime.executor import TilePolicy
     from mattecli.weights import import_checkpoint, load_model
 
     import_checkpoint("msia", tagged_weights_file)
@@ -234,8 +238,9 @@ def test_cli_tiled_strategy_matches_the_library(tagged_weights_file, tmp_path):
     result = CliRunner().invoke(_app(), [str(a) for a in args])
     assert result.exit_code == 0, result.output
     cpu = torch.device("cpu")
-    net = engine.prepare_model(load_model("msia", cpu), cpu)
-    tiles = engine.TilePolicy(stride=16, halo=16, tile_size=96, batch_size=2)
-    want = msia.MsiaMatter(net, cpu, strategy="tiled", tiles=tiles).predict(io.read_image(image_path))
+    net = prepare_model(load_model("msia", cpu), cpu)
+    policy = TilePolicy(stride=16, halo=16, tile_size=96, batch_size=2)
+    want = matter("msia", MsiaProcessor(net, make_context(strategy="tiled", tiles=policy)))
+    want = want.predict(io.read_image(image_path)).alpha
     got = io.read_gray(out / "crop.png")
     assert np.abs(got - want).max() <= 0.5 / 255 + 1e-6  # equal up to the 8-bit PNG

@@ -135,7 +135,7 @@ def test_outputs_beside_the_inputs_are_still_fine(runner, scene):
 
 
 def test_check_inputs_kept_matches_companions_by_stem_and_identity(tmp_path):
-    from mattecli import batch
+    from mattecli.pipelines import runner
     from mattecli.errors import BadOptionError
 
     items = [io.InputItem(tmp_path / "in" / "a.jpg", Path("a.jpg"))]
@@ -143,16 +143,16 @@ def test_check_inputs_kept_matches_companions_by_stem_and_identity(tmp_path):
     write_gray(tmp_path / "tri" / "a.png", np.zeros((2, 2), np.uint8))
     write_gray(tmp_path / "tri" / "a.old.png", np.zeros((2, 2), np.uint8))
     # an output named like a trimap that is not the image's trimap: fine
-    batch.check_inputs_kept(
-        [batch.Job(items[0], {"main": tmp_path / "tri" / "a.old.png"})], {"trimap": tmp_path / "tri"}
+    runner.check_inputs_kept(
+        [runner.Job(items[0], {"main": tmp_path / "tri" / "a.old.png"})], {"trimap": tmp_path / "tri"}
     )
     with pytest.raises(BadOptionError, match="would overwrite the trimap"):
-        batch.check_inputs_kept(
-            [batch.Job(items[0], {"main": tmp_path / "tri" / "a.png"})], {"trimap": tmp_path / "tri"}
+        runner.check_inputs_kept(
+            [runner.Job(items[0], {"main": tmp_path / "tri" / "a.png"})], {"trimap": tmp_path / "tri"}
         )
     # a missing companion is that file's error later, not a planning error
     (tmp_path / "empty").mkdir()
-    batch.check_inputs_kept([batch.Job(items[0], {"main": tmp_path / "out.png"})], {"trimap": tmp_path / "empty"})
+    runner.check_inputs_kept([runner.Job(items[0], {"main": tmp_path / "out.png"})], {"trimap": tmp_path / "empty"})
 
 
 # ----------------------------------------------------------------------------- 2. no leftovers after kill -9

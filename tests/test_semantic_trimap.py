@@ -15,8 +15,8 @@ from test_sim import blob_trimap, import_into, install_weights, invoke, official
 from test_sim import save_official_classifier as _save_classifier
 
 from mattecli import io
-from mattecli.models.sim_net import SIMClassifier
-from mattecli.semantic import (
+from mattecli.methods.sim.net import SIMClassifier
+from mattecli.methods.sim.semantic import (
     CLASS_NAMES,
     KNOWN_INDEX,
     PALETTE,
@@ -189,7 +189,8 @@ def test_parse_patch_sizes():
 
 
 def test_analyzer_with_the_real_classifier_matches_the_official_loop():
-    from mattecli import engine
+    from mattecli.methods.base import IMAGENET
+    from mattecli.runtime.tensors import image_to_tensor
 
     clf = random_net(SIMClassifier(), 7)
     rng = np.random.default_rng(8)
@@ -198,7 +199,7 @@ def test_analyzer_with_the_real_classifier_matches_the_official_loop():
     st = PatchAnalyzer(clf, torch.device("cpu"), batch_size=2).analyze(image, tri)
     padded = cv2.copyMakeBorder(image, 0, 5, 0, 3, cv2.BORDER_REFLECT)
     padded_tri = cv2.copyMakeBorder(tri, 0, 5, 0, 3, cv2.BORDER_REFLECT)
-    image_n = engine.image_to_tensor(padded, torch.device("cpu"))
+    image_n = image_to_tensor(padded, torch.device("cpu"), IMAGENET.mean, IMAGENET.std)
     with torch.no_grad():
         expected = official_semantic(lambda x: clf(x)[1], image_n, torch.from_numpy(padded_tri)[None, None].float())
     assert st.scores.shape == (20, 67, 93) and st.scores.dtype == np.float32

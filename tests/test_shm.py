@@ -10,13 +10,15 @@ import pytest
 import torch
 import typer
 from conftest import EXAMPLES
-from helpers import mindspore_ckpt, random_net
+from helpers import make_context, matter, mindspore_ckpt, random_net
 from typer.testing import CliRunner
 
-import mattecli.models.shm as shm  # registers the method (not yet imported by the registry)
-from mattecli import io, models
+import mattecli.methods.shm.convert as convert
+import mattecli.methods.shm.processor as shm
+from mattecli import io, methods
+from mattecli.methods.base import EngineOptions, MethodOptions
 from mattecli.errors import BadOptionError, UnknownCheckpointError, WeightsNotCachedError, WeightsUnavailableError
-from mattecli.models.shm_net import MindSporeMNet, SHMMindSporeNet, SHMNet, fuse
+from mattecli.methods.shm.net import MindSporeMNet, SHMMindSporeNet, SHMNet, fuse
 
 MS_FILENAME = "semantichumanmatting_ascend_v180_MattingHumanDatasets_official_cv_avesad5.49.ckpt"
 
@@ -154,14 +156,14 @@ def test_remap_and_detect_mindspore():
     sd = {k: torch.from_numpy(v) for k, v in mindspore_names(net).items()}
     sd["moment1.t_net.last_conv.weight"] = torch.zeros(3, 16, 3, 3)
     sd["global_step"] = torch.tensor([7], dtype=torch.int32)
-    assert shm.is_mindspore(sd)
-    remapped = shm.remap_mindspore(sd)
+    assert convert.is_mindspore(sd)
+    remapped = convert.remap_mindspore(sd)
     ours = {k: v for k, v in net.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert set(remapped) == set(ours)
     assert all(torch.equal(remapped[k], ours[k]) for k in ours)
     wrapped = {"network." + k: v for k, v in sd.items() if k.startswith(("t_net.", "m_net."))}
-    assert shm.is_mindspore(wrapped) and set(shm.remap_mindspore(wrapped)) == set(ours)
-    assert not shm.is_mindspore(SHMMindSporeNet().state_dict())  # our own names are not the MindSpore layout
+    assert convert.is_mindspore(wrapped) and set(convert.remap_mindspore(wrapped)) == set(ours)
+    assert not convert.is_mindspore(SHMMindSporeNet().state_dict())  # our own names are not the MindSpore layout
 
 
 def test_import_mindspore_ckpt_then_strict_load_reproduces_the_network(tmp_path):
@@ -214,11 +216,16 @@ def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((h, w, 3)).astype(np.float32)
 
 
+def _predict(processor, image):
+    """Alpha and predicted trimap through the method contract (clipped, as ``matte`` writes them)."""
+    result = matter("shm", processor).predict(image)
+    return result.alpha, result.trimap
+
+
 def test_paper_strategy_pads_to_16_and_crops_back_on_odd_sizes():
     fake = _FakeNet()
     image = _image(67, 93)
-    matter = shm.ShmMatter(fake, torch.device("cpu"), strategy="paper", encoding="imagenet")
-    alpha, trimap = matter.predict_with_trimap(image)
+    alpha, trimap = _predict(shm.ShmProcessor(fake, make_context(), strategy="paper", encoding="imagenet"), image)
     assert alpha.shape == trimap.shape == (67, 93) and alpha.dtype == np.float32 and trimap.dtype == np.uint8
     x = fake.inputs[0]
     assert tuple(x.shape) == (1, 3, 80, 96)
@@ -235,7 +242,7 @@ def test_paper_strategy_pads_to_16_and_crops_back_on_odd_sizes():
 def test_paper_strategy_scales_the_longer_side_to_1500():
     assert shm.paper_size(1600, 100) == (1500, 94) and shm.paper_size(1500, 900) == (1500, 900)
     fake = _FakeNet()
-    alpha, trimap = shm.ShmMatter(fake, torch.device("cpu"), strategy="paper").predict_with_trimap(_image(1600, 100))
+    alpha, trimap = _predict(shm.ShmProcessor(fake, make_context(), strategy="paper"), _image(1600, 100))
     assert tuple(fake.inputs[0].shape) == (1, 3, 1504, 96)  # 1500x94 padded to multiples of 16
     assert alpha.shape == trimap.shape == (1600, 100)
 
@@ -249,8 +256,7 @@ def _image8(h: int, w: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def test_resize_strategy_is_the_mindspore_evaluation():
     fake = _FakeNet()
     rgb8, image = _image8(67, 93, seed=1)
-    matter = shm.ShmMatter(fake, torch.device("cpu"), strategy="resize", encoding="mindspore")
-    alpha, trimap = matter.predict_with_trimap(image)
+    alpha, trimap = _predict(shm.ShmProcessor(fake, make_context(), strategy="resize", encoding="mindspore"), image)
     assert alpha.shape == trimap.shape == (67, 93)
     x = fake.inputs[0]
     assert tuple(x.shape) == (1, 3, 320, 320)
@@ -316,29 +322,29 @@ def test_real_networks_round_trip_odd_sizes(strategy):
     for net, encoding in ((_ms_net(), "mindspore"), (random_net(SHMNet()), "imagenet")):
         if strategy == "resize" and encoding == "imagenet":
             continue  # the paper net at 320x320 is slow on CPU and adds nothing here
-        matter = shm.ShmMatter(net, torch.device("cpu"), strategy=strategy, encoding=encoding)
-        alpha, trimap = matter.predict_with_trimap(image)
+        alpha, trimap = _predict(shm.ShmProcessor(net, make_context(), strategy=strategy, encoding=encoding), image)
         assert alpha.shape == trimap.shape == (67, 93)
         assert 0 <= alpha.min() and alpha.max() <= 1 and set(np.unique(trimap)) <= {0, 128, 255}
 
 
 # ----------------------------------------------------------------------------- method spec + variants
 def test_registry_entry():
-    spec = models.get("shm")
-    assert not spec.needs_trimap and spec.weights == ("shm-mindspore", "shm") and spec.stride == 16
+    spec = methods.get("shm")
+    assert not spec.needs_trimap and [v.name for v in spec.variants] == ["shm-mindspore", "shm"] and spec.stride == 16
+    assert [v.default_strategy for v in spec.variants] == ["resize", "paper"] and spec.capabilities.predicts_trimap
 
 
 def test_variants_and_strategies_are_checked_and_named_in_weight_errors():
-    spec = models.get("shm")
+    spec = methods.get("shm")
     with pytest.raises(BadOptionError, match="variant"):
-        spec.create(models.MethodConfig(device="cpu", variant="msia"))
+        spec.create(MethodOptions(device="cpu", variant="msia"))
     with pytest.raises(BadOptionError, match="strategy"):
-        spec.create(models.MethodConfig(device="cpu", options={"strategy": "hybrid"}))
+        spec.create(MethodOptions(device="cpu", engine=EngineOptions(strategy="hybrid")))
     with pytest.raises(WeightsUnavailableError, match="mattecli weights import shm "):
-        spec.create(models.MethodConfig(device="cpu", variant="shm"))
+        spec.create(MethodOptions(device="cpu", variant="shm"))
     # shm-mindspore has a published download: offline, it is "not cached", and the error still names the import
-    with pytest.raises((WeightsUnavailableError, WeightsNotCachedError), match="mattecli weights import shm-mindspore"):
-        spec.create(models.MethodConfig(device="cpu"))
+    with pytest.raises(WeightsNotCachedError, match="mattecli weights import shm-mindspore"):
+        spec.create(MethodOptions(device="cpu"))
 
 
 # ----------------------------------------------------------------------------- CLI

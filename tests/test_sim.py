@@ -13,26 +13,25 @@ import torch
 import torch.nn.functional as F
 import typer
 from conftest import EXAMPLES
-from helpers import random_net
+from helpers import make_context, matter, random_net
 from typer.testing import CliRunner
 
-import mattecli.models.sim  # noqa: F401  (registers "sim" until the registry imports it)
-from mattecli import engine, io, models, semantic
+from mattecli import io, methods
 from mattecli.errors import UnknownCheckpointError
-from mattecli.models.sim import (
-    SimMatter,
+from mattecli.methods.base import IMAGENET
+from mattecli.methods.sim import semantic
+from mattecli.methods.sim.convert import is_official, is_official_classifier, remap_official_classifier
+from mattecli.methods.sim.encode import (
     distance_encoding,
     encode_inputs,
-    is_official,
-    is_official_classifier,
     pad_amounts,
     padded_crop,
     padded_index,
-    remap_official_classifier,
     two_channel_trimap,
 )
-from mattecli.models.sim_net import SIMClassifier, SIMNet, WSConv2d, standardize_weight
-from mattecli.semantic import PatchAnalyzer
+from mattecli.methods.sim.net import SIMClassifier, SIMNet, WSConv2d, standardize_weight
+from mattecli.methods.sim.processor import SimProcessor
+from mattecli.methods.sim.semantic import PatchAnalyzer
 
 # ----------------------------------------------------------------------------- helpers (test_semantic_trimap uses them)
 
@@ -308,7 +307,7 @@ def test_encode_inputs_pads_like_opencv_reflect_and_normalises():
     assert enc["size"] == (13, 22) and enc["image"].shape == (1, 3, 16, 24)
     np.testing.assert_array_equal(enc["image"][0].permute(1, 2, 0).numpy(), padded)
     np.testing.assert_array_equal(enc["trimap"][0, 0].numpy(), padded_tri.astype(np.float32))
-    mean, std = np.array(engine.IMAGENET_MEAN), np.array(engine.IMAGENET_STD)
+    mean, std = np.array(IMAGENET.mean), np.array(IMAGENET.std)
     np.testing.assert_allclose(enc["image_n"][0].permute(1, 2, 0).numpy(), (padded - mean) / std, atol=1e-5)
     np.testing.assert_array_equal(enc["two_chan"][0].permute(1, 2, 0).numpy(), two_channel_trimap(padded_tri))
     np.testing.assert_array_equal(enc["clicks"][0].permute(1, 2, 0).numpy(), distance_encoding(padded_tri))
@@ -385,7 +384,7 @@ def _reference_alpha(net: SIMNet, clf: SIMClassifier, image: np.ndarray, trimap:
     img = cv2.copyMakeBorder(image, 0, ph, 0, pw, cv2.BORDER_REFLECT)
     tri = cv2.copyMakeBorder(trimap, 0, ph, 0, pw, cv2.BORDER_REFLECT)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None].float()  # noqa: E731
-    mean, std = np.array(engine.IMAGENET_MEAN), np.array(engine.IMAGENET_STD)
+    mean, std = np.array(IMAGENET.mean), np.array(IMAGENET.std)
     image_scale, image_trans = t(img), t((img.astype(np.float64) - mean) / std)
     trimap_t = torch.from_numpy(tri)[None, None].float()
     two = t(two_channel_trimap(tri))
@@ -406,8 +405,8 @@ def test_pipeline_matches_the_official_procedure_on_an_odd_size(nets):
     expected = _reference_alpha(net, clf, image, tri)
     cpu = torch.device("cpu")
     folded = copy.deepcopy(net).fold_weight_standardization().to(memory_format=torch.channels_last)
-    matter = SimMatter(folded, PatchAnalyzer(clf, cpu), cpu)
-    alpha, st = matter.predict_with_semantic(image, tri)
+    result = matter("sim", SimProcessor(folded, PatchAnalyzer(clf, cpu), make_context())).predict(image, tri, extras=True)
+    alpha, st = result.alpha, result.extras["semantic"]
     assert alpha.shape == (67, 93) and alpha.dtype == np.float32
     assert st.scores.shape == (20, 67, 93) and not st.scores[:, tri != 128].any()
     np.testing.assert_allclose(alpha, expected, atol=2e-4)
@@ -439,11 +438,11 @@ class _FakeClassifier(torch.nn.Module):
 def test_odd_sizes_round_trip_through_padding_and_cropping():
     cpu = torch.device("cpu")
     fake, fake_clf = _FakeNet(), _FakeClassifier()
-    matter = SimMatter(fake, PatchAnalyzer(fake_clf, cpu), cpu)
+    ready = matter("sim", SimProcessor(fake, PatchAnalyzer(fake_clf, cpu), make_context()))
     rng = np.random.default_rng(3)
     image = rng.random((333, 517, 3)).astype(np.float32)
     tri = blob_trimap(333, 517)
-    alpha = matter.predict(image, tri)
+    alpha = ready.predict(image, tri).alpha
     assert alpha.shape == (333, 517)
     assert fake.shapes == [[(1, 3, 336, 520), (1, 2, 336, 520), (1, 3, 336, 520), (1, 6, 336, 520), (1, 20, 336, 520)]]
     unknown = tri == 128
@@ -455,9 +454,10 @@ def test_odd_sizes_round_trip_through_padding_and_cropping():
 
 
 def test_registry_entry():
-    spec = models.get("sim")
-    assert spec.needs_trimap and spec.stride == 8
-    assert spec.weights == ("sim-comp1k", "sim-simd", "sim-classifier")
+    spec = methods.get("sim")
+    assert spec.needs_trimap and spec.stride == 8 and spec.capabilities.semantic_trimap
+    assert [v.name for v in spec.variants] == ["sim-comp1k", "sim-simd"]
+    assert [v.name for v in spec.companions] == ["sim-classifier"]
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -16,18 +16,66 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import calibrate, random_net
+from helpers import calibrate, make_context, matter, random_net
 
-from mattecli import engine, tiling
+from mattecli import methods
 from mattecli.errors import BadOptionError
-from mattecli.models import aim, msia, shm, sim
-from mattecli.models.aim_net import AimNet
-from mattecli.models.msia_net import MSIANet
-from mattecli.models.shm_net import SHMMindSporeNet, SHMNet
-from mattecli.models.sim_net import SIMClassifier, SIMNet
-from mattecli.semantic import PatchAnalyzer
+from mattecli.methods.base import MethodOptions
+from mattecli.methods.aim import processor as aim
+from mattecli.methods.aim.net import AimNet
+from mattecli.methods.base import IMAGENET
+from mattecli.methods.msia import processor as msia
+from mattecli.methods.msia.net import MSIANet
+from mattecli.methods.shm import processor as shm
+from mattecli.methods.shm.net import SHMMindSporeNet, SHMNet
+from mattecli.methods.sim import encode as sim_encode
+from mattecli.methods.sim import processor as sim
+from mattecli.methods.sim.net import SIMClassifier, SIMNet
+from mattecli.methods.sim.semantic import PatchAnalyzer
+from mattecli.runtime import tiles
+from mattecli.runtime.device import prepare_model
+from mattecli.runtime.executor import TilePolicy
+from mattecli.runtime.tensors import image_to_tensor, pad_to_multiple
 
 CPU = torch.device("cpu")
+
+
+class _Run:
+    """A processor behind the method contract (``Matter.predict``), read the way these comparisons use it."""
+
+    def __init__(self, method: str, processor):
+        self.matter = matter(method, processor)
+
+    def predict(self, image, trimap=None):
+        return self.matter.predict(image, trimap).alpha
+
+    def predict_with_trimap(self, image):
+        result = self.matter.predict(image)
+        return result.alpha, result.trimap
+
+    def predict_with_semantic(self, image, trimap):
+        result = self.matter.predict(image, trimap, extras=True)
+        return result.alpha, result.extras["semantic"]
+
+
+def _aim(net, strategy: str, policy=None) -> _Run:
+    return _Run("aim", aim.AimProcessor(net, make_context(tiles=policy), strategy))
+
+
+def _sim(net, analyzer, strategy: str, policy=None) -> _Run:
+    return _Run("sim", sim.SimProcessor(net, analyzer, make_context(strategy=strategy, tiles=policy)))
+
+
+def _shm(net, strategy: str, policy=None, encoding: str = "imagenet") -> _Run:
+    return _Run("shm", shm.ShmProcessor(net, make_context(tiles=policy), strategy, encoding))
+
+
+def _msia(net, strategy: str, policy=None) -> _Run:
+    return _Run("msia", msia.MsiaProcessor(net, make_context(strategy=strategy, tiles=policy)))
+
+
+def _tensor(image):
+    return image_to_tensor(image, CPU, IMAGENET.mean, IMAGENET.std)
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -47,8 +95,8 @@ def _trimap(h: int, w: int) -> np.ndarray:
     return tri
 
 
-def _policy(stride: int, *, tile: int, halo: int, blend: int = 8, batch: int = 2) -> engine.TilePolicy:
-    return engine.TilePolicy(stride=stride, halo=halo, blend=blend, tile_size=tile, batch_size=batch)
+def _policy(stride: int, *, tile: int, halo: int, blend: int = 8, batch: int = 2) -> TilePolicy:
+    return TilePolicy(stride=stride, halo=halo, blend=blend, tile_size=tile, batch_size=batch)
 
 
 def _counting(net: torch.nn.Module, sizes: list):
@@ -61,23 +109,23 @@ def _counting(net: torch.nn.Module, sizes: list):
 @pytest.fixture(scope="module")
 def aim_net():
     net = random_net(AimNet(), 3)
-    calibrate(net, engine.image_to_tensor(_image(128, 160), CPU))
-    return engine.prepare_model(net, CPU)
+    calibrate(net, _tensor(_image(128, 160)))
+    return prepare_model(net, CPU)
 
 
 def test_aim_tiled_focus_matches_the_whole_focus(aim_net):
     image = _image(150, 211)
-    whole, tri = aim.AimMatter(aim_net, CPU, strategy="whole").predict_with_trimap(image)
-    one = aim.AimMatter(aim_net, CPU, strategy="tiled", tiles=_policy(32, tile=512, halo=32))
+    whole, tri = _aim(aim_net, "whole").predict_with_trimap(image)
+    one = _aim(aim_net, "tiled", _policy(32, tile=512, halo=32))
     np.testing.assert_allclose(one.predict(image), whole, atol=1e-5)
     sizes = []
     _counting(aim_net, sizes)
-    tiled = aim.AimMatter(aim_net, CPU, strategy="tiled", tiles=_policy(32, tile=128, halo=32, blend=16))
+    tiled = _aim(aim_net, "tiled", _policy(32, tile=128, halo=32, blend=16))
     got, tri_tiled = tiled.predict_with_trimap(image)
     aim_net._forward_pre_hooks.clear()
     np.testing.assert_array_equal(tri_tiled, tri)
-    tiles = [s for s in sizes[1:] if s[0] > 0]
-    assert len(tiles) >= 2 and all(s[-1] % 32 == 0 and s[-2] % 32 == 0 for s in tiles)
+    ran = [s for s in sizes[1:] if s[0] > 0]
+    assert len(ran) >= 2 and all(s[-1] % 32 == 0 and s[-2] % 32 == 0 for s in ran)
     diff = np.abs(got - whole)
     assert diff.max() < 0.05 and diff[tri == 128].mean() < 5e-3
 
@@ -86,7 +134,7 @@ def test_aim_tiled_focus_matches_the_whole_focus(aim_net):
 @pytest.fixture(scope="module")
 def sim_parts():
     image, tri = _image(100, 140), _trimap(100, 140)
-    enc = sim.encode_inputs(image, tri, CPU)
+    enc = sim_encode.encode_inputs(image, tri, CPU)
     clf = calibrate(random_net(SIMClassifier(), 2), torch.cat([enc["image_n"], enc["trimap"] / 255], 1))
     analyzer = PatchAnalyzer(clf, CPU)
     smap = analyzer.score_tensor(enc["image_n"], enc["trimap"])
@@ -97,12 +145,12 @@ def sim_parts():
 def test_sim_tiled_matches_whole(sim_parts):
     net, analyzer = sim_parts
     image, tri = _image(117, 153, 1), _trimap(117, 153)
-    whole, st_whole = sim.SimMatter(net, analyzer, CPU, strategy="whole").predict_with_semantic(image, tri)
-    matter = sim.SimMatter(net, analyzer, CPU, strategy="tiled", tiles=_policy(8, tile=512, halo=16))
+    whole, st_whole = _sim(net, analyzer, "whole").predict_with_semantic(image, tri)
+    matter = _sim(net, analyzer, "tiled", _policy(8, tile=512, halo=16))
     one, st_one = matter.predict_with_semantic(image, tri)
     np.testing.assert_allclose(one, whole, atol=1e-5)
     np.testing.assert_allclose(st_one.scores, st_whole.scores, atol=1e-6)
-    tiled = sim.SimMatter(net, analyzer, CPU, strategy="tiled", tiles=_policy(8, tile=64, halo=16, blend=8))
+    tiled = _sim(net, analyzer, "tiled", _policy(8, tile=64, halo=16, blend=8))
     got = tiled.predict(image, tri)
     diff = np.abs(got - whole)
     assert (got[tri == 0] == 0).all() and (got[tri == 255] == 1).all()
@@ -118,18 +166,18 @@ def test_shm_tiled_m_net_matches_the_whole_m_net(variant, size, halo, tol):
     (96 px) reproduces the whole pass exactly; the paper's VGG M-Net needs ~128 px for 1e-4
     (measured on 300x380: 0.064 / 0.031 / 1.4e-3 / 1.2e-4 max at 24 / 48 / 96 / 128 px)."""
     net = random_net(SHMMindSporeNet() if variant == "shm-mindspore" else SHMNet(), 4)
-    encoding = shm.ENCODING[variant]
+    encoding = methods.get("shm").resolve(MethodOptions(device="cpu", variant=variant)).variant.params["encoding"]
     image = _image(*size, 2)
     x = torch.from_numpy(shm.encode(_image(144, 192, 2), encoding)).permute(2, 0, 1)[None]
     calibrate(net, x)
-    net = engine.prepare_model(net, CPU)
-    whole, tri = shm.ShmMatter(net, CPU, strategy="whole", encoding=encoding).predict_with_trimap(image)
-    one = shm.ShmMatter(net, CPU, strategy="tiled", encoding=encoding, tiles=_policy(16, tile=512, halo=32))
+    net = prepare_model(net, CPU)
+    whole, tri = _shm(net, "whole", None, encoding).predict_with_trimap(image)
+    one = _shm(net, "tiled", _policy(16, tile=512, halo=32), encoding)
     np.testing.assert_allclose(one.predict(image), whole, atol=1e-5)
     sizes = []
     _counting(net.m_net, sizes)
     tile = 2 * halo + 8 + 16 + 16
-    tiled = shm.ShmMatter(net, CPU, strategy="tiled", encoding=encoding, tiles=_policy(16, tile=tile, halo=halo))
+    tiled = _shm(net, "tiled", _policy(16, tile=tile, halo=halo), encoding)
     got, tri_tiled = tiled.predict_with_trimap(image)
     net.m_net._forward_pre_hooks.clear()
     np.testing.assert_array_equal(tri_tiled, tri)
@@ -162,10 +210,10 @@ def test_shm_tiles_without_unknown_probability_are_skipped():
             return torch.full((x.shape[0], 1, *x.shape[2:]), 0.5)
 
     net = Halves()
-    matter = shm.ShmMatter(net, CPU, strategy="tiled", tiles=_policy(16, tile=64, halo=8))
+    matter = _shm(net, "tiled", _policy(16, tile=64, halo=8))
     alpha = matter.predict(_image(64, 256))
     tiles_run = sum(c[0] for c in net.calls)
-    assert 0 < tiles_run < len(tiling.tile_boxes(64, 256, 64, 2 * 8 + 8, 16))  # the left tiles were skipped
+    assert 0 < tiles_run < len(tiles.tile_boxes(64, 256, 64, 2 * 8 + 8, 16))  # the left tiles were skipped
     np.testing.assert_allclose(alpha[:, :100], 0.0, atol=1e-6)
     np.testing.assert_allclose(alpha[:, 160:], 0.5, atol=1e-6)
 
@@ -175,16 +223,16 @@ def test_shm_tiles_without_unknown_probability_are_skipped():
 def msia_net():
     """MSIA's full depth, strides, ASPP and assembly, at 1/8 of its width (groups 4) to keep the tests fast."""
     net = random_net(MSIANet(groups=4), 5)
-    calibrate(net, engine.image_to_tensor(_image(128, 160), CPU))
-    return engine.prepare_model(net, CPU)
+    calibrate(net, _tensor(_image(128, 160)))
+    return prepare_model(net, CPU)
 
 
 def test_msia_tiled_matches_whole_and_skips_known_tiles(msia_net):
     image = _image(130, 170, 3)
-    whole = msia.MsiaMatter(msia_net, CPU, strategy="whole").predict(image)
-    one = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=_policy(16, tile=512, halo=32))
+    whole = _msia(msia_net, "whole").predict(image)
+    one = _msia(msia_net, "tiled", _policy(16, tile=512, halo=32))
     np.testing.assert_allclose(one.predict(image), whole, atol=1e-5)
-    tiled = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=_policy(16, tile=96, halo=24))
+    tiled = _msia(msia_net, "tiled", _policy(16, tile=96, halo=24))
     got = tiled.predict(image)
     diff = np.abs(got - whole)
     # a 24 px halo is a sliver of a ResNeXt-101's receptive field: measured max 0.054, mean 0.013
@@ -205,18 +253,18 @@ def test_msia_tiled_matches_whole_and_skips_known_tiles(msia_net):
 
 def test_a_memory_cap_makes_auto_tile_and_a_large_budget_keeps_whole(msia_net):
     image = _image(70, 90, 3)  # padded to 80 x 96
-    small = engine.TilePolicy(stride=16, halo=16, blend=8, budget=72 * 72 * 1000, bytes_per_pixel=1000.0)
-    big = engine.TilePolicy(stride=16, halo=16, blend=8, budget=1 << 40, bytes_per_pixel=1000.0)
+    small = TilePolicy(stride=16, halo=16, blend=8, budget=72 * 72 * 1000, bytes_per_pixel=1000.0)
+    big = TilePolicy(stride=16, halo=16, blend=8, budget=1 << 40, bytes_per_pixel=1000.0)
     sizes = []
     _counting(msia_net, sizes)
-    msia.MsiaMatter(msia_net, CPU, strategy="auto", tiles=big).predict(image)
+    _msia(msia_net, "auto", big).predict(image)
     assert sizes == [(1, 3, 80, 96)]  # one whole (padded) pass
     sizes.clear()
-    got = msia.MsiaMatter(msia_net, CPU, strategy="auto", tiles=small).predict(image)
+    got = _msia(msia_net, "auto", small).predict(image)
     msia_net._forward_pre_hooks.clear()
     assert sizes[0] == (1, 3, 80, 96)  # the context pass (the image is below CONTEXT_PIXELS) ...
     assert len(sizes) > 2 and all(s[-1] * s[-2] <= 72 * 72 for s in sizes[1:])  # ... then tiles within the budget
-    tiled = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=small).predict(image)
+    tiled = _msia(msia_net, "tiled", small).predict(image)
     np.testing.assert_array_equal(got, tiled)
 
 
@@ -233,9 +281,9 @@ def test_whole_pass_out_of_memory_falls_back_to_tiles(msia_net):
 
     image = _image(70, 90, 3)  # padded to 80 x 96
     policy = _policy(16, tile=64, halo=16, batch=1)
-    want = msia.MsiaMatter(msia_net, CPU, strategy="tiled", tiles=policy)
+    want = _msia(msia_net, "tiled", policy)
     guarded = OomAbove(msia_net, 80 * 96 - 1)  # the whole image no longer fits, tiles do
-    got = msia.MsiaMatter(guarded, CPU, strategy="whole", tiles=_policy(16, tile=64, halo=16, batch=1))
+    got = _msia(guarded, "whole", _policy(16, tile=64, halo=16, batch=1))
     with pytest.warns(RuntimeWarning, match="out of memory"):
         alpha = got.predict(image)
     # the fallback runs the tiles; its context pass (the whole image here) is refused too and
@@ -246,7 +294,7 @@ def test_whole_pass_out_of_memory_falls_back_to_tiles(msia_net):
 
 # ----------------------------------------------------------------------------- options and CLI
 def test_scales_options_parse_or_fail_clearly():
-    assert aim.parse_scales("0.25,1") == (0.25, 1.0) and aim.parse_scales(None) is None
+    assert aim.parse_scales("0.25,1") == (0.25, 1.0)
     assert sim.scaled_patch_sizes("1,2.5") == (320, 800) and sim.scaled_patch_sizes([0.5]) == (160,)
     for bad in ("0.25", "0,1", "a,b", "0.5,2"):
         with pytest.raises(BadOptionError, match="GLANCE,FOCUS"):
@@ -260,10 +308,10 @@ def test_scales_options_parse_or_fail_clearly():
     [
         (["-m", "aim", "--scales", "2,3"], "GLANCE,FOCUS"),
         (["-m", "msia", "--scales", "1,2"], "no multi-scale fusion"),
-        (["-m", "aim", "--strategy", "sideways"], "strategy must be one of"),
+        (["-m", "aim", "--strategy", "sideways"], "--strategy of method aim must be one of hybrid, resize"),
         (["-m", "aim", "--max-memory", "lots"], "cannot read memory size"),
         (["-m", "aim", "--tile-size", "8"], "--tile-size must be >= 32"),
-        (["-m", "shm", "--strategy", "hybrid"], "SHM strategy must be one of paper, resize, whole, tiled"),
+        (["-m", "shm", "--strategy", "hybrid"], "--strategy of method shm must be one of paper, resize, whole, tiled"),
     ],
 )
 def test_engine_flags_are_checked_before_any_work(runner, tmp_path, args, message):
@@ -283,7 +331,7 @@ def test_shm_m_net_input_is_built_in_row_blocks_without_changing_it(h, w):
     rng = np.random.default_rng(0)
     img, prob = rng.random((h, w, 3)).astype(np.float32), rng.random((h, w, 3)).astype(np.float32)
     got = shm._m_net_input(img, prob, "imagenet", block=7)
-    x, _ = engine.pad_to_multiple(torch.from_numpy(shm.encode(img, "imagenet")).permute(2, 0, 1)[None], 16)
+    x, _ = pad_to_multiple(torch.from_numpy(shm.encode(img, "imagenet")).permute(2, 0, 1)[None], 16)
     ph, pw = x.shape[-2] - h, x.shape[-1] - w
     p = torch.from_numpy(np.pad(prob, ((0, ph), (0, pw), (0, 0)), mode="edge")).permute(2, 0, 1)[None]
     torch.testing.assert_close(got, torch.cat([x, p], 1), atol=0, rtol=0)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mattecli import engine, tiling
+from mattecli.runtime import context, executor, memory, tiles
 from mattecli.errors import DeviceError
 
 
@@ -16,7 +16,7 @@ from mattecli.errors import DeviceError
     "length,tile,overlap,stride", [(100, 32, 8, 1), (97, 40, 10, 1), (40, 40, 5, 1), (30, 64, 16, 1), (512, 128, 72, 8)]
 )
 def test_tile_starts_cover_with_overlap_on_the_stride_grid(length, tile, overlap, stride):
-    starts = tiling.tile_starts(length, tile, overlap, stride)
+    starts = tiles.tile_starts(length, tile, overlap, stride)
     t = min(tile, length)
     covered = np.zeros(length, int)
     for s in starts:
@@ -32,36 +32,36 @@ def test_tile_starts_cover_with_overlap_on_the_stride_grid(length, tile, overlap
 )
 def test_weights_sum_to_one_and_identity_is_exact(h, w, tile, halo, blend):
     x = torch.rand(1, 3, h, w)
-    out = tiling.tiled_apply(lambda t: t, x, tile=tile, halo=halo, blend=blend, out_channels=3, batch_size=3)
+    out = tiles.tiled_apply(lambda t: t, x, tile=tile, halo=halo, blend=blend, out_channels=3, batch_size=3)
     torch.testing.assert_close(out, x)
     # the normalised weights of all tiles sum to exactly one everywhere
-    ones = tiling.tiled_apply(lambda t: torch.ones(t.shape[0], 1, *t.shape[2:]), x, tile=tile, halo=halo, blend=blend)
+    ones = tiles.tiled_apply(lambda t: torch.ones(t.shape[0], 1, *t.shape[2:]), x, tile=tile, halo=halo, blend=blend)
     torch.testing.assert_close(ones, torch.ones(1, 1, h, w))
 
 
 def test_raw_weight_sums_are_positive_and_halos_are_discarded():
     h, w, tile, halo, blend = 90, 150, 48, 6, 10
     total = torch.zeros(h, w)
-    for box in tiling.tile_boxes(h, w, tile, 2 * halo + blend):
+    for box in tiles.tile_boxes(h, w, tile, 2 * halo + blend):
         y0, y1, x0, x1 = box
-        win = tiling.tile_weight(box, h, w, halo, blend)
+        win = tiles.tile_weight(box, h, w, halo, blend)
         total[y0:y1, x0:x1] += win
         if x0 > 0:  # an inner side: its halo has weight 0
             assert float(win[:, :halo].abs().max()) == 0.0
     assert float(total.min()) > 0
-    border = tiling.axis_weight(40, False, True, halo, blend)  # left: the image border, right: another tile
+    border = tiles.axis_weight(40, False, True, halo, blend)  # left: the image border, right: another tile
     assert float(border[0]) == 1.0 and float(border[-halo:].max()) == 0.0 and 0 < float(border[-halo - 1]) < 1
 
 
 def test_blend_window_is_smooth_and_positive():
-    win = tiling.blend_window(16, 16, 4)
+    win = tiles.blend_window(16, 16, 4)
     assert float(win.min()) > 0 and float(win.max()) == 1.0
     assert torch.equal(win, win.flip(0)) and torch.equal(win, win.T)
 
 
 def test_skipped_tiles_stay_zero():
     x = torch.ones(1, 1, 64, 64)
-    out = tiling.tiled_apply(lambda t: t * 2, x, tile=32, blend=0, skip=lambda y0, y1, x0, x1: x0 >= 32)
+    out = tiles.tiled_apply(lambda t: t * 2, x, tile=32, blend=0, skip=lambda y0, y1, x0, x1: x0 >= 32)
     assert float(out[..., :32].min()) == 2.0 and float(out[..., 32:].max()) == 0.0
 
 
@@ -73,7 +73,7 @@ def test_callable_source_builds_tiles_on_demand():
         seen.append((y0, y1, x0, x1))
         return x[:, :, y0:y1, x0:x1]
 
-    out = tiling.tiled_apply(lambda t: t, crop, size=(70, 90), tile=32, halo=2, blend=4, out_channels=2)
+    out = tiles.tiled_apply(lambda t: t, crop, size=(70, 90), tile=32, halo=2, blend=4, out_channels=2)
     torch.testing.assert_close(out, x)
     sizes = {(y1 - y0, x1 - x0) for y0, y1, x0, x1 in seen}
     assert len(sizes) == 1 and max(next(iter(sizes))) <= 32  # one batchable size, never above the tile
@@ -83,13 +83,13 @@ def test_callable_source_builds_tiles_on_demand():
     "length,tile,overlap,stride", [(1155, 1024, 160, 32), (1732, 1024, 160, 32), (5000, 512, 64, 16)]
 )
 def test_balanced_tiles_cover_with_the_fewest_tiles_and_least_waste(length, tile, overlap, stride):
-    t = tiling.balanced_tile(length, tile, overlap, stride)
-    starts = tiling.tile_starts(length, t, overlap, stride)
-    fewest = len(tiling.tile_starts(length, tile, overlap, stride))
+    t = tiles.balanced_tile(length, tile, overlap, stride)
+    starts = tiles.tile_starts(length, t, overlap, stride)
+    fewest = len(tiles.tile_starts(length, tile, overlap, stride))
     assert t <= tile and t % stride == 0 and len(starts) == fewest
     assert starts[-1] + t == length and all(b - a <= t - overlap for a, b in zip(starts, starts[1:], strict=False))
     assert len(starts) * t - length < len(starts) * (overlap + stride)  # waste is the overlaps, not a stray tile
-    assert tiling.balanced_tile(1155, 1024, 160, 32) == 672  # two 672 px tiles, not two 1024 px ones
+    assert tiles.balanced_tile(1155, 1024, 160, 32) == 672  # two 672 px tiles, not two 1024 px ones
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,7 @@ def test_balanced_tiles_cover_with_the_fewest_tiles_and_least_waste(length, tile
     ],
 )
 def test_area_bounded_tiles_cover_with_fewer_pixels_than_square_ones(h, w, area, overlap, stride):
-    boxes = tiling.tile_boxes(h, w, 0, overlap, stride, area=area)
+    boxes = tiles.tile_boxes(h, w, 0, overlap, stride, area=area)
     shapes = {(y1 - y0, x1 - x0) for y0, y1, x0, x1 in boxes}
     assert len(shapes) == 1  # one batchable size
     th, tw = shapes.pop()
@@ -114,15 +114,15 @@ def test_area_bounded_tiles_cover_with_fewer_pixels_than_square_ones(h, w, area,
         covered[y0:y1, x0:x1] = True
     assert covered.all()
     side = int(area**0.5)
-    square = tiling.tile_boxes(h, w, side, overlap, stride)
+    square = tiles.tile_boxes(h, w, side, overlap, stride)
     run_square = len(square) * (square[0][1] - square[0][0]) * (square[0][3] - square[0][2])
     assert len(boxes) * th * tw <= run_square
 
 
 def test_area_bounded_tiles_of_a_2mp_image_are_strips():
     # a 1024^2-pixel budget: three 1152 x 704 strips (1.22x the pixels) instead of four 672 x 960 tiles (1.30x)
-    assert tiling.area_tile_shape(1152, 1728, 1 << 20, 160, 32) == (1152, 704)
-    assert len(tiling.tile_boxes(1152, 1728, 0, 160, 32, area=1 << 20)) == 3
+    assert tiles.area_tile_shape(1152, 1728, 1 << 20, 160, 32) == (1152, 704)
+    assert len(tiles.tile_boxes(1152, 1728, 0, 160, 32, area=1 << 20)) == 3
 
 
 def test_a_thin_band_gets_smaller_tiles_that_run_fewer_pixels():
@@ -133,7 +133,7 @@ def test_a_thin_band_gets_smaller_tiles_that_run_fewer_pixels():
     def skip(y0, y1, x0, x1):
         return not unknown[y0:y1, x0:x1].any()
 
-    needed = tiling.needed_cells(h, w, skip, 64)
+    needed = tiles.needed_cells(h, w, skip, 64)
     assert needed.shape == (34, 60) and needed.any() and not needed.all()
 
     def run_pixels(boxes):
@@ -141,9 +141,9 @@ def test_a_thin_band_gets_smaller_tiles_that_run_fewer_pixels():
         assert all(unknown[b[0] : b[1], b[2] : b[3]].sum() == 0 for b in boxes if b not in kept)
         return sum((b[1] - b[0]) * (b[3] - b[2]) for b in kept), kept
 
-    aware, kept = run_pixels(tiling.tile_boxes(h, w, 0, overlap, stride, area=1 << 22, needed=needed, cell=64))
-    blind, _ = run_pixels(tiling.tile_boxes(h, w, 0, overlap, stride, area=1 << 22))
-    square, _ = run_pixels(tiling.tile_boxes(h, w, 1024, overlap, stride))
+    aware, kept = run_pixels(tiles.tile_boxes(h, w, 0, overlap, stride, area=1 << 22, needed=needed, cell=64))
+    blind, _ = run_pixels(tiles.tile_boxes(h, w, 0, overlap, stride, area=1 << 22))
+    square, _ = run_pixels(tiles.tile_boxes(h, w, 1024, overlap, stride))
     assert aware < 0.5 * min(blind, square)
     covered = np.zeros((h, w), bool)
     for y0, y1, x0, x1 in kept:
@@ -159,7 +159,7 @@ def test_area_planned_tiles_with_skipping_give_the_same_stitched_output():
     def skip(y0, y1, x0, x1):
         return not bool(mask[y0:y1, x0:x1].any())
 
-    out = tiling.tiled_apply(
+    out = tiles.tiled_apply(
         lambda t: t, x, tile=96, halo=8, blend=8, stride=8, out_channels=2, skip=skip, by_area=True
     )
     torch.testing.assert_close(out[:, :, mask], x[:, :, mask])
@@ -196,12 +196,12 @@ def test_halo_covering_the_receptive_field_and_replayed_context_give_the_whole_i
     x[:, :, :, :100] += 2  # tiles on the left see other statistics than the whole image
     with torch.inference_mode():
         whole = net(x)
-        ctx = tiling.GlobalContext(net)
+        ctx = context.GlobalContext(net)
         with ctx.record():
             net(x)
         with ctx.replay():
-            tiled = tiling.tiled_apply(net, x, tile=128, halo=48, blend=8, stride=8, batch_size=2)
-        no_context = tiling.tiled_apply(net, x, tile=128, halo=48, blend=8, stride=8, batch_size=2)
+            tiled = tiles.tiled_apply(net, x, tile=128, halo=48, blend=8, stride=8, batch_size=2)
+        no_context = tiles.tiled_apply(net, x, tile=128, halo=48, blend=8, stride=8, batch_size=2)
     torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=0)
     assert float((no_context - whole).abs().max()) > 1e-4  # tile-local pooling differs (100x the tolerance)
     assert len(ctx.modules) == 1 and ctx.recorded
@@ -212,7 +212,7 @@ def test_replayed_context_works_in_a_compiled_network():
     pytest.importorskip("torch._dynamo")
     torch.manual_seed(0)
     net = _Local().eval()
-    ctx = tiling.GlobalContext(net)  # built before compiling, as the methods do
+    ctx = context.GlobalContext(net)  # built before compiling, as the methods do
     compiled = torch.compile(net)
     x = torch.rand(1, 3, 96, 128)
     x[:, :, :, :64] += 2  # the tile (the right half) has other statistics than the whole image
@@ -229,7 +229,7 @@ def test_replayed_context_works_in_a_compiled_network():
             pytest.skip(f"torch.compile unavailable here: {type(err).__name__}")
         raise
     with torch.inference_mode():
-        eager_ctx = tiling.GlobalContext(net)
+        eager_ctx = context.GlobalContext(net)
         with eager_ctx.record():
             torch.testing.assert_close(net(x), whole, atol=1e-5, rtol=0)
         with eager_ctx.replay():
@@ -243,7 +243,7 @@ def test_misaligned_tiles_would_differ():
     net = _Local().eval()
     x = torch.rand(1, 3, 96, 96)
     with torch.inference_mode():
-        ctx = tiling.GlobalContext(net)
+        ctx = context.GlobalContext(net)
         with ctx.record():
             whole = net(x)
         with ctx.replay():
@@ -256,7 +256,7 @@ def test_resize_crop_equals_interpolating_then_cropping():
     full = F.interpolate(small, size=(100, 130), mode="bilinear", align_corners=False)
     for box in [(0, 100, 0, 130), (7, 40, 90, 130), (99, 100, 0, 1), (33, 65, 12, 77)]:
         y0, y1, x0, x1 = box
-        torch.testing.assert_close(tiling.resize_crop(small, (100, 130), box), full[:, :, y0:y1, x0:x1])
+        torch.testing.assert_close(tiles.resize_crop(small, (100, 130), box), full[:, :, y0:y1, x0:x1])
 
 
 def _oom_above(batch_limit: int, tile_limit: int, calls: list):
@@ -275,12 +275,12 @@ def test_oom_halves_batch_then_tile_and_gives_the_same_result():
     x = torch.rand(1, 3, 200, 260)
     calls = []
     with pytest.warns(RuntimeWarning, match="out of memory"):
-        out = tiling.tiled_apply_safe(_oom_above(1, 32, calls), x, tile=128, halo=4, blend=8, stride=8, batch_size=4)
+        out = tiles.tiled_apply_safe(_oom_above(1, 32, calls), x, tile=128, halo=4, blend=8, stride=8, batch_size=4)
     torch.testing.assert_close(out, x[:, :1] * 2)
     batches = [c[0] for c in calls]
-    tiles = sorted({c[-1] for c in calls})
+    sides = sorted({c[-1] for c in calls})
     assert 4 in batches and 2 in batches and 1 in batches  # batch halved first
-    assert tiles[0] <= 32  # then the tile
+    assert sides[0] <= 32  # then the tile
 
 
 def test_oom_retries_the_failing_batch_without_redoing_finished_tiles():
@@ -294,7 +294,7 @@ def test_oom_retries_the_failing_batch_without_redoing_finished_tiles():
         return t
 
     with pytest.warns(RuntimeWarning, match="batch size 1"):
-        out = tiling.tiled_apply_safe(fn, x, tile=64, blend=0, batch_size=2)
+        out = tiles.tiled_apply_safe(fn, x, tile=64, blend=0, batch_size=2)
     torch.testing.assert_close(out, x)
     assert calls == [2, 2, 1, 1]  # tiles 1-2, (3-4 fail), 3, 4
 
@@ -302,7 +302,7 @@ def test_oom_retries_the_failing_batch_without_redoing_finished_tiles():
 def test_oom_with_nothing_left_to_shrink_is_a_device_error():
     x = torch.rand(1, 3, 64, 64)
     with pytest.warns(RuntimeWarning), pytest.raises(DeviceError, match="out of memory even with one"):
-        tiling.tiled_apply_safe(_oom_above(0, 0, []), x, tile=64, halo=8, blend=8, stride=32, batch_size=2)
+        tiles.tiled_apply_safe(_oom_above(0, 0, []), x, tile=64, halo=8, blend=8, stride=32, batch_size=2)
 
 
 def test_non_oom_errors_are_not_swallowed():
@@ -310,21 +310,21 @@ def test_non_oom_errors_are_not_swallowed():
         raise ValueError("bug")
 
     with pytest.raises(ValueError, match="bug"):
-        tiling.tiled_apply_safe(broken, torch.rand(1, 1, 8, 8), tile=8, blend=0)
+        tiles.tiled_apply_safe(broken, torch.rand(1, 1, 8, 8), tile=8, blend=0)
 
 
 def test_memory_cap_makes_the_policy_tile_and_the_result_is_unchanged():
     net = _Local().eval()
     x = torch.rand(1, 3, 160, 240)
-    big = engine.TilePolicy(stride=8, halo=48, blend=8, budget=1 << 40)
-    small = engine.TilePolicy(stride=8, halo=48, blend=8, budget=150 * 150 * 600)
+    big = executor.TilePolicy(stride=8, halo=48, blend=8, budget=1 << 40)
+    small = executor.TilePolicy(stride=8, halo=48, blend=8, budget=150 * 150 * 600)
     for policy in (big, small):
         policy.bytes_per_pixel = 600.0  # as if measured
     assert big.fits(160 * 240) and not small.fits(160 * 240)
     tile, _ = small.plan()
     assert tile < 240 and tile % 8 == 0 and tile >= small.min_tile
     with torch.inference_mode():
-        ctx = tiling.GlobalContext(net)
+        ctx = context.GlobalContext(net)
         with ctx.record():
             whole = net(x)
         with ctx.replay():
@@ -335,35 +335,35 @@ def test_memory_cap_makes_the_policy_tile_and_the_result_is_unchanged():
 def test_memory_already_in_use_counts_against_max_memory(monkeypatch):
     """--max-memory bounds the run's peak: weights, images and full-size maps held now leave less for tiles."""
     cpu = torch.device("cpu")
-    policy = engine.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0, device=cpu)
-    monkeypatch.setattr(engine, "memory_in_use", lambda device: 0)
+    policy = executor.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0, device=cpu)
+    monkeypatch.setattr(memory, "memory_in_use", lambda device: 0)
 
     def largest(room):  # the largest multiple of the stride whose tile^2 x 1000 B fit the planning share of room
-        return int((room * engine.PLAN_MARGIN / 1000) ** 0.5) // 8 * 8
+        return int((room * executor.PLAN_MARGIN / 1000) ** 0.5) // 8 * 8
 
     free_tile, free_batch = policy.plan()
     assert (free_tile, free_batch) == (largest(2**30), 1) and free_tile > 900
-    monkeypatch.setattr(engine, "memory_in_use", lambda device: 2**30 - 300 * 300 * 1000)
+    monkeypatch.setattr(memory, "memory_in_use", lambda device: 2**30 - 300 * 300 * 1000)
     tile, batch = policy.plan()
     assert tile == largest(300 * 300 * 1000) and tile * tile * 1000 <= 300 * 300 * 1000 and batch == 1
     assert policy.fits(250 * 250) and not policy.fits(350 * 350)
     with pytest.warns(RuntimeWarning, match="leaves"):
         assert policy.plan(reserve=2**30)[0] == policy.min_tile  # nothing left: the smallest tile, with a warning
-    without_device = engine.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0)
+    without_device = executor.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0)
     assert without_device.plan() == (largest(2**30), 1)  # a bare policy plans from the budget alone
 
 
 def test_default_budget_is_what_is_in_use_plus_free_memory():
     cpu = torch.device("cpu")
-    in_use = engine.memory_in_use(cpu)
-    budget = engine.memory_budget(cpu)
-    assert budget > in_use and engine.memory_budget(cpu, "3G") == 3 * 2**30
-    assert engine.memory_headroom(cpu, budget) > 0
+    in_use = memory.memory_in_use(cpu)
+    budget = memory.memory_budget(cpu)
+    assert budget > in_use and memory.memory_budget(cpu, "3G") == 3 * 2**30
+    assert memory.memory_headroom(cpu, budget) > 0
 
 
 def test_measured_bytes_per_pixel_is_linear_and_sane():
     conv = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1)).eval()
-    bpp = engine.measure_bytes_per_pixel(conv, lambda s: torch.zeros(1, 3, s, s), torch.device("cpu"))
+    bpp = memory.measure_bytes_per_pixel(conv, lambda s: torch.zeros(1, 3, s, s), torch.device("cpu"))
     if bpp is None:
         pytest.skip("peak RSS cannot be reset on this system")
     # at least one 64-channel float32 map is alive, at most the four maps a naive count gives

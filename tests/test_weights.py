@@ -765,7 +765,7 @@ def test_unimplemented_method(env):
 
 def test_every_real_variant_has_model_code(monkeypatch):
     monkeypatch.setattr(constants, "MATTECLI_MANIFEST", None, raising=False)
-    import mattecli.models  # noqa: F401  (method modules register their architectures)
+    import mattecli.methods  # noqa: F401  (the registry gives mattecli.weights every variant's network)
 
     for variant in weights.load_manifest().variants():
         assert weights.get_architecture(variant).variant == variant

@@ -22,12 +22,13 @@ import pytest
 import torch
 from drive_server import FakeDrive
 from hub_server import FakeHub, hub_entry, use_fake_hub
-from test_weights import ToyNet, assert_same, env, official_toy_sd, remap_toy  # noqa: F401  (env is a fixture)
+import test_weights
+from test_weights import assert_same, official_toy_sd, remap_toy
 from typer.testing import CliRunner
 
 from mattecli import weights
 from mattecli.errors import ChecksumMismatchError, WeightsNotCachedError, WeightsUnavailableError
-from mattecli.weights import download, store
+from mattecli.weights import download
 
 REPO = Path(__file__).resolve().parents[1]
 FILENAME = "toy_best.pth"
@@ -55,6 +56,9 @@ def drive_entry(variant: str, *urls: str, sha256: str | None = None, baidu: bool
         links.append({"host": "Baidu Netdisk", "url": "https://pan.baidu.com/s/1abc", "password": "evik", "manual": True})
     entry["official"]["files"][0]["links"] = links
     return entry
+
+
+env = test_weights.env  # the fixture: an empty HF cache, a test manifest, toy architectures
 
 
 @pytest.fixture
@@ -355,8 +359,8 @@ def test_a_killed_download_leaves_no_weights_and_the_next_one_resumes(drive, tmp
     content = official_bytes()
     drive.env.set_manifest([drive_entry("toy", drive.add("ID", content, mode="confirm", chunk=64, delay=0.05))])
     home = tmp_path / "home"
-    env = _subprocess_env(drive, home)
-    proc = subprocess.Popen([sys.executable, "-c", _PULL], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    penv = _subprocess_env(drive, home)
+    proc = subprocess.Popen([sys.executable, "-c", _PULL], env=penv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     downloads = home / "hub" / "models--mattecli-imports--toy" / "downloads"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -369,13 +373,13 @@ def test_a_killed_download_leaves_no_weights_and_the_next_one_resumes(drive, tmp
     got = parts[0].stat().st_size
     assert 0 < got < len(content)
     listing = subprocess.run(
-        [sys.executable, "-m", "mattecli", "weights", "list", "--json"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "mattecli", "weights", "list", "--json"], env=penv, capture_output=True, text=True
     )
     toy = next(json.loads(line) for line in listing.stdout.splitlines() if '"toy"' in line)
     assert toy["state"] == "missing" and toy["path"] is None  # the .part file is not weights
     for f in drive.files.values():
         f.delay = 0.0
-    again = subprocess.run([sys.executable, "-c", _PULL], env=env, capture_output=True, text=True, timeout=120)
+    again = subprocess.run([sys.executable, "-c", _PULL], env=penv, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     resumed = drive.body_gets()[-1]
     assert resumed.range is not None and int(resumed.range[len("bytes=") : -1]) >= got

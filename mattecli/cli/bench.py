@@ -344,8 +344,8 @@ def bench(
     """
     import json
 
-    from mattecli import bench as lib
     from mattecli.datasets import DATASETS
+    from mattecli.pipelines import bench as lib
 
     if ctx.invoked_subcommand is not None:
         return
@@ -387,9 +387,9 @@ def bench(
     source = None
     if root is None:
         if predictions is None:
-            from mattecli import models
+            from mattecli import methods
 
-            models.get(method)  # an unknown method fails before any download
+            methods.get(method)  # an unknown method fails before any download
         st = _default_root(
             dataset, no_download=no_download, allow_incomplete=allow_incomplete, quiet=quiet, options=options
         )
@@ -410,9 +410,8 @@ def bench(
         save_predictions=None if save_predictions is None else str(save_predictions),
         dataset_options=options,
         dataset_source=source,
-        method_options={
-            k: v
-            for k, v in common.engine_options(
+        method_options=common.engine_fields(
+            common.method_options(
                 strategy=strategy,
                 tile_size=tile_size,
                 tile_overlap=tile_overlap,
@@ -420,9 +419,8 @@ def bench(
                 max_memory=max_memory,
                 scales=scales,
                 compile_model=compile_model,
-            ).items()
-            if v
-        },
+            )
+        ),
     )
     cache = lib.cache_path_for(report) if (report is not None and resume) else None
     callback, stop = _progress(quiet, f"bench {method or 'predictions'} on {dataset}")

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -35,6 +34,7 @@ from rich.progress import (
 from rich.table import Table
 
 from mattecli import constants
+from mattecli.cli.console import stderr, stdout  # one pair of consoles for every command
 from mattecli.errors import (  # noqa: F401  (re-exported for commands)
     DatasetError,
     DeviceError,
@@ -65,6 +65,10 @@ __all__ = [
     "ShardOpt",
     "StrategyOpt",
     "VariantOpt",
+    "DeviceOpt",
+    "PrecisionOpt",
+    "WeightsOpt",
+    "method_options",
     "shard_of",
 ]
 
@@ -84,8 +88,6 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
     (MatteCliError, EXIT_FAILED),
 ]
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-stdout = Console(highlight=False, soft_wrap=True)
 
 
 def exit_code_for(err: BaseException) -> int:
@@ -251,14 +253,27 @@ ShardOpt = Annotated[
         "cluster array jobs split a folder with no coordination.",
     ),
 ]
-StrategyOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Test strategy. aim: hybrid (official), resize, whole, tiled; sim, msia, cf, knn: auto, whole, tiled; "
-        "shm: paper, resize, whole, tiled. 'tiled' runs global stages at reduced scale and details on "
+def _strategies_help() -> str:
+    from mattecli import methods
+
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for spec in methods.specs():
+        groups.setdefault(spec.strategies, []).append(spec.name)
+    listed = "; ".join(f"{', '.join(names)}: {', '.join(strats)}" for strats, names in groups.items())
+    return (
+        f"Test strategy. {listed}. 'tiled' runs global stages at reduced scale and details on "
         "full-resolution tiles; 'auto' tiles only what does not fit --max-memory."
-    ),
-]
+    )
+
+
+def _variants_help() -> str:
+    from mattecli import methods
+
+    several = [f"{s.name}: {', '.join(v.name for v in s.variants)}" for s in methods.specs() if len(s.variants) > 1]
+    return f"Weights variant of methods that have several ({'; '.join(several)})."
+
+
+StrategyOpt = Annotated[str | None, typer.Option(help=_strategies_help())]
 TileSizeOpt = Annotated[
     int | None, typer.Option(help="Tile side in pixels for tiled inference (default: from --max-memory).")
 ]
@@ -282,40 +297,67 @@ ScalesOpt = Annotated[
     ),
 ]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the network (pays off on long runs).")]
-
-
-def engine_options(
-    *,
-    strategy: str | None,
-    tile_size: int | None,
-    tile_overlap: int | None,
-    batch_size: int | None,
-    max_memory: str | None,
-    scales: str | None,
-    compile_model: bool,
-) -> dict:
-    """``MethodConfig.options`` from the shared engine flags (a bad --max-memory is a usage error here)."""
-    if max_memory is not None:
-        from mattecli.engine import parse_memory
-
-        max_memory = parse_memory(max_memory)
-    return {
-        "strategy": strategy,
-        "tile_size": tile_size,
-        "tile_overlap": tile_overlap,
-        "batch_size": batch_size,
-        "max_memory": max_memory,
-        "scales": scales,
-        "compile": compile_model,
-    }
-
-
-VariantOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Weights variant of methods that have several (sim: sim-comp1k, sim-simd; shm: shm-mindspore, shm)."
-    ),
+VariantOpt = Annotated[str | None, typer.Option(help=_variants_help())]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(help="auto, cpu, cuda or cuda:N; a list (cuda:0,cuda:1) or 'all' runs one worker process per device."),
 ]
+PrecisionOpt = Annotated[
+    str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
+]
+WeightsOpt = Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")]
+
+
+def method_options(
+    *,
+    device: str = "auto",
+    precision: str = "fp32",
+    weights: Path | None = None,
+    variant: str | None = None,
+    no_download: bool = False,
+    strategy: str | None = None,
+    tile_size: int | None = None,
+    tile_overlap: int | None = None,
+    batch_size: int | None = None,
+    max_memory: str | None = None,
+    scales: str | None = None,
+    compile_model: bool = False,
+):
+    """:class:`~mattecli.methods.base.MethodOptions` from the shared flags (a bad --max-memory is a usage
+    error here; everything else is checked against the method's spec by the pipeline, before any work).
+
+    A device list (``cuda:0,cuda:1``, ``all``) is the backend's business: the options then name the
+    first device, and each worker its own.
+    """
+    from mattecli.methods.base import EngineOptions, MethodOptions
+    from mattecli.runtime.memory import parse_memory
+
+    single = device if "," not in device and device.strip().lower() != "all" else "auto"
+    return MethodOptions(
+        variant=variant,
+        weights=weights,
+        device=single,
+        precision=precision,
+        download=not no_download,
+        engine=EngineOptions(
+            strategy=strategy,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+            max_memory=None if max_memory is None else parse_memory(max_memory),
+            scales=scales,
+            compile=compile_model,
+        ),
+    )
+
+
+def engine_fields(options) -> dict:
+    """The engine options that are set, as a plain dict (what bench records in its settings)."""
+    from dataclasses import asdict
+
+    return {k: v for k, v in asdict(options.engine).items() if v}
+
+
 InputsArg = Annotated[
     list[str],
     typer.Argument(help="Image files, folders, glob patterns, or - to read paths from stdin.", show_default=False),
@@ -384,6 +426,6 @@ def download_progress(quiet: bool = False) -> type | None:
     """The download bar class for first-use weight downloads (stderr only; none with ``--quiet``)."""
     if quiet:
         return None
-    from mattecli.cli.weights import RichDownloadBar
+    from mattecli.cli.progress import RichDownloadBar
 
     return RichDownloadBar

@@ -37,7 +37,7 @@ def composite(
     quiet: QuietOpt = False,
 ) -> None:
     """Composite IMAGE over a new background using its ALPHA matte."""
-    from mattecli.composite import composite_files
+    from mattecli.pipelines.composite import composite_files
 
     common.check_bit_depth(bit_depth)
     common.check_max_pixels(max_pixels)

@@ -1,4 +1,4 @@
-"""``mattecli matte``: alpha mattes with any registered method."""
+"""``mattecli matte``: alpha mattes with any registered method (parse options, call one backend, render)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mattecli.cli.common import (
 
 
 def _methods() -> list[str]:
-    from mattecli.models import list_methods
+    from mattecli.methods import list_methods
 
     return list_methods()
 
@@ -30,7 +30,9 @@ def _methods() -> list[str]:
 def matte(
     inputs: InputsArg,
     out: OutArg,
-    method: Annotated[str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")] = "aim",
+    method: Annotated[
+        str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")
+    ] = _methods()[0],
     trimap: Annotated[
         Path | None,
         typer.Option("--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."),
@@ -50,16 +52,9 @@ def matte(
     max_memory: common.MaxMemoryOpt = None,
     scales: common.ScalesOpt = None,
     compile_model: common.CompileOpt = False,
-    device: Annotated[
-        str,
-        typer.Option(
-            help="auto, cpu, cuda or cuda:N; a list (cuda:0,cuda:1) or 'all' runs one worker process per device."
-        ),
-    ] = "auto",
-    precision: Annotated[
-        str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
-    ] = "fp32",
-    weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")] = None,
+    device: common.DeviceOpt = "auto",
+    precision: common.PrecisionOpt = "fp32",
+    weights: common.WeightsOpt = None,
     no_download: common.NoDownloadOpt = False,
     ray: Annotated[
         bool,
@@ -84,21 +79,12 @@ def matte(
     Outputs are <OUT>/<stem>.png (folder structure mirrored); existing outputs are
     skipped unless --overwrite, so an interrupted run resumes.
     """
-    from mattecli import models
-    from mattecli.matting import MatteSettings, matte_files
+    from mattecli import backends
+    from mattecli.pipelines.matte import MatteSettings
 
     common.check_bit_depth(bit_depth)
     if jobs < 1:
         raise common.UsageError("--jobs must be >= 1")
-    options = common.engine_options(
-        strategy=strategy,
-        tile_size=tile_size,
-        tile_overlap=tile_overlap,
-        batch_size=batch_size,
-        max_memory=max_memory,
-        scales=scales,
-        compile_model=compile_model,
-    )
     settings = MatteSettings(
         cutout=cutout,
         foreground=foreground,
@@ -106,65 +92,34 @@ def matte(
         bit_depth=bit_depth,
         max_pixels=max_pixels,
         io_workers=jobs,
-        config=models.MethodConfig(
+        options=common.method_options(
             device=device,
             precision=precision,
             weights=weights,
             variant=variant,
-            options=options,
-            download=not no_download,
+            no_download=no_download,
+            strategy=strategy,
+            tile_size=tile_size,
+            tile_overlap=tile_overlap,
+            batch_size=batch_size,
+            max_memory=max_memory,
+            scales=scales,
+            compile_model=compile_model,
         ),
     )
-    progress = common.download_progress(quiet)
-    from mattecli.distributed import matte_on_devices, parse_devices
-
-    if ray:
-        from mattecli.distributed import matte_with_ray
-
-        total, results = matte_with_ray(
-            inputs,
-            out,
-            method=method,
-            trimap=trimap,
-            settings=settings,
-            address=ray_address,
-            recursive=recursive,
-            overwrite=overwrite,
-            stdin=common.in_stdin(inputs),
-            progress=progress,
-        )
-        common.report(total, results, title=f"matte ({method}) on Ray", quiet=quiet, json_lines=json_lines)
-        return
-    devices = parse_devices(device)
-    if devices is not None:
-        if shard is not None:
-            raise common.UsageError("--shard and several --device values do not combine; use one of them")
-        total, results = matte_on_devices(
-            inputs,
-            out,
-            devices,
-            method=method,
-            trimap=trimap,
-            settings=settings,
-            recursive=recursive,
-            overwrite=overwrite,
-            stdin=common.in_stdin(inputs),
-            progress=progress,
-        )
-        common.report(
-            total, results, title=f"matte ({method}) on {len(devices)} devices", quiet=quiet, json_lines=json_lines
-        )
-        return
-    jobs, results = matte_files(
+    backend = backends.backend_for(device, ray=ray, ray_address=ray_address)
+    total, results = backends.matte(
         inputs,
         out,
         method=method,
         trimap=trimap,
         settings=settings,
+        backend=backend,
         recursive=recursive,
-        shard=common.shard_of(shard),
         overwrite=overwrite,
+        shard=common.shard_of(shard),
         stdin=common.in_stdin(inputs),
-        progress=progress,
+        progress=common.download_progress(quiet),
     )
-    common.report(jobs, results, title=f"matte ({method})", quiet=quiet, json_lines=json_lines)
+    where = "" if backend.name == "local" else f" on {backend.name}"
+    common.report(total, results, title=f"matte ({method}){where}", quiet=quiet, json_lines=json_lines)

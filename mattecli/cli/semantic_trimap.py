@@ -67,7 +67,8 @@ def semantic_trimap(
     NAME.png (the class-index PNG; the others beside it) or NAME.safetensors. Existing outputs are
     skipped unless --overwrite.
     """
-    from mattecli.semantic import SemanticSettings, parse_patch_sizes, semantic_trimap_files
+    from mattecli.methods.sim.semantic import parse_patch_sizes
+    from mattecli.pipelines.semantic_trimap import SemanticSettings, semantic_trimap_files
 
     common.check_max_pixels(max_pixels)
     settings = SemanticSettings(

@@ -19,6 +19,12 @@ from mattecli.cli.common import (
 )
 
 
+def _predictors() -> list[str]:
+    from mattecli import methods
+
+    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+
+
 @common.handles_errors
 def trimap(
     inputs: InputsArg,
@@ -41,7 +47,9 @@ def trimap(
         bool,
         typer.Option(help="Inputs are photos: predict their trimaps with a trimap-free method (see --method)."),
     ] = False,
-    method: Annotated[str, typer.Option("--method", "-m", help="Method for --from-image.")] = "aim",
+    method: Annotated[
+        str, typer.Option("--method", "-m", help=f"Method for --from-image: {', '.join(_predictors())}.")
+    ] = _predictors()[0],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --from-image).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (with --from-image).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (--from-image).")] = None,
@@ -54,18 +62,16 @@ def trimap(
     quiet: QuietOpt = False,
 ) -> None:
     """Make trimaps (0 / 128 / 255) from alpha mattes or masks, or (--from-image) predict them from photos."""
-    from mattecli.trimap import TrimapSettings, trimap_files
+    from mattecli.pipelines.trimap import predicted_trimap_files, trimap_files
+    from mattecli.trimap import TrimapSettings
 
     common.check_max_pixels(max_pixels)
     if from_image:
-        from mattecli import models
-        from mattecli.matting import predicted_trimap_files
-
         jobs, results = predicted_trimap_files(
             inputs,
             out,
             method=method,
-            config=models.MethodConfig(device=device, precision=precision, weights=weights, download=not no_download),
+            options=common.method_options(device=device, precision=precision, weights=weights, no_download=no_download),
             recursive=recursive,
             shard=common.shard_of(shard),
             overwrite=overwrite,

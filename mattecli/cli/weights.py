@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
+import mattecli.methods  # noqa: F401  (gives mattecli.weights every variant's network)
 from mattecli.cli import common
+from mattecli.cli.progress import RichDownloadBar, human_bytes
 from mattecli.errors import ChecksumMismatchError, UsageError, WeightsError
 
 __all__ = ["app", "RichDownloadBar"]
@@ -62,71 +56,6 @@ _STATE_STYLE = {
     "missing": "yellow",
     "unpublished": "dim",
 }
-
-
-class RichDownloadBar:
-    """A tqdm-compatible download bar drawn with Rich on stderr.
-
-    ``hf_hub_download(tqdm_class=RichDownloadBar)`` and :func:`mattecli.weights.download.fetch`
-    create it with ``total``/``initial``/``desc`` and call ``update(n)`` per chunk (negative after a
-    server ignored a resume request). When stderr is not a terminal (a log file, CI) it draws no
-    bar and prints one line when the download starts and one when it ends instead.
-    """
-
-    def __init__(self, *, total: int | None = None, initial: int = 0, desc: str | None = None, **_: Any):
-        import time
-
-        self._desc, self._total, self._done, self._start = desc or "download", total, initial, time.monotonic()
-        self._plain = not common.stderr.is_terminal
-        if self._plain:
-            size = f" ({_human(total)})" if total else ""
-            resumed = f", resuming at {_human(initial)}" if initial else ""
-            common.stderr.print(f"[dim]downloading {escape(self._desc)}{size}{resumed}[/]")
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=common.stderr,
-            transient=True,
-            disable=not common.stderr.is_terminal,
-        )
-        self._progress.start()
-        self._task = self._progress.add_task(escape(desc or "download"), total=total, completed=initial)
-
-    def update(self, n: int = 1) -> None:
-        self._done += n
-        self._progress.advance(self._task, n)
-
-    def close(self) -> None:
-        import time
-
-        self._progress.stop()
-        if self._plain:
-            seconds = max(time.monotonic() - self._start, 1e-3)
-            common.stderr.print(
-                f"[dim]downloaded {escape(self._desc)}: {_human(self._done)} in {seconds:.1f} s "
-                f"({_human(self._done / seconds)}/s)[/]"
-            )
-        self._plain = False  # close() may be called twice (context manager + explicit)
-
-    def __enter__(self) -> RichDownloadBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _human(n: float | None) -> str:
-    """Bytes in SI units, as download tools print them (``221.5 MB``)."""
-    if n is None:
-        return "?"
-    for unit in ("B", "kB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def _echo_json(obj: dict) -> None:
@@ -171,7 +100,7 @@ def list_(
             entry.method,
             f"[{_STATE_STYLE[state]}]{state}[/]",
             source,
-            _human(size) if size else "[dim]?[/]",
+            human_bytes(size) if size else "[dim]?[/]",
             escape(entry.license),
             *((("yes" if row.implemented else "[dim]not yet[/]"),) if unimplemented else ()),
         )
@@ -208,7 +137,7 @@ def _report_pull(result) -> None:
 def _pull_targets(names: list[str]) -> list[str]:
     """Variants named on the command line; a method name (``sim``) stands for the variants its
     default run loads (``sim-comp1k`` and ``sim-classifier``)."""
-    from mattecli import models, weights
+    from mattecli import methods, weights
     from mattecli.errors import UnknownMethodError
 
     manifest = weights.load_manifest()
@@ -218,11 +147,11 @@ def _pull_targets(names: list[str]) -> list[str]:
             out.append(name)
             continue
         try:
-            spec = models.get(name)
+            spec = methods.get(name)
         except UnknownMethodError:
             manifest.get(name)  # raises: unknown variant, with the known ones listed
             raise
-        needed = spec.required_weights(models.MethodConfig())
+        needed = spec.resolve(methods.MethodOptions(download=False)).weights_to_fetch()
         if not needed:
             raise UsageError(f"method {name} uses no weights")
         out.extend(needed)

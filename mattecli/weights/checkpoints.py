@@ -91,13 +91,20 @@ def register_architecture(
 
 
 def get_architecture(variant: str) -> Architecture:
-    """The registered architecture, or :class:`WeightsUnavailableError` if its method is not implemented."""
-    if variant not in _ARCHITECTURES:
-        import mattecli.models  # noqa: F401  (method modules register their architectures on import)
+    """The architecture registered for ``variant`` (``mattecli.methods`` registers every method's when
+    it is imported; this package imports no method), or :class:`WeightsUnavailableError`.
+    """
     try:
         return _ARCHITECTURES[variant]
     except KeyError:
+        import sys
+
         method = get_entry(variant).method
+        if "mattecli.methods" not in sys.modules:  # a Python caller of mattecli.weights alone
+            raise WeightsUnavailableError(
+                f"no network is registered for {variant}: `import mattecli.methods` first (it gives "
+                "mattecli.weights every method's networks)"
+            ) from None
         raise WeightsUnavailableError(
             f"method {method} is not implemented yet, so weights for {variant} cannot be imported or loaded",
             hint="`mattecli weights list` shows which methods are available",

@@ -7,7 +7,6 @@ typo such as ``sha265`` cannot hide). See the repo-root ``weights_manifest.json`
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Any
 
 from mattecli import constants
 from mattecli.errors import ManifestError, UnknownCheckpointError
+from mattecli.manifests import HEX40, HEX64, Fields, read_manifest
+from mattecli.manifests import REPO_ID as _REPO_ID
 
 __all__ = [
     "Paper",
@@ -31,10 +32,7 @@ __all__ = [
     "get_entry",
 ]
 
-HEX40 = re.compile(r"[0-9a-f]{40}")
-HEX64 = re.compile(r"[0-9a-f]{64}")
 _VARIANT = re.compile(r"[a-z0-9][a-z0-9-]*")
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 SOURCE_FORMATS = ("torch", "mindspore-ckpt", "safetensors")
 
 
@@ -224,61 +222,8 @@ class Manifest:
         return list(self.entries)
 
 
-class _Fields:
-    """Typed access to one JSON object of the manifest; every complaint names entry and field."""
 
-    def __init__(self, data: Any, where: str, source: str):
-        if not isinstance(data, dict):
-            raise ManifestError(f"{source}: {where} must be a JSON object, not {type(data).__name__}")
-        self.data, self.where, self.source = data, where, source
-        self.seen: set[str] = set()
-
-    def error(self, name: str, problem: str) -> ManifestError:
-        return ManifestError(f"{self.source}: {self.where}: field '{name}' {problem}")
-
-    def get(
-        self,
-        name: str,
-        kind: type | tuple[type, ...],
-        *,
-        required: bool = True,
-        nullable: bool = False,
-        pattern: re.Pattern | None = None,
-    ) -> Any:
-        """``required``: the key must be present; ``nullable``: it may be ``null``."""
-        self.seen.add(name)
-        if name not in self.data:
-            if required:
-                raise self.error(name, "is missing" + (" (use null when unknown)" if nullable else ""))
-            return None
-        value = self.data[name]
-        if value is None:
-            if nullable or not required:
-                return None
-            raise self.error(name, "must not be null")
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            names = " or ".join(k.__name__ for k in kinds)
-            raise self.error(name, f"must be {names}, not {type(value).__name__} ({value!r})")
-        if isinstance(value, str) and not value.strip():
-            raise self.error(name, "must not be empty")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise self.error(name, f"has an invalid value {value!r} (expected {pattern.pattern})")
-        if isinstance(value, int) and not isinstance(value, bool) and value <= 0:
-            raise self.error(name, f"must be positive, not {value}")
-        return value
-
-    def sub(self, name: str, *, nullable: bool = False, required: bool = True) -> _Fields | None:
-        value = self.get(name, dict, nullable=nullable, required=required)
-        return None if value is None else _Fields(value, f"{self.where}.{name}", self.source)
-
-    def done(self) -> None:
-        extra = sorted(set(self.data) - self.seen)
-        if extra:
-            raise self.error(extra[0], "is not a known field (typo?)")
-
-
-def _parse_entry(f: _Fields) -> CheckpointEntry:
+def _parse_entry(f: Fields) -> CheckpointEntry:
     variant = f.get("variant", str, pattern=_VARIANT)
     f.where = f"{f.where} ({variant})"
     method = f.get("method", str, pattern=re.compile(r"[a-z0-9]+"))
@@ -301,10 +246,10 @@ def _parse_entry(f: _Fields) -> CheckpointEntry:
     if o is not None:
         files = []
         for i, raw in enumerate(o.get("files", list)):
-            ff = _Fields(raw, f"{o.where}.files[{i}]", f.source)
+            ff = Fields(raw, f"{o.where}.files[{i}]", f.source)
             links = []
             for j, rawlink in enumerate(ff.get("links", list)):
-                lf = _Fields(rawlink, f"{ff.where}.links[{j}]", f.source)
+                lf = Fields(rawlink, f"{ff.where}.links[{j}]", f.source)
                 link = OfficialLink(
                     lf.get("host", str),
                     lf.get("url", str, nullable=True),
@@ -368,14 +313,14 @@ def _parse_entry(f: _Fields) -> CheckpointEntry:
 
 def parse_manifest(data: Any, source: str = "weights_manifest.json", path: Path | None = None) -> Manifest:
     """Validate a decoded manifest; raises :class:`ManifestError` naming the entry and field."""
-    top = _Fields(data, "top level", source)
+    top = Fields(data, "top level", source)
     version = top.get("schema_version", int)
     if version != 1:
         raise top.error("schema_version", f"is {version}; this mattecli reads version 1")
     top.get("comment", str, required=False)
     entries: dict[str, CheckpointEntry] = {}
     for i, raw in enumerate(top.get("checkpoints", list)):
-        entry = _parse_entry(_Fields(raw, f"checkpoints[{i}]", source))
+        entry = _parse_entry(Fields(raw, f"checkpoints[{i}]", source))
         if entry.variant in entries:
             raise ManifestError(f"{source}: checkpoints[{i}]: variant {entry.variant!r} appears twice")
         entries[entry.variant] = entry
@@ -404,27 +349,9 @@ def default_manifest_path() -> Path:
     )
 
 
-_MANIFEST_CACHE: dict[tuple[str, int, int], Manifest] = {}
-
-
 def load_manifest(path: str | Path | None = None) -> Manifest:
     """Read and validate a manifest (default: :func:`default_manifest_path`); cached per file version."""
-    path = Path(path) if path is not None else default_manifest_path()
-    try:
-        st = path.stat()
-        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-        if key in _MANIFEST_CACHE:
-            return _MANIFEST_CACHE[key]
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ManifestError(f"cannot read the weights manifest {path}: {err.strerror or err}") from err
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ManifestError(f"{path.name}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
-    manifest = parse_manifest(data, path.name, path)
-    _MANIFEST_CACHE[key] = manifest
-    return manifest
+    return read_manifest(Path(path) if path is not None else default_manifest_path(), "weights manifest", parse_manifest)
 
 
 def get_entry(variant: str) -> CheckpointEntry:

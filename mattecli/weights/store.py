@@ -26,8 +26,10 @@ from mattecli.errors import (
     WeightsNotCachedError,
     WeightsUnavailableError,
 )
+from mattecli.hub import hf_offline, transport_errors
 from mattecli.weights.checkpoints import (
     META,
+    Architecture,
     conform,
     convert_file,
     get_architecture,
@@ -293,7 +295,7 @@ def not_available(entry: CheckpointEntry, reason: str | None = None) -> WeightsE
         what = reason or "are not downloaded yet"
         return WeightsNotCachedError(
             f"{v} weights {what}; run `mattecli weights pull {v}`, or {entry.manual_route()}",
-            hint=f"`mattecli weights list` shows where each variant comes from",
+            hint="`mattecli weights list` shows where each variant comes from",
         )
     if entry.official_file is not None:  # authors' file known, but no link mattecli can fetch
         return WeightsUnavailableError(
@@ -310,7 +312,7 @@ def _offline_reason(download: bool) -> str | None:
     """Why downloads are off now, or ``None`` when they are allowed."""
     if constants.MATTECLI_OFFLINE:
         return "are not downloaded yet and downloads are off (MATTECLI_OFFLINE is set)"
-    if _hf_offline():
+    if hf_offline():
         return "are not downloaded yet and downloads are off (HF_HUB_OFFLINE is set)"
     if not download:
         return "are not downloaded yet and downloads are off (--no-download)"
@@ -383,17 +385,6 @@ def _is_local(entry: CheckpointEntry) -> bool:
 
 
 # ----------------------------------------------------------------------------- download
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Network exception bases of whichever HTTP client huggingface_hub uses."""
-    found: list[type[BaseException]] = []
-    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"), ("requests", "RequestException")):
-        try:
-            found.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(found)
-
-
 @dataclass(frozen=True)
 class PullResult:
     """What :func:`pull` did.
@@ -476,7 +467,7 @@ def _pull_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> 
             )
         )
     except (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError) as err:
-        offline = isinstance(err, hf_errors.OfflineModeIsEnabled) or _hf_offline()
+        offline = isinstance(err, hf_errors.OfflineModeIsEnabled) or hf_offline()
         raise not_available(
             entry,
             "are not in the cache and the Hugging Face Hub cannot be reached"
@@ -493,7 +484,7 @@ def _pull_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> 
             f"({type(err).__name__}); run `{entry.import_command()}` instead",
             hint=entry.where_to_get(),
         ) from err
-    except (hf_errors.HfHubHTTPError, hf_errors.XetDownloadError, OSError, *_transport_errors()) as err:
+    except (hf_errors.HfHubHTTPError, hf_errors.XetDownloadError, OSError, *transport_errors()) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise not_available(entry, f"could not be downloaded ({first})") from err
     copy = LocalCopy(variant, "hub", path, hub.sha256)
@@ -650,12 +641,6 @@ def _cache_error(variant: str, err: OSError) -> WeightsCacheError:
     )
 
 
-def _hf_offline() -> bool:
-    from huggingface_hub import constants as hf_constants
-
-    return bool(hf_constants.HF_HUB_OFFLINE)
-
-
 # ----------------------------------------------------------------------------- import
 @dataclass(frozen=True)
 class ImportResult:
@@ -691,11 +676,9 @@ def _reproducible_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[s
     twice, anywhere, gives the same sha256 (safetensors itself writes metadata in hash-map order)."""
     from safetensors.torch import save
 
-    raw = save(tensors, metadata=metadata)
-    n = int.from_bytes(raw[:8], "little")
-    header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
-    header += b" " * (-len(header) % 8)
-    return len(header).to_bytes(8, "little") + header + raw[8 + n :]
+    from mattecli.io import canonical_safetensors
+
+    return canonical_safetensors(save(tensors, metadata=metadata))
 
 
 def _store_import(entry: CheckpointEntry, write: Callable[[Path], None]) -> tuple[Path, str, int]:
@@ -728,7 +711,7 @@ def _store_import(entry: CheckpointEntry, write: Callable[[Path], None]) -> tupl
     return final, digest, size
 
 
-def import_checkpoint(variant: str, file: str | Path) -> ImportResult:
+def import_checkpoint(variant: str, file: str | Path, *, architecture: Architecture | None = None) -> ImportResult:
     """Convert an official checkpoint (or check an already converted safetensors file) and store
     it in the cache where :func:`load_model` finds it.
 
@@ -744,7 +727,7 @@ def import_checkpoint(variant: str, file: str | Path) -> ImportResult:
         CheckpointMismatchError: missing / unexpected keys or wrong shapes (listed).
     """
     entry = get_entry(variant)
-    arch = get_architecture(variant)
+    arch = architecture or get_architecture(variant)
     source = Path(file).expanduser()
     if not source.is_file():
         raise UnknownCheckpointError(f"{source} does not exist or is not a file", hint=entry.where_to_get())
@@ -839,6 +822,7 @@ def load_model(
     *,
     download: bool = True,
     progress: type | None = None,
+    architecture: Architecture | None = None,
 ) -> nn.Module:
     """Build ``variant``'s network and load its weights strictly; the one way model code gets weights.
 
@@ -850,6 +834,8 @@ def load_model(
             manifest's sha256).
         download: allow :func:`pull` when the weights are not local.
         progress: tqdm-compatible class for a download bar.
+        architecture: the variant's network and key mapping (a method's declaration); default
+            the one registered for ``variant``.
 
     Returns:
         The module in eval mode on ``device``.
@@ -859,7 +845,7 @@ def load_model(
         CheckpointMismatchError, UnknownCheckpointError, UnsafeCheckpointError.
     """
     entry = get_entry(variant)
-    arch = get_architecture(variant)
+    arch = architecture or get_architecture(variant)
     if weights_file is not None:
         source = Path(weights_file).expanduser()
         if not source.is_file():

@@ -1,0 +1,87 @@
+"""What every deep method's ``load`` does first: its device, precision and executor, and its weights.
+
+:func:`run_context` turns :class:`~mattecli.methods.base.Resolved` options into the runtime a
+processor uses (one :class:`~mattecli.runtime.executor.Executor` with its tile policy), and
+:func:`load_network` builds a variant's network with its weights (the cache's, or the ``--weights``
+file) and says which file that was (:class:`~mattecli.methods.base.WeightsFile`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mattecli.methods.base import Resolved, Variant, WeightsFile
+
+__all__ = ["RunContext", "run_context", "make_context", "load_network"]
+
+
+@dataclass
+class RunContext:
+    """The runtime of one loaded method: ``device``, ``precision`` and the ``executor`` of its strategy."""
+
+    device: Any  # torch.device
+    precision: str
+    executor: Any  # mattecli.runtime.executor.Executor
+    compile: bool = False
+
+    @property
+    def tiles(self):
+        """The executor's :class:`~mattecli.runtime.executor.TilePolicy`."""
+        return self.executor.policy
+
+    def autocast(self):
+        from mattecli.runtime.precision import autocast
+
+        return autocast(self.device, self.precision)
+
+
+def run_context(resolved: Resolved, *, strategy: str | None = None, **policy: Any) -> RunContext:
+    """The device, precision and executor for ``resolved`` (``strategy``: what the executor decides
+    between, for methods whose own strategies are not ``auto``/``whole``/``tiled``)."""
+    from mattecli.runtime.device import select_device
+    from mattecli.runtime.executor import Executor, tile_policy
+
+    spec, e = resolved.spec, resolved.engine
+    device = select_device(resolved.options.device)
+    tiles = tile_policy(
+        stride=spec.stride,
+        halo=resolved.halo,
+        tile_size=e.tile_size,
+        batch_size=e.batch_size,
+        max_memory=e.max_memory,
+        device=device,
+        min_tile_size=spec.min_tile_size,
+        **policy,
+    )
+    return RunContext(device, resolved.options.precision, Executor(tiles, strategy or resolved.strategy), e.compile)
+
+
+def make_context(
+    device: Any = "cpu", precision: str = "fp32", strategy: str = "auto", tiles: Any = None, *, compile: bool = False
+) -> RunContext:
+    """A :class:`RunContext` by hand (Python callers with a network of their own, tests): ``tiles`` a
+    :class:`~mattecli.runtime.executor.TilePolicy` (default: stride 1, halo 64, no budget)."""
+    import torch
+
+    from mattecli.runtime.device import select_device
+    from mattecli.runtime.executor import Executor, TilePolicy
+
+    dev = device if isinstance(device, torch.device) else select_device(device)
+    tiles = tiles if tiles is not None else TilePolicy(stride=1, halo=64)
+    return RunContext(dev, precision, Executor(tiles, strategy), compile)
+
+
+def load_network(resolved: Resolved, variant: Variant, device: Any, *, file: str | Path | None = None):
+    """``(network in eval mode on device, WeightsFile)`` for ``variant``: weights from ``file`` (a
+    ``--weights`` override, checked key by key) or from the cache (downloaded first unless
+    ``download`` is off)."""
+    from mattecli.weights import load_model, local_path, sha256_file
+
+    source = Path(file).expanduser() if file is not None else None
+    net = load_model(
+        variant.name, device, source, download=resolved.options.download, architecture=variant.architecture
+    )
+    used = source if source is not None else local_path(variant.name)
+    return net, WeightsFile(variant.name, used, sha256_file(used))

@@ -1,0 +1,305 @@
+"""The SIM networks: the matting network (SIMNet) and the patch classifier (SIMClassifier).
+
+Paper: Sun, Tang, Tai, "Semantic Image Matting", CVPR 2021.
+Official code: github.com/nowsyn/SIM at dc5ed5a (no licence file; this is a clean-room
+reimplementation from the digest ``shared/refs/sim.md``): ``networks/model.py``,
+``networks/util.py`` (``ResnetDilatedBN``), ``networks/resnet_bn.py``, ``networks/ppm.py``,
+``networks/layers_WS.py`` (matting network) and ``networks/resnet.py`` (classifier).
+
+Parameter names are the official ones, so the released checkpoints map one-to-one:
+
+* matting (410 keys): ``encoder.{conv1,conv1_side,bn1,conv2,bn2,conv3,bn3,layer1-4}.*`` and
+  ``decoder.{global_module,conv_up1-3,conv_up4_alpha,conv_up4_fb,conv_up4_attn}.*``. The
+  foreground/background and attention heads are only used in training but are kept so that
+  strict loading works;
+* classifier (320 keys): torchvision ResNet-50 names with a 4-channel ``conv1`` and ``fc`` 2048 -> 20.
+
+Where the matting network's shapes come from (checklist of ``sim.md`` section 10):
+
+* encoder: deep-stem ResNet-50 (3x3/2 conv 11->64, 3x3 64->64, 3x3 64->128, BN + ReLU each), a
+  7x7/2 side convolution of the 20 semantic score maps added to the first conv *before* its BN,
+  3x3/2 max-pool, bottlenecks 3/4/6/3 with the stride on the 3x3 conv, layer3 dilated 1 then 2
+  and layer4 dilated 2 then 4 with their strides removed (output stride 8);
+* decoder: weight-standardised convolutions (:class:`WSConv2d`) in the ASPP (rates 12/24/36,
+  image pooling, 1280->256 projection) and in ``conv_up1-3``; skips from the stem (/2, before the
+  max-pool) and layer1 (/4); bilinear x2 upsampling with ``align_corners=False``; LeakyReLU 0.01;
+  an alpha head of plain convolutions on [features, normalised RGB, RGB in [0,1], is_bg, is_fg];
+  the alpha is a hard clamp to [0, 1] (no sigmoid).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mattecli.methods.backbones import Bottleneck, make_layer
+
+__all__ = [
+    "NUM_CLASSES",
+    "ENCODER_CHANNELS",
+    "WS_EPS_VAR",
+    "WS_EPS_STD",
+    "standardize_weight",
+    "WSConv2d",
+    "ASPP",
+    "SIMEncoder",
+    "SIMDecoder",
+    "SIMNet",
+    "SIMClassifier",
+]
+
+NUM_CLASSES = 20
+#: encoder input: normalised RGB (3) + six distance-transform Gaussians + is_bg, is_fg
+ENCODER_CHANNELS = 11
+#: weight standardisation: ``(w - mean) / (sqrt(var_unbiased + WS_EPS_VAR) + WS_EPS_STD)``
+WS_EPS_VAR = 1e-12
+WS_EPS_STD = 1e-5
+
+
+# ----------------------------------------------------------------------------- weight standardisation
+def standardize_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The official weight standardisation of a conv weight ``(out, in, kh, kw)``.
+
+    Per output channel: subtract the mean over (in, kh, kw) (taken one axis after the other,
+    as the official code does), then divide by ``sqrt(unbiased variance + 1e-12) + 1e-5``.
+    The variance is Bessel-corrected (``torch.var`` default); a biased variance gives
+    visibly different outputs.
+    """
+    mean = weight.mean(dim=1, keepdim=True).mean(dim=2, keepdim=True).mean(dim=3, keepdim=True)
+    centred = weight - mean
+    std = torch.sqrt(torch.var(centred.reshape(centred.shape[0], -1), dim=1) + WS_EPS_VAR) + WS_EPS_STD
+    return centred / std.reshape(-1, 1, 1, 1)
+
+
+class WSConv2d(nn.Conv2d):
+    """Conv2d with weight standardisation (the official ``layers_WS.Conv2d``, bias on by default).
+
+    The parameter holds the raw (trained) weight, as in the official checkpoints; every forward
+    standardises it. :meth:`fold` standardises the stored weight once (for inference with fixed
+    weights), after which the forward is a plain convolution with bit-identical results. Loading
+    a state dict un-folds the module again, since checkpoints hold raw weights.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.folded = False
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Replace the raw weight by its standardised version (idempotent)."""
+        if not self.folded:
+            self.weight.copy_(standardize_weight(self.weight))
+            self.folded = True
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self.folded = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight if self.folded else standardize_weight(self.weight)
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+# ----------------------------------------------------------------------------- matting network
+class ASPPPooling(nn.Sequential):
+    """Image-level branch: global average pool, WS 1x1 conv, BN, ReLU, upsampled back to the input size."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.AdaptiveAvgPool2d(1),
+            WSConv2d(in_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        return F.interpolate(super().forward(x), size=size, mode="bilinear", align_corners=False)
+
+
+class ASPP(nn.Module):
+    """Atrous spatial pyramid pooling with WS convs: 1x1, three dilated 3x3, image pooling; 1x1 projection + dropout."""
+
+    def __init__(self, in_channels: int = 2048, rates: tuple[int, ...] = (12, 24, 36), out_channels: int = 256):
+        super().__init__()
+        branches: list[nn.Module] = [
+            nn.Sequential(WSConv2d(in_channels, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels), nn.ReLU())
+        ]
+        for rate in rates:
+            branches.append(
+                nn.Sequential(
+                    WSConv2d(in_channels, out_channels, 3, padding=rate, dilation=rate, bias=False),
+                    nn.BatchNorm2d(out_channels),
+                    nn.ReLU(),
+                )
+            )
+        branches.append(ASPPPooling(in_channels, out_channels))
+        self.convs = nn.ModuleList(branches)
+        self.project = nn.Sequential(
+            WSConv2d(len(branches) * out_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(torch.cat([branch(x) for branch in self.convs], dim=1))
+
+
+class SIMEncoder(nn.Module):
+    """Deep-stem dilated ResNet-50 (output stride 8) with the semantic side branch ``conv1_side``.
+
+    ``forward(x (N,11,H,W), smap (N,20,H,W))`` returns the skip list
+    ``[x, stem (128, /2), layer1 (256, /4), layer2 (512, /8), layer3 (1024, /8), layer4 (2048, /8)]``.
+    """
+
+    def __init__(self, in_channels: int = ENCODER_CHANNELS, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 2, 1, bias=False)
+        self.conv1_side = nn.Conv2d(num_classes, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2 = nn.Conv2d(64, 64, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.conv3 = nn.Conv2d(64, 128, 3, 1, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(128)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1, c = make_layer(Bottleneck, 128, 64, 3)
+        self.layer2, c = make_layer(Bottleneck, c, 128, 4, stride=2)
+        # the official `_nostride_dilate`: strides removed, first 3x3 dilated by d/2, the others by d
+        self.layer3, c = make_layer(Bottleneck, c, 256, 6, dilation=2, first_dilation=1)
+        self.layer4, c = make_layer(Bottleneck, c, 512, 3, dilation=4, first_dilation=2)
+
+    def forward(self, x: torch.Tensor, smap: torch.Tensor) -> list[torch.Tensor]:
+        feats = [x]
+        y = F.relu(self.bn1(self.conv1(x) + self.conv1_side(smap)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        y = F.relu(self.bn3(self.conv3(y)))
+        feats.append(y)
+        y = self.maxpool(y)
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            y = layer(y)
+            feats.append(y)
+        return feats
+
+
+def _ws_conv_bn_lrelu(cin: int, cout: int) -> list[nn.Module]:
+    return [WSConv2d(cin, cout, 3, padding=1, bias=True), nn.BatchNorm2d(cout), nn.LeakyReLU()]
+
+
+def _head(cin: int, cout: int) -> nn.Sequential:
+    """Plain 3x3 (bias) -> LReLU -> 3x3 (bias) -> LReLU -> 1x1 (no bias): cin -> 32 -> 16 -> cout."""
+    return nn.Sequential(
+        nn.Conv2d(cin, 32, 3, padding=1, bias=True),
+        nn.LeakyReLU(),
+        nn.Conv2d(32, 16, 3, padding=1, bias=True),
+        nn.LeakyReLU(),
+        nn.Conv2d(16, cout, 1, padding=0, bias=False),
+    )
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+
+class SIMDecoder(nn.Module):
+    """ASPP + three WS conv stages with x2 upsampling and skips, then the alpha head.
+
+    ``conv_up4_fb`` (foreground/background) and ``conv_up4_attn`` (content-sensitive weights) are
+    training-only heads: built so the official checkpoints load strictly, never run here.
+    """
+
+    def __init__(self, rates: tuple[int, ...] = (12, 24, 36), aspp_channels: int = 256):
+        super().__init__()
+        self.global_module = ASPP(2048, rates, aspp_channels)
+        self.conv_up1 = nn.Sequential(*_ws_conv_bn_lrelu(2048 + aspp_channels, 256), *_ws_conv_bn_lrelu(256, 256))
+        self.conv_up2 = nn.Sequential(*_ws_conv_bn_lrelu(256 + 256, 256))
+        self.conv_up3 = nn.Sequential(*_ws_conv_bn_lrelu(256 + 128, 64))
+        self.conv_up4_alpha = _head(64 + 3 + 3 + 2, 1)
+        self.conv_up4_fb = _head(64 + 3 + 3 + 2, 6)
+        self.conv_up4_attn = _head(64, 3)
+
+    def forward(self, feats: list[torch.Tensor], image: torch.Tensor, two_chan_trimap: torch.Tensor) -> torch.Tensor:
+        x_in, stem, layer1, _, _, layer4 = feats
+        x = torch.cat([layer4, self.global_module(layer4)], dim=1)
+        x = _up2(self.conv_up1(x))
+        x = _up2(self.conv_up2(torch.cat([x, layer1], dim=1)))
+        x = _up2(self.conv_up3(torch.cat([x, stem], dim=1)))
+        y = torch.cat([x, x_in[:, :3], image, two_chan_trimap], dim=1)
+        return torch.clamp(self.conv_up4_alpha(y), 0.0, 1.0)
+
+
+class SIMNet(nn.Module):
+    """The SIM matting network (official ``MattingModule`` with ``n_channel=11``, ``resnet50_BN``).
+
+    Inputs (``N`` images of ``HxW``, H and W multiples of 8):
+
+    * ``image``: ``(N,3,H,W)`` RGB in [0, 1];
+    * ``two_chan_trimap``: ``(N,2,H,W)`` [trimap == 0, trimap == 255];
+    * ``image_n``: ``(N,3,H,W)`` ImageNet-normalised RGB;
+    * ``trimap_transformed``: ``(N,6,H,W)`` distance-transform Gaussians (bg x3, fg x3);
+    * ``smap``: ``(N,20,H,W)`` semantic score maps.
+
+    Returns the alpha ``(N,1,H,W)`` clamped to [0, 1].
+    """
+
+    stride = 8
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = SIMEncoder()
+        self.decoder = SIMDecoder()
+
+    def forward(
+        self,
+        image: torch.Tensor,
+        two_chan_trimap: torch.Tensor,
+        image_n: torch.Tensor,
+        trimap_transformed: torch.Tensor,
+        smap: torch.Tensor,
+    ) -> torch.Tensor:
+        x = torch.cat([image_n, trimap_transformed, two_chan_trimap], dim=1)
+        return self.decoder(self.encoder(x, smap), image, two_chan_trimap)
+
+    def fold_weight_standardization(self) -> SIMNet:
+        """Standardise every WS conv weight once (exactly equal outputs, no per-forward cost); returns self."""
+        for m in self.modules():
+            if isinstance(m, WSConv2d):
+                m.fold()
+        return self
+
+
+# ----------------------------------------------------------------------------- patch classifier
+class SIMClassifier(nn.Module):
+    """Torchvision ResNet-50 on 4 channels (normalised RGB + trimap/255) with 20 classes, plus CAMs.
+
+    ``forward(x (N,4,H,W))`` returns ``(logits (N,20), cam (N,20,h,w))`` where ``cam`` is the fc
+    weight applied to the layer-4 features (no bias, no ReLU), ``h = ceil(H/32)`` roughly.
+    """
+
+    def __init__(self, in_channels: int = 4, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        self.layer1, c = make_layer(Bottleneck, 64, 64, 3)
+        self.layer2, c = make_layer(Bottleneck, c, 128, 4, stride=2)
+        self.layer3, c = make_layer(Bottleneck, c, 256, 6, stride=2)
+        self.layer4, c = make_layer(Bottleneck, c, 512, 3, stride=2)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Layer-4 features ``(N,2048,h,w)``."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def cam(self, x: torch.Tensor) -> torch.Tensor:
+        """Class-activation maps only: ``einsum('dc,nchw->ndhw', fc.weight, features)``."""
+        return torch.einsum("dc,nchw->ndhw", self.fc.weight, self.features(x))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.features(x)
+        cam = torch.einsum("dc,nchw->ndhw", self.fc.weight, feats)
+        return self.fc(torch.flatten(self.avgpool(feats), 1)), cam

@@ -1,0 +1,161 @@
+"""``semantic-trimap``: SIM's semantic trimap (trimap + 20 class score maps) written for each image.
+
+The analysis and the file formats are SIM's (:mod:`mattecli.methods.sim.semantic`); this module
+plans the outputs and runs them on the job runner.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mattecli import io
+from mattecli.errors import BadOptionError
+from mattecli.methods.sim.semantic import (
+    CLASSIFIER_VARIANT,
+    DEFAULT_BATCH_SIZE,
+    PATCH_SIZES,
+    class_index,
+    class_shares,
+    encode_scores,
+    load_analyzer,
+    parse_patch_sizes,
+    render_preview,
+)
+from mattecli.methods.sim.spec import CLASSIFIER
+from mattecli.pipelines import runner
+
+__all__ = ["SemanticSettings", "semantic_trimap_files"]
+
+@dataclass(frozen=True)
+class SemanticSettings:
+    """What ``semantic-trimap`` writes and how the classifier runs."""
+
+    scores: bool = True
+    preview: bool = False
+    device: str = "auto"
+    precision: str = "fp32"
+    weights: Path | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE
+    patch_sizes: tuple[int, ...] = PATCH_SIZES
+    max_pixels: int | None = None
+    #: fetch the classifier's weights on first use (``False``: ``--no-download``)
+    download: bool = True
+
+
+def _plan(items: list[io.InputItem], out: Path, settings: SemanticSettings) -> list[runner.Job]:
+    single_scores = out.suffix.lower() == ".safetensors" and not out.is_dir()
+    if single_scores:
+        if len(items) > 1:
+            raise BadOptionError(
+                f"{out} looks like a file but there are {len(items)} inputs",
+                hint="give an output folder for several inputs",
+            )
+        if not settings.scores:
+            raise BadOptionError(f"--no-scores contradicts the output file {out}")
+    jobs = []
+    for job in runner.plan_jobs(items, out, ext=".png"):
+        main = job.output
+        if single_scores:
+            named = {"scores": out, "classes": out.with_name(out.stem + "_classes.png")}
+            base = out.with_suffix("")
+        elif main == out:  # OUT is the class-index PNG of the one input
+            named = {"classes": out, "scores": out.with_name(out.stem + "_semantic.safetensors")}
+            base = out.with_suffix("")
+        else:
+            base = main.with_suffix("")
+            named = {
+                "scores": base.with_name(base.name + "_semantic.safetensors"),
+                "classes": base.with_name(base.name + "_classes.png"),
+            }
+        outputs = {}
+        if settings.scores:
+            outputs["scores"] = named["scores"]
+        outputs["classes"] = named["classes"]
+        if settings.preview:
+            outputs["preview"] = base.with_name(base.name + "_preview.png")
+        jobs.append(runner.Job(job.item, outputs))
+    return jobs
+
+
+def semantic_trimap_files(
+    inputs: Sequence[str | os.PathLike],
+    out: Path,
+    *,
+    trimap: Path | None,
+    settings: SemanticSettings | None = None,
+    recursive: bool = False,
+    overwrite: bool = False,
+    stdin=None,
+    shard: tuple[int, int] | None = None,
+    progress: type | None = None,
+) -> tuple[list[runner.Job], Iterator[dict]]:
+    """Plan and compute semantic trimaps; returns (jobs, iterator of per-file result dicts).
+
+    ``trimap`` is a file (one input) or a folder matched by file stem. The classifier's weights
+    are fetched here when missing (``settings.download``; ``progress`` draws the download) and
+    the classifier is loaded once, when the iterator starts. Result dicts carry ``classes``
+    (share of the unknown region per class present) and ``unknown_fraction``.
+
+    Raises (before any work):
+        BadOptionError, NoInputsError, OutputError, WeightsError.
+    """
+    settings = settings or SemanticSettings()
+    if trimap is None:
+        raise BadOptionError("semantic-trimap needs a trimap", hint="pass --trimap FILE_OR_FOLDER")
+    if not Path(trimap).exists():
+        raise BadOptionError(f"trimap not found: {trimap}")
+    sizes = parse_patch_sizes(settings.patch_sizes)
+    if settings.batch_size < 1:
+        raise BadOptionError(f"--batch-size must be >= 1, not {settings.batch_size}")
+    io.pixel_limit(settings.max_pixels)  # a bad --max-pixels / MATTECLI_MAX_PIXELS is a usage error
+    items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
+    jobs = _plan(items, Path(out), settings)
+    runner.check_inputs_kept(jobs, {"trimap": Path(trimap)})
+    if jobs:
+        runner.check_writable(jobs[0].output.parent if len(jobs) == 1 else Path(out))
+    if settings.weights is None and (overwrite or any(not all(p.exists() for p in j.outputs.values()) for j in jobs)):
+        from mattecli.weights import prefetch
+
+        prefetch([CLASSIFIER_VARIANT], download=settings.download, progress=progress)
+
+    def results() -> Iterator[dict]:
+        analyzer = None
+
+        def work(job: runner.Job) -> dict:
+            nonlocal analyzer
+            image = io.read_image(job.item.path, max_pixels=settings.max_pixels)
+            tri_path = runner.pair_file(job.item, Path(trimap), count=len(jobs), role="trimap")
+            tri = io.read_trimap(tri_path, shape=image.shape[:2], max_pixels=settings.max_pixels)
+            if analyzer is None:
+                analyzer = load_analyzer(
+                    CLASSIFIER,
+                    device=settings.device,
+                    precision=settings.precision,
+                    weights=settings.weights,
+                    patch_sizes=sizes,
+                    batch_size=settings.batch_size,
+                )
+            st = analyzer.analyze(image, tri)
+            if "scores" in job.outputs:
+                meta = {
+                    "source": job.item.path.name,
+                    "trimap": Path(tri_path).name,
+                    "classifier": CLASSIFIER_VARIANT if settings.weights is None else Path(settings.weights).name,
+                    "patch_sizes": ",".join(map(str, sizes)),
+                }
+                io.atomic_write_bytes(job.outputs["scores"], encode_scores(st, meta))
+            io.atomic_write_bytes(job.outputs["classes"], io.encode_png(class_index(st)))
+            if "preview" in job.outputs:
+                io.atomic_write_bytes(job.outputs["preview"], io.encode_png(render_preview(image, st)))
+            return {
+                "outputs": {k: str(v) for k, v in job.outputs.items()},
+                "unknown_fraction": round(float(st.unknown.mean()), 4),
+                "classes": class_shares(st),
+            }
+
+        yield from runner.run_jobs(jobs, work, overwrite=overwrite, method="semantic-trimap")
+
+    return jobs, results()

@@ -1,0 +1,58 @@
+"""Runtime helpers: device and precision selection, tensors, memory sizes, tile planning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mattecli.runtime import device, memory, precision, tensors, tiles
+from mattecli.errors import BadOptionError, DeviceError
+
+
+def test_select_device():
+    assert device.select_device("cpu").type == "cpu"
+    assert device.select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(BadOptionError):
+        device.select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="CUDA is not available"):
+            device.select_device("cuda:0")
+
+
+def test_autocast_rules():
+    cpu = torch.device("cpu")
+    with precision.autocast(cpu, "fp32"):
+        pass
+    with precision.autocast(cpu, "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    with pytest.raises(BadOptionError, match="fp16 is not supported on the CPU"):
+        precision.autocast(cpu, "fp16")
+    with pytest.raises(BadOptionError):
+        precision.autocast(cpu, "int8")
+
+
+def test_resize_is_identity_at_same_size():
+    x = torch.rand(1, 1, 5, 7)
+    assert tensors.resize(x, (5, 7)) is x
+
+
+@pytest.mark.parametrize(
+    "text,value", [("8G", 8 << 30), ("512M", 512 << 20), ("1.5GiB", int(1.5 * (1 << 30))), ("2000", 2000)]
+)
+def test_parse_memory(text, value):
+    assert memory.parse_memory(text) == value
+    with pytest.raises(BadOptionError):
+        memory.parse_memory("lots")
+
+
+def test_plan_tiles_respects_budget_and_stride():
+    tile, batch = tiles.plan_tiles(100 * 1000 * 1000, 1000.0, stride=32, max_tile=1024)
+    assert tile % 32 == 0 and tile * tile * 1000 * batch <= 100e6 and batch >= 1
+    small, _ = tiles.plan_tiles(1000, 1000.0, stride=32, max_tile=1024)
+    assert small == 32  # never below one stride
+
+
+def test_activation_estimate_bounds_a_simple_net():
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1))
+    bpp = memory.activation_bytes_per_pixel(net, 3, size=32, stride=8)
+    assert bpp == pytest.approx((8 + 8 + 1) * 4)  # three outputs of 8, 8 and 1 float32 channels per pixel

@@ -45,6 +45,7 @@ import numpy as np
 from mattecli import __version__, metrics
 from mattecli.datasets import Dataset, Sample, exact_uint, load_dataset
 from mattecli.errors import DatasetError, InputError, MatteCliError, UsageError
+from mattecli.trimap import clamp_known
 
 __all__ = [
     "REPORT_FORMAT",
@@ -460,13 +461,6 @@ def _expected_size(name: str) -> int | None:
     return None if entry is None else entry.size.images
 
 
-def _clamp_known(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-    out = np.array(alpha, dtype=np.float32, copy=True)
-    out[trimap == 0] = 0.0
-    out[trimap == 255] = 1.0
-    return out
-
-
 def _score_one(
     sample: Sample,
     dataset: Dataset,
@@ -520,7 +514,7 @@ def _score_one(
             f"{sample.name}: prediction is {pred.shape[1]}x{pred.shape[0]} but the alpha is {gt.shape[1]}x{gt.shape[0]}"
         )
     if clamp and trimaps is not None:
-        pred = _clamp_known(metrics.to_alpha(pred, name="prediction"), trimaps[1])
+        pred = clamp_known(np.array(metrics.to_alpha(pred, name="prediction"), np.float32), trimaps[1])
     if settings.quantize is not None and np.issubdtype(pred.dtype, np.floating):
         pred = io.to_uint(pred, settings.quantize)
     if settings.save_predictions is not None:

@@ -75,6 +75,7 @@ import math
 import numpy as np
 
 from mattecli.errors import BadOptionError, TrimapError
+from mattecli.trimap import clamp_known
 
 __all__ = [
     "CLASSICAL_METHODS",
@@ -464,9 +465,7 @@ def estimate_alpha(
         alpha = _solve(func, method, image, trimap)
     else:
         alpha = tiled()
-    alpha[trimap == 0] = 0.0
-    alpha[trimap == 255] = 1.0
-    return alpha
+    return clamp_known(alpha, trimap)
 
 
 class ClassicalProcessor:

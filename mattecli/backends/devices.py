@@ -105,6 +105,9 @@ def matte_on_devices(
     for device in devices:  # every option checked on every device before spawning anything
         resolved = spec.resolve(replace(settings.options, device=device))  # e.g. cuda:1 on a one-GPU machine
     prefetch(resolved.weights_to_fetch(), download=settings.options.download, progress=progress)
+    from mattecli.pipelines.matte import prefetch_trimap_method
+
+    prefetch_trimap_method(spec, settings, progress=progress)  # --trimap auto: the trimap method's weights too
     if stdin is not None and "-" in [os.fspath(i) for i in inputs]:  # workers cannot share our stdin
         inputs = [os.fspath(i) for i in inputs if os.fspath(i) != "-"] + [
             line.strip() for line in stdin if line.strip()

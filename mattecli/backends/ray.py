@@ -97,6 +97,9 @@ def matte_with_ray(
     )
     # actors on this machine (or sharing its cache) find them
     prefetch(resolved.weights_to_fetch(), download=settings.options.download, progress=progress)
+    from mattecli.pipelines.matte import prefetch_trimap_method
+
+    prefetch_trimap_method(resolved.spec, settings, progress=progress)  # --trimap auto: its weights too
     if not ray.is_initialized():
         ray.init(
             address=address,

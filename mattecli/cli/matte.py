@@ -26,6 +26,27 @@ def _methods() -> list[str]:
     return list_methods()
 
 
+def _predictors() -> list[str]:
+    from mattecli import methods
+
+    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+
+
+def split_trimap(trimap: str | None, trimap_method: str | None, trimap_variant: str | None):
+    """``--trimap`` as given -> ``(path or None, trimap method or None)``: ``auto`` predicts the trimaps
+    (``--trimap-method``, default the first method that predicts one); ``./auto`` is a folder named auto.
+
+    Raises:
+        UsageError: ``--trimap-method`` / ``--trimap-variant`` without ``--trimap auto``.
+    """
+    if trimap is not None and trimap.strip().lower() == "auto":
+        return None, trimap_method or _predictors()[0]
+    for flag, value in (("--trimap-method", trimap_method), ("--trimap-variant", trimap_variant)):
+        if value is not None:
+            raise common.UsageError(f"{flag} applies only with --trimap auto")
+    return (None if trimap is None else Path(trimap)), None
+
+
 @common.handles_errors
 def matte(
     inputs: InputsArg,
@@ -34,15 +55,43 @@ def matte(
         str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")
     ] = _methods()[0],
     trimap: Annotated[
-        Path | None,
-        typer.Option("--trimap", "-t", help="Trimap file (one input) or folder of trimaps matched by file stem."),
+        str | None,
+        typer.Option(
+            "--trimap",
+            "-t",
+            help="Trimap file (one input) or folder of trimaps matched by file stem; 'auto' predicts each "
+            "image's trimap (see --trimap-method) and mattes it in the same run (a folder named auto: ./auto).",
+        ),
+    ] = None,
+    trimap_method: Annotated[
+        str | None,
+        typer.Option(
+            help=f"With --trimap auto: the method that predicts the trimaps ({', '.join(_predictors())}; "
+            f"default {_predictors()[0]}).",
+            show_default=False,
+        ),
+    ] = None,
+    trimap_variant: Annotated[
+        str | None,
+        typer.Option(help="With --trimap auto: the trimap method's weights variant.", show_default=False),
     ] = None,
     cutout: Annotated[
         bool, typer.Option(help="Also write <stem>_cutout.png: RGBA with estimated foreground colours.")
     ] = False,
     foreground: Annotated[bool, typer.Option(help="Also write <stem>_fg.png: the estimated foreground.")] = False,
     save_trimap: Annotated[
-        bool, typer.Option(help="Also write <stem>_trimap.png: the trimap a trimap-free method predicted.")
+        bool,
+        typer.Option(
+            help="Also write <stem>_trimap.png: the trimap a trimap-free method predicted, or with --trimap auto "
+            "the predicted trimap the method used."
+        ),
+    ] = False,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            help="Also write <stem>_preview.png: input | trimap | alpha | cut-out over a checkerboard, "
+            "side by side, at most 2048 px wide."
+        ),
     ] = False,
     strategy: common.StrategyOpt = None,
     variant: common.VariantOpt = None,
@@ -77,7 +126,9 @@ def matte(
     """Compute alpha mattes for images, files or whole folders.
 
     Outputs are <OUT>/<stem>.png (folder structure mirrored); existing outputs are
-    skipped unless --overwrite, so an interrupted run resumes.
+    skipped unless --overwrite, so an interrupted run resumes. With --trimap auto a
+    trimap-based method (sim, cf, knn) runs on photos alone: each trimap is predicted first
+    (AIM's glance decoder, or --trimap-method shm for people), both models loaded once.
     """
     from mattecli import backends
     from mattecli.pipelines.matte import MatteSettings
@@ -85,10 +136,14 @@ def matte(
     common.check_bit_depth(bit_depth)
     if jobs < 1:
         raise common.UsageError("--jobs must be >= 1")
+    trimap_path, auto = split_trimap(trimap, trimap_method, trimap_variant)
     settings = MatteSettings(
         cutout=cutout,
         foreground=foreground,
         save_trimap=save_trimap,
+        preview=preview,
+        trimap_method=auto,
+        trimap_variant=trimap_variant,
         bit_depth=bit_depth,
         max_pixels=max_pixels,
         io_workers=jobs,
@@ -112,7 +167,7 @@ def matte(
         inputs,
         out,
         method=method,
-        trimap=trimap,
+        trimap=trimap_path,
         settings=settings,
         backend=backend,
         recursive=recursive,
@@ -122,4 +177,5 @@ def matte(
         progress=common.download_progress(quiet),
     )
     where = "" if backend.name == "local" else f" on {backend.name}"
-    common.report(total, results, title=f"matte ({method}){where}", quiet=quiet, json_lines=json_lines)
+    label = method if auto is None else f"{method}, trimaps by {auto}"
+    common.report(total, results, title=f"matte ({label}){where}", quiet=quiet, json_lines=json_lines)

@@ -19,19 +19,41 @@ from mattecli.cli.common import (
 )
 
 
+def _predictors() -> list[str]:
+    from mattecli import methods
+
+    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+
+
 @common.handles_errors
 def semantic_trimap(
     inputs: InputsArg,
     out: OutArg,
     trimap: Annotated[
-        Path,
+        str | None,
         typer.Option(
             "--trimap",
             "-t",
-            help="Trimap file (one input) or folder of trimaps matched by file stem.",
+            help="Trimap file (one input) or folder of trimaps matched by file stem; 'auto' predicts each "
+            "image's trimap first (see --trimap-method; a folder named auto: ./auto).",
             show_default=False,
         ),
-    ],
+    ] = None,
+    trimap_method: Annotated[
+        str | None,
+        typer.Option(
+            help=f"With --trimap auto: the method that predicts the trimaps ({', '.join(_predictors())}; "
+            f"default {_predictors()[0]}).",
+            show_default=False,
+        ),
+    ] = None,
+    trimap_variant: Annotated[
+        str | None,
+        typer.Option(help="With --trimap auto: the trimap method's weights variant.", show_default=False),
+    ] = None,
+    save_trimap: Annotated[
+        bool, typer.Option(help="With --trimap auto: also write <stem>_trimap.png, the predicted trimap used.")
+    ] = False,
     scores: Annotated[
         bool,
         typer.Option(
@@ -65,12 +87,15 @@ def semantic_trimap(
     the metadata) and <OUT>/<stem>_classes.png (class index 0-19 of the best class in the unknown
     region, 255 elsewhere); --preview adds <OUT>/<stem>_preview.png. With one input, OUT may be
     NAME.png (the class-index PNG; the others beside it) or NAME.safetensors. Existing outputs are
-    skipped unless --overwrite.
+    skipped unless --overwrite. --trimap auto predicts each trimap first (AIM's glance decoder, or
+    --trimap-method shm), so photos alone are enough.
     """
+    from mattecli.cli.matte import split_trimap
     from mattecli.methods.sim.semantic import parse_patch_sizes
     from mattecli.pipelines.semantic_trimap import SemanticSettings, semantic_trimap_files
 
     common.check_max_pixels(max_pixels)
+    trimap_path, auto = split_trimap(trimap, trimap_method, trimap_variant)
     settings = SemanticSettings(
         scores=scores,
         preview=preview,
@@ -81,11 +106,14 @@ def semantic_trimap(
         patch_sizes=parse_patch_sizes(patch_sizes),
         max_pixels=max_pixels,
         download=not no_download,
+        trimap_method=auto,
+        trimap_variant=trimap_variant,
+        save_trimap=save_trimap,
     )
     jobs, results = semantic_trimap_files(
         inputs,
         out,
-        trimap=trimap,
+        trimap=trimap_path,
         settings=settings,
         recursive=recursive,
         shard=common.shard_of(shard),

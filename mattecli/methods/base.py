@@ -12,7 +12,8 @@ Python caller builds; :meth:`MethodSpec.resolve` checks them against the spec be
 read and returns :class:`Resolved` options (every default filled in), so an unsupported
 combination is a usage error, never a failure per file.
 
-A loaded method is a :class:`Matter`: ``predict(image, trimap | None) -> MatteResult``. Its
+A loaded method is a :class:`Matter`: ``predict(image, trimap | None) -> MatteResult``, and, for
+a method that predicts trimaps, ``predict_trimap(image)`` (the trimap alone). Its
 provenance (weights files and their sha256, device) is data (:class:`Provenance`).
 """
 
@@ -284,6 +285,8 @@ class Processor(Protocol):
     """A method's loaded network(s) with its official pre/post-processing and test strategies.
 
     ``extras``: also compute what costs more than the alpha (SIM's full-size semantic trimap).
+    A processor that predicts trimaps may also have ``predict_trimap(image) -> uint8 HxW``: the
+    same trimap as ``process`` returns, without the rest of the work (:meth:`Matter.predict_trimap`).
     """
 
     def process(self, image: np.ndarray, trimap: np.ndarray | None, *, extras: bool = False) -> Prediction: ...
@@ -325,6 +328,23 @@ class Matter:
         if trimap is not None:
             clamp_known(alpha, trimap)
         return MatteResult(alpha, out.trimap, MappingProxyType(dict(out.extras)))
+
+    def predict_trimap(self, image: np.ndarray) -> np.ndarray:
+        """The trimap this method predicts for ``image`` (uint8 ``HxW`` in {0, 128, 255}): the one
+        :meth:`predict` returns, computed alone where the processor can (its optional
+        ``predict_trimap(image)``: AIM's glance pass, SHM's T-Net), else by a full ``process``.
+
+        Raises:
+            TrimapError: the method predicts no trimap (it needs or ignores one).
+        """
+        if not self.spec.capabilities.predicts_trimap:
+            raise TrimapError(f"method {self.spec.name} predicts no trimap")
+        alone = getattr(self.processor, "predict_trimap", None)
+        trimap = alone(image) if alone is not None else self.processor.process(image, None).trimap
+        trimap = np.ascontiguousarray(trimap, dtype=np.uint8)
+        if trimap.shape != tuple(image.shape[:2]):
+            raise RuntimeError(f"method {self.spec.name} predicted a {trimap.shape} trimap for {image.shape[:2]}")
+        return trimap
 
 
 # ----------------------------------------------------------------------------- the declaration

@@ -10,7 +10,37 @@ from mattecli import io
 from mattecli.pipelines import runner
 from mattecli.trimap import TrimapSettings, make_trimap
 
-__all__ = ["trimap_files", "predicted_trimap_files"]
+__all__ = ["trimap_files", "predicted_trimap_files", "predictors", "resolve_trimap_predictor"]
+
+
+def predictors() -> list[str]:
+    """The methods that predict trimaps (``trimap --from-image``, ``--trimap auto``), the default first."""
+    from mattecli import methods
+
+    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+
+
+def resolve_trimap_predictor(method: str, options=None, *, flag: str = "--trimap-method"):
+    """``--trimap auto``'s trimap method (named by ``flag``) with its options checked: a
+    :class:`~mattecli.methods.base.Resolved` (the options' ``--variant`` is ``--trimap-variant``).
+
+    Raises:
+        UnknownMethodError, BadOptionError (a method that predicts no trimap, an option it cannot
+        honour), DeviceError.
+    """
+    from mattecli import methods
+    from mattecli.errors import BadOptionError
+
+    spec = methods.get(method)
+    if not spec.capabilities.predicts_trimap:
+        raise BadOptionError(
+            f"{flag} {spec.name} predicts no trimap", hint=f"use a method that predicts one: {', '.join(predictors())}"
+        )
+    try:
+        return spec.resolve(options)
+    except BadOptionError as err:
+        message = err.message.replace("--variant", "--trimap-variant")
+        raise BadOptionError(f"{flag} {spec.name}: {message}", hint=err.hint) from None
 
 
 def trimap_files(
@@ -60,6 +90,8 @@ def predicted_trimap_files(
 ) -> tuple[list[runner.Job], Iterator[dict]]:
     """Trimaps predicted from the images themselves by a method that predicts one (AIM's glance
     decoder, SHM's T-Net); ``options`` are its :class:`~mattecli.methods.base.MethodOptions`.
+    Each trimap is :meth:`~mattecli.methods.base.Matter.predict_trimap`'s, the very array that
+    ``matte --trimap auto`` feeds its method and writes with ``--save-trimap``.
 
     The method's missing weights are fetched first (``options.download``; ``progress`` draws it).
 
@@ -94,7 +126,7 @@ def predicted_trimap_files(
             image = io.read_image(job.item.path, max_pixels=max_pixels)
             if matter is None:
                 matter = spec.create(resolved)
-            trimap = matter.predict(image).trimap
+            trimap = matter.predict_trimap(image)  # AIM's glance pass / SHM's T-Net alone
             io.atomic_write_bytes(job.output, io.encode_png(trimap))
             return {"unknown_fraction": round(float((trimap == 128).mean()), 4)}
 

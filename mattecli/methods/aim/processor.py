@@ -259,6 +259,20 @@ class AimProcessor:
         predicted[known_fg] = 255
         return Prediction(alpha, predicted)
 
+    def predict_trimap(self, image: np.ndarray) -> np.ndarray:
+        """The glance trimap alone (uint8 ``HxW`` {0, 128, 255}): the one :meth:`process` returns,
+        without the focus pass (``--trimap auto``, ``trimap --from-image``)."""
+        from mattecli.runtime.tensors import image_to_tensor
+
+        h, w = image.shape[:2]
+        n = self.normalization
+        glance, _, _ = self._glance(image_to_tensor(image, self.device, n.mean, n.std), h, w)
+        trimap_up = resize_zero_border(glance.argmax(dim=1, keepdim=True).float() / 2.0, (h, w))[0, 0].cpu().numpy()
+        predicted = np.full((h, w), 128, np.uint8)
+        predicted[np.abs(trimap_up) <= 1e-4] = 0
+        predicted[np.abs(trimap_up - 1.0) <= 1e-4] = 255
+        return predicted
+
 
 def load(resolved: Resolved) -> AimProcessor:
     """Build AimNet on the run's device with its weights (the spec's ``load``)."""

@@ -261,6 +261,34 @@ class ShmProcessor:
                 prob = cv2.resize(prob, (w, h), interpolation=cv2.INTER_LINEAR)
         return Prediction(alpha, np.asarray(TRIMAP_CLASSES, np.uint8)[prob.argmax(axis=2)])
 
+    def predict_trimap(self, image: np.ndarray) -> np.ndarray:
+        """The T-Net trimap alone (uint8 ``HxW`` {0, 128, 255}): the one :meth:`process` returns for
+        this strategy (``resize``: 320x320 input, bicubic back; the others: the paper's size, bilinear
+        back), without the M-Net (``--trimap auto``, ``trimap --from-image``)."""
+        import cv2
+        import torch
+
+        from mattecli.methods.shm.net import TRIMAP_CLASSES
+        from mattecli.runtime.device import channels_last
+        from mattecli.runtime.tensors import pad_to_multiple
+
+        h, w = image.shape[:2]
+        if self.strategy == "resize":
+            small, back = resize_8bit(image, RESIZE_SIZE), cv2.INTER_CUBIC
+        else:
+            sh, sw = paper_size(h, w)
+            small = image if (sh, sw) == (h, w) else cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+            back = cv2.INTER_LINEAR
+        sh, sw = small.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(encode(small, self.encoding))).permute(2, 0, 1)[None]
+        x, _ = pad_to_multiple(x.to(self.device), STRIDE)
+        with torch.inference_mode(), self.ctx.autocast():
+            logits = self.net.t_net(channels_last(x))
+        prob = np.ascontiguousarray(torch.softmax(logits.float(), dim=1)[0, :, :sh, :sw].permute(1, 2, 0).cpu().numpy())
+        if (sh, sw) != (h, w):
+            prob = cv2.resize(prob, (w, h), interpolation=back)
+        return np.asarray(TRIMAP_CLASSES, np.uint8)[prob.argmax(axis=2)]
+
 
 def load(resolved: Resolved) -> ShmProcessor:
     """Build the variant's SHM network with its weights (the spec's ``load``)."""

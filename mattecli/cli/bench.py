@@ -148,6 +148,12 @@ def render_report(report: dict) -> None:
         common.stderr.print(f"[red]{len(report['failures'])} image(s) failed[/] (listed in the report)")
 
 
+def _thumb_side() -> int:
+    from mattecli.thumbnails import THUMB_SIDE
+
+    return THUMB_SIDE
+
+
 def _progress(quiet: bool, total_hint: str):
     """A Rich progress bar on stderr (only on a terminal and unless quiet) and its per-image callback."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -311,6 +317,16 @@ def bench(
     resume: Annotated[
         bool, typer.Option("--resume/--no-resume", help="Reuse the cached rows next to --report.")
     ] = True,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write a self-contained HTML report here: the metrics beside the paper's, speed and "
+            "memory, one row per image with thumbnails (image, GT, prediction, error map), sortable columns "
+            "(REPORT.html#sort=sad, #sort=-sad). The thumbnails also go into --report, so --merge can write one.",
+            show_default=False,
+        ),
+    ] = None,
     grad_norm: Annotated[
         str,
         typer.Option(
@@ -354,6 +370,10 @@ def bench(
         result = lib.merge_reports([lib.load_report(path) for path in merge])
         if report is not None:
             lib.write_report(result, report)
+        if html is not None:
+            from mattecli.pipelines.report_html import write_html
+
+            write_html(result, html)
         if json_out:
             common.stdout.print(json.dumps(result, ensure_ascii=False, allow_nan=False), markup=False, highlight=False)
         if not quiet:
@@ -410,6 +430,7 @@ def bench(
         save_predictions=None if save_predictions is None else str(save_predictions),
         dataset_options=options,
         dataset_source=source,
+        thumbnails=None if html is None else _thumb_side(),
         method_options=common.engine_fields(
             common.method_options(
                 strategy=strategy,
@@ -432,12 +453,18 @@ def bench(
         stop()
     if report is not None:
         lib.write_report(result, report)
+    if html is not None:
+        from mattecli.pipelines.report_html import write_html
+
+        write_html(result, html)
     if json_out:
         common.stdout.print(json.dumps(result, ensure_ascii=False, allow_nan=False), markup=False, highlight=False)
     if not quiet:
         render_report(result)
         if report is not None:
             common.stderr.print(f"[dim]report: {report}[/]")
+        if html is not None:
+            common.stderr.print(f"[dim]html report: {escape(str(html))}[/]")
     common.exit_with(common.EXIT_FAILED if result["failures"] else common.EXIT_OK)
 
 

@@ -103,6 +103,10 @@ class BenchSettings:
         dataset_source: where the dataset came from (default folder, Hub repository and
             commit, licence; see :meth:`mattecli.dataset_store.DatasetStatus.source_json`),
             recorded in the report; the Hub commit also keys the row cache.
+        thumbnails: keep per-sample thumbnails of this longer side (image, GT, prediction, error
+            map; :func:`mattecli.thumbnails.sample_thumbnails`) in each row's ``thumbs`` as data URIs,
+            for ``bench --html`` (and merges of such reports); None: none. Not part of the row
+            cache's key: a cached row without thumbnails is computed again when they are asked for.
     """
 
     dataset: str
@@ -122,6 +126,7 @@ class BenchSettings:
     dataset_options: dict = field(default_factory=dict)
     method_options: dict = field(default_factory=dict)
     dataset_source: dict | None = None
+    thumbnails: int | None = None
 
     def validate(self) -> None:
         if self.method is None and self.predictions is None:
@@ -535,7 +540,7 @@ def _score_one(
     )
     metric_seconds = time.perf_counter() - t0
     h, w = gt.shape
-    return {
+    row = {
         "name": sample.name,
         "status": "ok",
         "groups": dict(sample.groups),
@@ -548,6 +553,13 @@ def _score_one(
         "metric_seconds": metric_seconds,
         "total_seconds": time.perf_counter() - t_start,
     }
+    if settings.thumbnails:  # for bench --html; not timed
+        from mattecli.thumbnails import sample_thumbnails
+
+        region = None if dataset.metric_mode != "unknown" or trimaps is None else trimaps[0] == 128
+        shown = image if index is None else sample.load_image()
+        row["thumbs"] = sample_thumbnails(shown, gt, pred, region, side=settings.thumbnails)
+    return row
 
 
 def run_bench(
@@ -666,6 +678,8 @@ def run_bench(
     with _CacheWriter(cache_path, key) as writer:
         for i, sample in enumerate(dataset, start=1):
             row = cached.get(sample.name)
+            if row is not None and settings.thumbnails and "thumbs" not in row:
+                row = None  # thumbnails asked for: the cached row has none
             if row is not None:
                 reused += 1
                 rows.append(row)
@@ -732,6 +746,7 @@ def run_bench(
             "save_predictions": settings.save_predictions,
             "dataset_options": {k: str(v) for k, v in settings.dataset_options.items()},
             "method_options": settings.method_options,
+            "thumbnails": settings.thumbnails,
         },
         "settings_key": key,
         "runs": [run],

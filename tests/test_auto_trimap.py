@@ -354,3 +354,32 @@ def test_one_worker_per_device_gives_the_local_outputs(runner, tmp_path, photos,
     for stem in STEMS:
         for name in (f"{stem}.png", f"{stem}_trimap.png"):
             assert (multi / name).read_bytes() == (local / name).read_bytes()
+
+
+def test_sim_runs_fully_automatically(runner, tmp_path, photos, _shm_cache):
+    """SIM on a photo alone: SHM's predicted trimap, SIM's semantic trimap, its matting network; the same
+    bytes as `trimap --from-image` then `matte --trimap` (random SIM weights, the authors' file formats)."""
+    from test_sim import SIMClassifier, SIMNet, import_into, install_weights, random_net, save_official_classifier
+    from test_sim import save_official_matting
+
+    root = tmp_path / "sim_weights"
+    root.mkdir()
+    hub = import_into(root, {
+        "sim-comp1k": save_official_matting(random_net(SIMNet(), 1), root / "ckpt_best.pth"),
+        "sim-classifier": save_official_classifier(random_net(SIMClassifier(), 2), root / "classifier_resnet50_best.pth.tar"),
+    })  # fmt: skip
+    install_weights(hub, ("sim-comp1k", "sim-classifier"))
+    install_weights(_shm_cache, ("shm-mindspore",))
+    image = photos / "fluffy.png"
+    auto = tmp_path / "auto"
+    common = ["--method", "sim", "--device", "cpu", "--bit-depth", "16"]
+    result = invoke(runner, ["matte", image, auto, *common, "--trimap", "auto", "--trimap-method", "shm", "--save-trimap"])
+    assert result.exit_code == 0, result.output
+    tri = tmp_path / "tri.png"
+    assert invoke(runner, ["trimap", "--from-image", "--method", "shm", image, tri]).exit_code == 0
+    chained = tmp_path / "chained"
+    assert invoke(runner, ["matte", image, chained, *common, "--trimap", tri]).exit_code == 0
+    assert (auto / "fluffy_trimap.png").read_bytes() == tri.read_bytes()
+    assert (auto / "fluffy.png").read_bytes() == (chained / "fluffy.png").read_bytes()
+    alpha, trimap = io.read_gray(auto / "fluffy.png"), io.read_trimap(tri)
+    assert (trimap == 128).any() and (alpha[trimap == 0] == 0).all() and (alpha[trimap == 255] == 1).all()

@@ -18,6 +18,8 @@ class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (ResNet-18/34)."""
 
     expansion = 1
+    #: ``(conv, bn)`` pairs of ``bn(conv(x))`` in forward, folded at load (:mod:`mattecli.runtime.fold`)
+    fold_pairs = (("conv1", "bn1"), ("conv2", "bn2"))
 
     def __init__(
         self,
@@ -46,6 +48,8 @@ class Bottleneck(nn.Module):
     """1x1 -> 3x3 -> 1x1 bottleneck with a residual connection (ResNet-50/101, ResNeXt with ``groups``)."""
 
     expansion = 4
+    #: ``(conv, bn)`` pairs of ``bn(conv(x))`` in forward, folded at load (:mod:`mattecli.runtime.fold`)
+    fold_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(
         self,

@@ -71,6 +71,9 @@ def _cbr(cin: int, cout: int, k: int = 3, *, stride: int = 1, dilation: int = 1)
 class ResNeXt101(nn.Module):
     """ResNeXt-101 (torchvision names), output stride 16: returns (layer1 features, layer4 features)."""
 
+    #: ``(conv, bn)`` pairs of ``bn(conv(x))`` in forward, folded at load (:mod:`mattecli.runtime.fold`)
+    fold_pairs = (("conv1", "bn1"),)
+
     def __init__(self, groups: int = 32, base_width: int = 4, layers=(3, 4, 23, 3)):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)

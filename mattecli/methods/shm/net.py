@@ -106,6 +106,9 @@ def _conv_bn_relu(cin: int, cout: int, k: int = 3, *, bias: bool = False) -> lis
 class _ResNetTrunk(nn.Module):
     """torchvision-named ResNet trunk (``conv1``, ``bn1``, ``layer1..4``) without the classifier."""
 
+    #: ``(conv, bn)`` pairs of ``bn(conv(x))`` in forward, folded at load (:mod:`mattecli.runtime.fold`)
+    fold_pairs = (("conv1", "bn1"),)
+
     def __init__(self, layers, *, dilations=(1, 1, 1, 1), strides=(1, 2, 2, 2), in_channels: int = 3, **block_kw):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)

@@ -154,6 +154,9 @@ class SIMEncoder(nn.Module):
     ``[x, stem (128, /2), layer1 (256, /4), layer2 (512, /8), layer3 (1024, /8), layer4 (2048, /8)]``.
     """
 
+    #: batch norms folded at load (:mod:`mattecli.runtime.fold`); ``bn1`` follows the sum of two convolutions
+    fold_pairs = ((("conv1", "conv1_side"), "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
+
     def __init__(self, in_channels: int = ENCODER_CHANNELS, num_classes: int = NUM_CLASSES):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, 64, 3, 2, 1, bias=False)
@@ -276,6 +279,9 @@ class SIMClassifier(nn.Module):
     ``forward(x (N,4,H,W))`` returns ``(logits (N,20), cam (N,20,h,w))`` where ``cam`` is the fc
     weight applied to the layer-4 features (no bias, no ReLU), ``h = ceil(H/32)`` roughly.
     """
+
+    #: ``(conv, bn)`` pairs of ``bn(conv(x))`` in forward, folded at load (:mod:`mattecli.runtime.fold`)
+    fold_pairs = (("conv1", "bn1"),)
 
     def __init__(self, in_channels: int = 4, num_classes: int = NUM_CLASSES):
         super().__init__()

@@ -14,6 +14,16 @@ for `transforms.Normalize` (stubbed here with the same arithmetic) and pins scik
 whose `resize` defaults (order 1, mode 'constant', no anti-aliasing, clip) are passed
 explicitly to the modern scikit-image. Each side runs in its own subprocess so that wall time
 and peak RSS are its own. Prints one markdown table row per side plus the alpha differences.
+
+Speed on a shared machine: ``--rounds N`` runs every side N times, alternating the order of the
+sides from one round to the next, and reports per side the median first and second call (the
+steady state) and the median over rounds of ``official second call / side's second call``, each
+ratio taken within one round. ``--baseline DIR`` adds a side running the mattecli package found in
+``DIR`` (e.g. ``git archive`` of the commit before a change) next to the current one. The load
+average before and after is printed.
+
+    PYTHONPATH=/tmp/skpkgs .venv/bin/python bench/aim_official_parity.py --official /tmp/AIM/core \
+        ../shared/data/aim-samples/1.jpg --strategies hybrid --rounds 3 --baseline /tmp/base22
 """
 
 from __future__ import annotations
@@ -100,7 +110,9 @@ def _official_side(core: Path, image_path: Path, ckpt: Path, out: Path) -> dict:
     return {"first": seconds[0], "seconds": seconds[1], "network_max_diff": net_diff}
 
 
-def _mattecli_side(image_path: Path, hf_cache: Path, out: Path, strategy: str) -> dict:
+def _mattecli_side(image_path: Path, hf_cache: Path, out: Path, strategy: str, package: str | None = None) -> dict:
+    if package:  # another checkout of mattecli (the baseline side)
+        sys.path.insert(0, package)
     from huggingface_hub import constants as hf_constants
 
     hf_constants.HF_HUB_CACHE = str(hf_cache)
@@ -129,7 +141,11 @@ def _child(argv: list[str]) -> None:
         )
     else:
         result = _mattecli_side(
-            Path(payload["image"]), Path(payload["hf_cache"]), Path(payload["out"]), payload["strategy"]
+            Path(payload["image"]),
+            Path(payload["hf_cache"]),
+            Path(payload["out"]),
+            payload["strategy"],
+            payload.get("package"),
         )
     result["peak_rss_mib"] = _vm_hwm_mib()
     print(json.dumps(result))
@@ -212,7 +228,10 @@ def main() -> None:
     parser.add_argument("--official", type=Path, required=True, help="the official repo's core/ folder")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--strategies", default="hybrid,tiled", help="mattecli strategies to run")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per side, alternating the order")
+    parser.add_argument("--baseline", type=Path, help="a checkout whose mattecli runs as the side 'baseline'")
     args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         ckpt = _make_weights(args.official.resolve(), work, args.image.resolve())
@@ -224,22 +243,33 @@ def main() -> None:
 
         import_checkpoint("aim", ckpt)
         env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-        runs = {}
+        runs, rounds = {}, []
         sides = [("official", {"core": str(args.official.resolve()), "ckpt": str(ckpt)}, "hybrid")]
         sides += [("mattecli", {"hf_cache": str(work / "hub"), "strategy": s}, s) for s in args.strategies.split(",")]
-        for side, payload, strategy in sides:
-            out = work / f"{side}_{strategy}.npy"
-            payload = dict(payload, image=str(args.image.resolve()), out=str(out), strategy=strategy)
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", side, json.dumps(payload)],
-                capture_output=True,
-                text=True,
-                env=env,
-                check=False,
-            )
-            if proc.returncode:
-                raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
-            runs[(side, strategy)] = json.loads(proc.stdout.strip().splitlines()[-1]) | {"alpha": np.load(out)}
+        if args.baseline:
+            sides += [
+                ("baseline", {"hf_cache": str(work / "hub"), "strategy": s, "package": str(args.baseline.resolve())}, s)
+                for s in args.strategies.split(",")
+            ]
+        for r in range(args.rounds):
+            this_round = {}
+            for side, payload, strategy in sides if r % 2 == 0 else sides[::-1]:
+                out = work / f"{side}_{strategy}.npy"
+                payload = dict(payload, image=str(args.image.resolve()), out=str(out), strategy=strategy)
+                child = "official" if side == "official" else "mattecli"
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", child, json.dumps(payload)],
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=False,
+                )
+                if proc.returncode:
+                    raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
+                this_round[(side, strategy)] = json.loads(proc.stdout.strip().splitlines()[-1])
+                runs[(side, strategy)] = this_round[(side, strategy)] | {"alpha": np.load(out)}
+                print(f"round {r + 1} {side} {strategy}: {this_round[(side, strategy)]}", file=sys.stderr)
+            rounds.append(this_round)
         trimap_up = np.load(work / "official_hybrid.trimap.npy")
     ref = runs[("official", "hybrid")]["alpha"]
     # pixels whose upsampled glance value is within float rounding of 0 or 255 but not exactly: the official
@@ -254,17 +284,24 @@ def main() -> None:
     cls = {"bg": (ref == 0).mean(), "fg": (ref == 1).mean()}
     print(f"official alpha: {cls['bg']:.0%} exactly 0, {cls['fg']:.0%} exactly 1, the rest from the focus pass\n")
     print(f"{rounding.mean():.2%} of pixels have an upsampled glance value within 1e-4 of 0/255 but not exactly\n")
+    print(f"{args.rounds} round(s), sides alternating; medians over rounds; load average after: {os.getloadavg()}\n")
     print(
-        "| code | strategy | first call (s) | second call (s) | peak RSS (MiB) | max abs diff | mean abs diff "
-        "| pixels > 1/255 | max abs diff, rounding pixels excluded |"
+        "| code | strategy | first call (s) | second call (s) | official / this (second call, per round) "
+        "| peak RSS (MiB) | max abs diff | mean abs diff | pixels > 1/255 | max abs diff, rounding pixels excluded | mean abs diff, rounding pixels excluded |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for (side, strategy), run in runs.items():
         diff = np.abs(run["alpha"] - ref)
+        firsts = [rd[(side, strategy)]["first"] for rd in rounds]
+        seconds = [rd[(side, strategy)]["seconds"] for rd in rounds]
+        ratios = [rd[("official", "hybrid")]["seconds"] / rd[(side, strategy)]["seconds"] for rd in rounds]
+        rss = max(rd[(side, strategy)]["peak_rss_mib"] for rd in rounds)
+        per_round = ", ".join(f"{x:.2f}" for x in ratios)
         print(
-            f"| {side} | {strategy} | {run['first']:.2f} | {run['seconds']:.2f} | {run['peak_rss_mib']:.0f} "
-            f"| {diff.max():.2e} | "
-            f"{diff.mean():.2e} | {(diff > 1 / 255).mean():.2%} | {diff[~rounding].max():.2e} |"
+            f"| {side} | {strategy} | {np.median(firsts):.2f} | {np.median(seconds):.2f} "
+            f"| **{np.median(ratios):.2f}** ({per_round}) | {rss:.0f} | {diff.max():.2e} | "
+            f"{diff.mean():.2e} | {(diff > 1 / 255).mean():.2%} | {diff[~rounding].max():.2e} "
+            f"| {diff[~rounding].mean():.2e} |"
         )
 
 

@@ -33,6 +33,9 @@ __all__ = ["AimNet", "AimResNet34MP", "fuse_glance_focus"]
 class AimResNet34MP(nn.Module):
     """ResNet-34 with a stride-1 stem, stride-1 stages and five 3x3/2 max-pools returning indices."""
 
+    #: ``(conv, bn)`` pairs of ``bn(conv(x))`` in forward, folded at load (:mod:`mattecli.runtime.fold`)
+    fold_pairs = (("conv1", "bn1"),)
+
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 7, 1, 3, bias=False)
@@ -119,6 +122,20 @@ def _unpool(x: torch.Tensor, indices: torch.Tensor, kernel: int, stride: int) ->
     return F.max_unpool2d(x.contiguous(), indices.contiguous(), kernel, stride)
 
 
+def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``torch.cat((a, b), 1)`` laid out like ``b``: an NCHW unpooling output next to NHWC features gives
+    the NHWC tensor the convolution after it wants, without the NCHW concatenation and its conversion."""
+    if a.is_contiguous() and b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous():
+        n, ca, h, w = a.shape
+        out = torch.empty(
+            (n, ca + b.shape[1], h, w), dtype=b.dtype, device=b.device, memory_format=torch.channels_last
+        )
+        out[:, :ca].copy_(a)
+        out[:, ca:].copy_(b)
+        return out
+    return torch.cat((a, b), 1)
+
+
 def fuse_glance_focus(glance: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
     """The in-network fusion: argmax of the glance classes picks 0 (bg), the focus alpha (transition) or 1 (fg)."""
     idx = glance.argmax(dim=1, keepdim=True)
@@ -180,35 +197,60 @@ class AimNet(nn.Module):
         e4 = r.layer4(e4p)
         return (e0, e1, e2, e3, e4), (id0, id1, id2, id3, id4)
 
-    def glance(self, e4):
-        """Glance decoder from the deepest features: (class sigmoids, spatial attention map)."""
+    def glance(self, e4, head: bool = True, attention: bool = True):
+        """Glance decoder from the deepest features: (class sigmoids, spatial attention map).
+
+        ``head=False`` leaves out what only the class sigmoids need (the last squeeze-and-excitation
+        and the 3-class head), ``attention=False`` the spatial attention map (only the focus decoder
+        takes it); what is left out is None.
+        """
         psp = self.psp_module(e4)
         d4 = self.decoder4_g_se(self.decoder4_g(torch.cat((psp, e4), 1)))
         d3 = self.decoder3_g_se(self.decoder3_g(torch.cat((self.psp4(psp), d4), 1)))
         d2 = self.decoder2_g_se(self.decoder2_g(torch.cat((self.psp3(psp), d3), 1)))
         d1 = self.decoder1_g_se(self.decoder1_g(torch.cat((self.psp2(psp), d2), 1)))
         d0 = self.decoder0_g(torch.cat((self.psp1(psp), d1), 1))
-        pooled = torch.cat((d0.mean(dim=1, keepdim=True), d0.amax(dim=1, keepdim=True)), 1)
-        spatial = torch.sigmoid(self.decoder0_g_spatial(pooled))
-        glance = torch.sigmoid(self.decoder_final_g(self.decoder0_g_se(d0)))
+        spatial = glance = None
+        if attention:
+            pooled = torch.cat((d0.mean(dim=1, keepdim=True), d0.amax(dim=1, keepdim=True)), 1)
+            spatial = torch.sigmoid(self.decoder0_g_spatial(pooled))
+        if head:
+            glance = torch.sigmoid(self.decoder_final_g(self.decoder0_g_se(d0)))
         return glance, spatial
 
     def focus(self, feats, indices, spatial):
         """Focus decoder: max-unpooling with the encoder's indices, skip connections, attention, sigmoid head."""
-        e0, e1, e2, e3, e4 = feats
-        id0, id1, id2, id3, id4 = indices
+        return self._focus(list(feats), list(indices), spatial)
+
+    def _focus(self, feats: list, indices: list, spatial):
+        """:meth:`focus` on lists it empties as it goes, so that each skip tensor and its indices are freed
+        as soon as they are used (the full-resolution ones are most of a focus pass's memory)."""
         unpool = _unpool
-        d4 = self.decoder4_l(torch.cat((self.bridge_block(e4), e4), 1))
-        d3 = self.decoder3_l(torch.cat((unpool(d4, id4, 2, 2), e3), 1))
-        d2 = self.decoder2_l(torch.cat((unpool(d3, id3, 2, 2), e2), 1))
-        d1 = self.decoder1_l(torch.cat((unpool(d2, id2, 2, 2), e1), 1))
-        d0 = unpool(unpool(d1, id1, 2, 2), id0, 2, 2)
-        d0 = self.decoder0_l(torch.cat((d0, e0), 1))
-        d0 = d0 + d0 * spatial
-        return torch.sigmoid(self.decoder_final_l(d0))
+        e4 = feats.pop()
+        d = self.decoder4_l(torch.cat((self.bridge_block(e4), e4), 1))
+        del e4
+        for decoder in (self.decoder3_l, self.decoder2_l, self.decoder1_l):
+            d = decoder(_cat(unpool(d, indices.pop(), 2, 2), feats.pop()))
+        d = unpool(d, indices.pop(), 2, 2)
+        d = self.decoder0_l(_cat(unpool(d, indices.pop(), 2, 2), feats.pop()))
+        d = torch.addcmul(d, d, spatial)  # d + d * spatial in one pass
+        return torch.sigmoid(self.decoder_final_l(d))
+
+    def run(self, x, *, glance: bool = True, focus: bool = True):
+        """``(glance or None, focus or None)``: the encoder and only the decoder parts those outputs need.
+
+        A glance-only pass skips the focus decoder; a focus-only pass still runs the glance decoder
+        (its spatial attention map feeds the focus path) but not the glance head.
+        """
+        feats, indices = self.encode(x)
+        if not focus:
+            e4 = feats[4]
+            del feats, indices
+            return self.glance(e4, head=glance, attention=False)[0], None
+        g, spatial = self.glance(feats[4], head=glance, attention=True)
+        feats, indices = list(feats), list(indices)  # the only references: _focus frees them as it goes
+        return g, self._focus(feats, indices, spatial)
 
     def forward(self, x):
-        feats, indices = self.encode(x)
-        glance, spatial = self.glance(feats[4])
-        focus = self.focus(feats, indices, spatial)
+        glance, focus = self.run(x)
         return glance, focus, fuse_glance_focus(glance, focus)

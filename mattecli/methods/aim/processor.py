@@ -172,14 +172,19 @@ class AimProcessor:
     def device(self):
         return self.ctx.device
 
-    def _forward(self, x, *, replay: bool = False):
+    def _forward(self, x, *, replay: bool = False, glance: bool = True, focus: bool = True):
+        """``(glance, focus)`` of one pass, float32; only the decoders these need run (the other is None)."""
         import torch
 
         from mattecli.runtime.device import channels_last
 
         with torch.inference_mode(), self.ctx.autocast(), self.context.replaying(replay):
-            glance, focus, fusion = self.net(channels_last(x))
-        return glance.float(), focus.float(), fusion.float()
+            if hasattr(self.net, "run"):  # AimNet
+                g, f = self.net.run(channels_last(x), glance=glance, focus=focus)
+            else:  # a network of the caller's with only AimNet's forward: (glance, focus, fusion)
+                g, f, _ = self.net(channels_last(x))
+                g, f = (g if glance else None), (f if focus else None)
+        return None if g is None else g.float(), None if f is None else f.float()
 
     def _glance(self, x_full, h: int, w: int):
         """The glance pass at ``scales[0]``, halved until it fits in memory (records the global context)."""
@@ -187,9 +192,12 @@ class AimProcessor:
         from mattecli.runtime.tensors import resize
 
         def glance(size):
+            from mattecli.methods.aim.net import fuse_glance_focus
+
             rec = self.context.record() if self.strategy in ("whole", "tiled") else contextlib.nullcontext()
-            with rec:
-                return self._forward(resize(x_full, size))
+            with rec:  # only the resize strategy uses this pass's focus (the network's own fusion)
+                g, focus = self._forward(resize(x_full, size), focus=self.strategy == "resize")
+            return g, focus, None if focus is None else fuse_glance_focus(g, focus)
 
         return run_shrinking(glance, scaled_size(h, w, self.scales[0]), STRIDE, "AIM glance pass")
 
@@ -205,9 +213,9 @@ class AimProcessor:
             mask[:h, :w] = transition
         replay = self.strategy in ("whole", "tiled")
         tiles = self.ctx.tiles
-        tiles.probe(self.net, lambda b: self._forward(b, replay=replay), 3, self.device)
+        tiles.probe(self.net, lambda b: self._forward(b, replay=replay, glance=False), 3, self.device)
         out = tiles.run(
-            lambda b: self._forward(b, replay=replay)[1],
+            lambda b: self._forward(b, replay=replay, glance=False)[1],
             x,
             skip=None if mask is None else (lambda y0, y1, x0, x1: not mask[y0:y1, x0:x1].any()),
         )
@@ -223,7 +231,7 @@ class AimProcessor:
         def whole():
             h, w = size
             padded, _ = pad_to_multiple(x, STRIDE, mode="replicate")
-            return self._forward(padded, replay=self.strategy == "whole")[1][:, :, :h, :w]
+            return self._forward(padded, replay=self.strategy == "whole", glance=False)[1][:, :, :h, :w]
 
         return Executor.whole_or_tiles(whole, lambda: self._focus_tiles(x, None), "AIM focus pass")
 
@@ -282,7 +290,11 @@ def load(resolved: Resolved) -> AimProcessor:
     ctx = run_context(resolved, strategy="auto")  # AIM's own strategies decide; the executor only falls back
     variant = resolved.variant
     net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights)
-    net = prepare_model(net, ctx.device, compile=ctx.compile)
+    net = prepare_model(net, ctx.device)
+    if ctx.compile:  # the processor calls run() (only the decoders a pass needs), so that is what compiles
+        import torch
+
+        net.run = torch.compile(net.run)
     provenance = Provenance("aim", variant.name, (weights,), str(ctx.device))
     return AimProcessor(
         net, ctx, resolved.strategy, variant.normalization, scales=resolved.scales, provenance=provenance

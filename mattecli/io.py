@@ -505,10 +505,16 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> int:
         return 1
     if width * height > max_pixels:
         raise ImageTooLargeError(
-            f"{path}: {width}x{height} = {width * height / 1e6:.1f} MP exceeds the limit of {max_pixels / 1e6:.1f} MP",
+            f"{path}: {width}x{height} = {_pixels(width * height)} exceeds the limit of {_pixels(max_pixels)}",
             hint=_TOO_LARGE_HINT,
         )
     return orientation
+
+
+def _pixels(n: int) -> str:
+    """A pixel count for messages, exact (``400 pixels``, ``200,000,001 pixels``): rounded to MP, a
+    limit of 300 pixels read "0.0 MP" and an image one pixel over 200 MP "200.0 MP"."""
+    return f"{n:,} pixels"
 
 
 def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
@@ -552,7 +558,7 @@ def _decode(path: Path, max_pixels: int | None) -> np.ndarray:
         raise ImageReadError(unreadable)
     if arr.shape[0] * arr.shape[1] > limit:  # formats whose header Pillow could not read
         raise ImageTooLargeError(
-            f"{path}: {arr.shape[1]}x{arr.shape[0]} exceeds the limit of {limit / 1e6:.1f} MP",
+            f"{path}: {arr.shape[1]}x{arr.shape[0]} exceeds the limit of {_pixels(limit)}",
             hint=_TOO_LARGE_HINT,
         )
     if arr.ndim == 3:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from conftest import EXAMPLES, REPO, invoke
-from helpers import random_net
+from helpers import assert_equals_at_16_bits, crops, random_net
 
 from mattecli import io, methods
 from mattecli.errors import CheckpointMismatchError
 from mattecli.methods.aim.convert import remap_official
 from mattecli.methods.aim.net import AimNet, fuse_glance_focus
 from mattecli.methods.aim.processor import AimProcessor, hybrid_fuse, resize_zero_border, scaled_size
-from mattecli.methods.base import IMAGENET
+from mattecli.methods.base import IMAGENET, MethodOptions
 from mattecli.methods.loading import make_context
 from mattecli.runtime import device as rdevice
 from mattecli.runtime import tensors
@@ -229,17 +230,39 @@ def aim_weights(_aim_cache, monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(_aim_cache))
 
 
-def test_cli_matte_aim_end_to_end(runner, tmp_path, aim_weights):
+def test_cli_matte_aim_equals_the_library_at_16_bits(runner, tmp_path, aim_weights):
+    """The CLI's alpha and glance trimap are the library's prediction (``Matter.predict``), within
+    1/65535 at 16 bits: the CLI adds reading, writing and nothing else."""
+    images, _ = crops(tmp_path, (192, 256))  # glance 32x64, focus 96x128: the official sizes' rounding shows
     out = tmp_path / "out"
-    result = invoke(runner, ["matte", EXAMPLES / "images", out, "--save-trimap", "--cutout", "--json"])
+    args = ["matte", images, out, "--save-trimap", "--cutout", "--json", "--bit-depth", "16"]
+    result = invoke(runner, args + ["--device", "cpu"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["method"] == "aim"
+    matter = methods.get("aim").create(MethodOptions(device="cpu"))
     for name in ("fluffy", "veil"):
-        alpha = io.read_gray(out / f"{name}.png")
-        trimap = io.read_trimap(out / f"{name}_trimap.png")
-        assert alpha.shape == trimap.shape == (320, 320)
+        want = matter.predict(io.read_image(images / f"{name}.png"))
+        assert_equals_at_16_bits(out / f"{name}.png", want.alpha)
+        np.testing.assert_array_equal(io.read_trimap(out / f"{name}_trimap.png"), want.trimap)
         assert (out / f"{name}_cutout.png").exists()
+
+
+def test_cli_weights_file_is_the_network_that_runs(runner, tmp_path, aim_weights):
+    """``--weights FILE`` (an official checkpoint, not imported) replaces the cached weights: the CLI
+    gives the library's alpha with that file, which differs from the cached weights' alpha."""
+    other = tmp_path / "other_aim.pth"
+    torch.save({"state_dict": official_state_dict(_random_net(7))}, other)
+    image_path = tmp_path / "small.png"
+    io.write_image(image_path, io.read_image(EXAMPLES / "images" / "fluffy.png")[:128, :160])
+    image = io.read_image(image_path)
+    args = ["matte", image_path, tmp_path / "o.png", "--bit-depth", "16", "--device", "cpu"]
+    result = invoke(runner, args + ["--weights", other])
+    assert result.exit_code == 0, result.output
+    with_file = methods.get("aim").create(MethodOptions(device="cpu", weights=other)).predict(image).alpha
+    cached = methods.get("aim").create(MethodOptions(device="cpu")).predict(image).alpha
+    assert_equals_at_16_bits(tmp_path / "o.png", with_file)
+    assert np.abs(with_file - cached).max() > 0.01  # two random networks: the file decides what runs
 
 
 def test_cli_matte_aim_without_weights_says_how_to_import(runner, tmp_path):
@@ -249,12 +272,13 @@ def test_cli_matte_aim_without_weights_says_how_to_import(runner, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_cli_aim_refuses_a_trimap_and_missing_cuda(runner, tmp_path, aim_weights):
+def test_cli_aim_refuses_a_trimap_and_missing_cuda(runner, tmp_path, aim_weights, monkeypatch):
     result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "o", "-t", EXAMPLES / "trimaps"])
     assert result.exit_code == 2 and "trimap-free" in result.stderr
-    if not torch.cuda.is_available():
-        result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "o", "--device", "cuda"])
-        assert result.exit_code == 2 and "CUDA is not available" in result.stderr
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a machine without CUDA, even on a GPU host
+    result = invoke(runner, ["matte", EXAMPLES / "images", tmp_path / "o", "--device", "cuda"])
+    assert result.exit_code == 2 and "CUDA is not available" in result.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
 def test_tiled_strategy_with_a_pointwise_net_matches_full_resolution():
@@ -298,10 +322,12 @@ def test_cli_trimap_from_image(runner, tmp_path, aim_weights):
     out = tmp_path / "tris"
     result = invoke(runner, ["trimap", "--from-image", "--method", "aim", EXAMPLES / "images", out, "--json"])
     assert result.exit_code == 0, result.output
+    matter = methods.get("aim").create(MethodOptions(device="cpu"))
     for name in ("fluffy", "veil"):
-        tri = io.read_trimap(out / f"{name}.png")
-        raw = io.read_gray(out / f"{name}.png")
-        assert tri.shape == (320, 320) and set(np.unique(np.round(raw * 255))) <= {0, 128, 255}
+        raw = cv2.imread(str(out / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        assert raw.dtype == np.uint8 and set(np.unique(raw)) <= {0, 128, 255}
+        # the glance trimap the library predicts, unchanged
+        np.testing.assert_array_equal(raw, matter.predict(io.read_image(EXAMPLES / "images" / f"{name}.png")).trimap)
     result = invoke(runner, ["trimap", "--from-image", "--method", "cf", EXAMPLES / "images", out])
     assert result.exit_code == 2 and "method cf cannot predict a trimap (it needs one itself)" in result.stderr
 

@@ -86,7 +86,11 @@ def test_import_then_list_path_verify(env, run):
     assert next(json.loads(line) for line in result.stdout.splitlines())["state"] == "checksum ok"
 
     result = run("verify")
-    assert result.exit_code == 0 and "ok" in result.stderr and result.stdout == ""
+    assert result.exit_code == 0 and result.stdout == ""
+    # the table's one row: the variant, where it came from, its verdict and sha256 prefix
+    lines = result.stderr.splitlines()
+    cells = [[c.strip() for c in line.split("│")] for line in lines if line.strip().startswith("toy")]
+    assert [c[:4] for c in cells] == [["toy", "imported", "ok", toy["imported"]["sha256"][:16]]], result.stderr
     result = run("verify", "toy", "--json")
     assert [json.loads(line)["ok"] for line in result.stdout.splitlines()] == [True]
 

@@ -63,19 +63,24 @@ def test_workers_report_fatal_errors(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_ray_path_writes_the_same_outputs_as_the_local_path(tmp_path):
+def test_ray_path_keeps_its_shard_and_writes_the_same_outputs_as_the_local_path(tmp_path):
+    """``--ray --shard K/N`` processes shard K only (it once processed every input), with the local
+    path's bytes. One Ray start-up (~15 s): fluffy is in shard 2 of 3, veil in shard 1."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'mattecli[ray]')")
+    from mattecli import io
+
+    assert io.in_shard("fluffy.png", (2, 3)) and io.in_shard("veil.png", (1, 3))
     single = _single(tmp_path)
     out = tmp_path / "ray"
     proc = _run(
-        ["matte", "-m", "cf", EXAMPLES / "images", out, "-t", EXAMPLES / "trimaps", "--ray", "--json"],
+        ["matte", "-m", "cf", EXAMPLES / "images", out, "-t", EXAMPLES / "trimaps", "--ray", "--shard", "2/3", "--json"],
         env={"RAY_ADDRESS": "", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert sorted(r["status"] for r in rows) == ["ok", "ok"]
-    for name in ("fluffy.png", "veil.png"):
-        assert (out / name).read_bytes() == (single / name).read_bytes()
+    assert [(Path(r["input"]).name, r["status"]) for r in rows] == [("fluffy.png", "ok")]
+    assert sorted(p.name for p in out.iterdir()) == ["fluffy.png"]
+    assert (out / "fluffy.png").read_bytes() == (single / "fluffy.png").read_bytes()
 
 
 def test_absent_devices_are_refused_before_any_work(tmp_path):

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import io as pyio
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO
+from helpers import give_to_nobody, unprivileged_dir
 from PIL import Image
 
 from mattecli import io
@@ -236,16 +241,40 @@ def test_failed_write_keeps_old_content(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores permission bits")
+_WRITE_INTO = """
+import sys
+import numpy as np
+from mattecli import io
+from mattecli.errors import OutputError
+try:
+    io.write_alpha(sys.argv[1], np.zeros((2, 2), np.float32))
+except OutputError as err:
+    print(err.message)
+    sys.exit(3)
+"""
+
+
 def test_read_only_folder_is_output_error(tmp_path):
-    ro = tmp_path / "ro"
+    """A real read-only folder (as ``nobody`` in a subprocess when root: root ignores permission bits)."""
+    folder, as_user = unprivileged_dir(tmp_path)
+    ro = folder / "ro"
     ro.mkdir()
+    give_to_nobody(ro)
     ro.chmod(0o500)
     try:
-        with pytest.raises(OutputError, match="cannot write"):
-            io.write_alpha(ro / "a.png", np.zeros((2, 2), np.float32))
+        if as_user:
+            proc = subprocess.run([*as_user, sys.executable, "-c", _WRITE_INTO, str(ro / "a.png")],
+                                  cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+            assert proc.returncode == 3, proc.stderr
+            assert "cannot write" in proc.stdout and "Permission denied" in proc.stdout, proc.stdout
+        else:
+            with pytest.raises(OutputError, match="cannot write"):
+                io.write_alpha(ro / "a.png", np.zeros((2, 2), np.float32))
+        assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o700)
+        if as_user:
+            shutil.rmtree(folder)
 
 
 def test_unwritable_parent_is_output_error(tmp_path):

@@ -9,22 +9,31 @@ from mattecli.runtime import device, memory, precision, tensors, tiles
 from mattecli.errors import BadOptionError, DeviceError
 
 
-def test_select_device():
+def test_select_device(monkeypatch):
     assert device.select_device("cpu").type == "cpu"
-    assert device.select_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(BadOptionError):
         device.select_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="CUDA is not available"):
-            device.select_device("cuda:0")
+    # both answers of torch.cuda, on any machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert device.select_device("auto").type == "cpu"
+    with pytest.raises(DeviceError, match="CUDA is not available"):
+        device.select_device("cuda:0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert device.select_device("auto") == torch.device("cuda")
+    assert device.select_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(DeviceError, match=r"cuda:1 requested but only 1 GPU\(s\) are visible"):
+        device.select_device("cuda:1")
 
 
 def test_autocast_rules():
     cpu = torch.device("cpu")
     with precision.autocast(cpu, "fp32"):
-        pass
+        assert not torch.is_autocast_enabled("cpu")
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with precision.autocast(cpu, "bf16"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    assert not torch.is_autocast_enabled("cpu")  # and nothing leaks out of the block
     with pytest.raises(BadOptionError, match="fp16 is not supported on the CPU"):
         precision.autocast(cpu, "fp16")
     with pytest.raises(BadOptionError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -235,7 +236,9 @@ def test_cli_semantic_trimap_on_the_examples(tmp_path, classifier_file):
         np.testing.assert_array_equal(classes, class_index(st))
         preview = io.read_image(out / f"{name}_preview.png")
         assert preview.shape[0] == 320 and preview.shape[1] > 320
-        assert set(row["classes"]) <= set(CLASS_NAMES)
+        # the shares of the classes the written maps hold, largest first, summing to one
+        assert row["classes"] == class_shares(st) and list(row["classes"])[0] in CLASS_NAMES
+        assert sum(row["classes"].values()) == pytest.approx(1.0, abs=len(row["classes"]) * 5e-5)
         assert row["unknown_fraction"] == round(float((tri == 128).mean()), 4)
     # a second run skips everything
     again = invoke(args)
@@ -263,6 +266,38 @@ def test_cli_single_file_outputs_stdin_and_weights_override(tmp_path, classifier
     )
     assert res.exit_code == 0, res.output
     assert (folder / "veil_semantic.safetensors").exists() and (folder / "veil_classes.png").exists()
+
+
+def test_cli_semantic_trimap_shards_and_exit_1_for_a_bad_input(tmp_path, classifier_file):
+    """--shard K/N splits the inputs (disjoint, complete); an unreadable image among good ones is that
+    file's error: the others of its shard are written and that shard's exit code is 1."""
+    from conftest import synthetic_scene, write_gray, write_rgb
+
+    install_weights(classifier_file[0], ("sim-classifier",))
+    names = [f"s{i}" for i in range(6)]
+    for i, name in enumerate(names):
+        image, _, tri = synthetic_scene(40, 56, seed=i)
+        write_rgb(tmp_path / "images" / f"{name}.png", image)
+        write_gray(tmp_path / "trimaps" / f"{name}.png", tri)
+    (tmp_path / "images" / "s2.png").write_bytes(b"\x89PNG\r\n\x1a\ncorrupt")
+    args = ["semantic-trimap", tmp_path / "images", tmp_path / "out", "-t", tmp_path / "trimaps"]
+    args += ["--patch-sizes", "800", "--device", "cpu", "--no-scores", "--json"]
+    parts = []
+    for k in (1, 2, 3):
+        result = invoke([*args, "--shard", f"{k}/3"])
+        rows = {Path(r["input"]).stem: r for r in map(json.loads, result.stdout.splitlines())}
+        assert set(rows) == {n for n in names if io.in_shard(f"{n}.png", (k, 3))}
+        if "s2" in rows:
+            assert result.exit_code == 1, result.output
+            assert rows["s2"]["status"] == "error" and "not a readable image" in rows["s2"]["error"]
+            assert "Traceback" not in result.output
+        else:
+            assert result.exit_code == 0, result.output
+        assert all(r["status"] == "ok" for n, r in rows.items() if n != "s2")
+        parts.append(set(rows))
+    assert sum(map(len, parts)) == len(names) and set().union(*parts) == set(names)
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == sorted(f"{n}_classes.png" for n in names if n != "s2")
 
 
 def test_cli_semantic_trimap_without_weights_says_how_to_import(tmp_path):

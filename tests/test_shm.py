@@ -10,7 +10,7 @@ import pytest
 import torch
 import typer
 from conftest import EXAMPLES
-from helpers import make_context, matter, mindspore_ckpt, random_net
+from helpers import assert_equals_at_16_bits, make_context, matter, mindspore_ckpt, random_net
 from typer.testing import CliRunner
 
 import mattecli.methods.shm.convert as convert
@@ -361,21 +361,24 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_cli_matte_shm_end_to_end(tmp_path):
+def test_cli_matte_shm_equals_the_library_at_16_bits(tmp_path):
+    """The model zoo's 320x320 evaluation through the CLI equals the library's ``Matter.predict``
+    (alpha within 1/65535 at 16 bits, the T-Net trimap exactly)."""
     from mattecli.weights import import_checkpoint
 
     import_checkpoint("shm-mindspore", write_official_ckpt(tmp_path / MS_FILENAME, _ms_net(2)))
     out = tmp_path / "out"
     args = ["matte", str(EXAMPLES / "images"), str(out), "-m", "shm", "--save-trimap", "--cutout", "--json"]
-    result = CliRunner().invoke(_app(), args)
+    result = CliRunner().invoke(_app(), args + ["--bit-depth", "16", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["method"] == "shm"
+    ready = methods.get("shm").create(MethodOptions(device="cpu"))
     for name in ("fluffy", "veil"):
-        alpha = io.read_gray(out / f"{name}.png")
+        want = ready.predict(io.read_image(EXAMPLES / "images" / f"{name}.png"))
+        assert_equals_at_16_bits(out / f"{name}.png", want.alpha)
         trimap = cv2.imread(str(out / f"{name}_trimap.png"), cv2.IMREAD_UNCHANGED)
-        assert alpha.shape == trimap.shape == (320, 320)
-        assert set(np.unique(trimap)) <= {0, 128, 255}
+        np.testing.assert_array_equal(trimap, want.trimap)
         assert (out / f"{name}_cutout.png").exists()
 
 

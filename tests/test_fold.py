@@ -19,7 +19,7 @@ import torch
 from helpers import calibrate, make_context, matter, random_net
 
 import mattecli.methods  # noqa: F401  (plugs every variant's architecture into mattecli.weights)
-from mattecli.runtime.fold import PackedConv2d, fold_batchnorm, folded_pairs, pack_convolutions
+from mattecli.runtime.fold import fold_batchnorm, folded_pairs
 from mattecli.weights import get_architecture
 
 TOL = 1e-5
@@ -64,40 +64,17 @@ def test_folded_network_equals_the_plain_one(variant):
         # and in the NHWC order the processors run
         cl = [t.contiguous(memory_format=torch.channels_last) for t in x]
         got_cl = _flat(net.to(memory_format=torch.channels_last)(*cl))
-        # and with the convolutions packed for oneDNN (ReLUs fused), as loaded on the CPU
-        assert pack_convolutions(net) > 0
-        # ReLUs fuse where an nn.Sequential holds conv-BN-ReLU (decoders); the classifier is bare Bottlenecks
-        fused = any(isinstance(m, PackedConv2d) and m.post != "none" for m in net.modules())
-        assert fused == (variant != "sim-classifier")
-        got_packed = _flat(net(*cl))
-        got_packed_nchw = _flat(net(*x))
+    if variant == "aim":  # (glance, focus, fusion): the fusion is an argmax of the glance classes, where a
+        # near-tie may flip with float rounding; compared where the classes agree, flips at most 0.1%
+        ref, got, got_cl = (_aim_agreeing(ref, o) for o in (ref, got, got_cl))
     assert _close(ref, got) <= TOL
     assert _close(ref, got_cl) <= TOL
-    assert _close(ref, got_packed) <= TOL
-    assert _close(ref, got_packed_nchw) <= TOL
 
 
-def test_packed_convolution_equals_the_plain_one_and_falls_back():
-    torch.manual_seed(0)
-    for act in (torch.nn.ReLU(inplace=True), torch.nn.LeakyReLU(0.01), torch.nn.Sigmoid()):
-        seq = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=2, dilation=2), act).eval()
-        plain = copy.deepcopy(seq)
-        pack_convolutions(seq)
-        fused = not isinstance(act, torch.nn.Sigmoid)
-        assert isinstance(seq[0], PackedConv2d) and isinstance(seq[1], torch.nn.Identity) == fused
-        x = torch.randn(2, 8, 20, 24).contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            assert torch.equal(seq(x), plain(x))
-        y = seq(x)  # gradients on: the plain path, same activation
-        assert float((y - plain(x)).detach().abs().max()) <= 1e-6
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # bf16: the plain path
-            assert seq(x).dtype == torch.bfloat16
-        with torch.inference_mode():  # a weight changed in place is repacked
-            seq[0].weight.mul_(2)
-            plain[0].weight.mul_(2)
-            assert torch.equal(seq(x), plain(x))
-    grouped = torch.nn.Conv2d(8, 8, 3, groups=4)
-    assert pack_convolutions(grouped) == 0 and not isinstance(grouped, PackedConv2d)
+def _aim_agreeing(ref: list[torch.Tensor], out: list[torch.Tensor]) -> list[torch.Tensor]:
+    same = ref[0].argmax(1, keepdim=True) == out[0].argmax(1, keepdim=True)
+    assert float(same.float().mean()) >= 0.999
+    return [out[0], out[1], out[2] * same]
 
 
 def test_sum_of_two_convolutions_and_transposed_convolutions_fold():

@@ -80,13 +80,11 @@ def load_network(
     ``--weights`` override, checked key by key) or from the cache (downloaded first unless
     ``download`` is off).
 
-    With ``fold`` (default) the network is then prepared for inference
-    (:func:`mattecli.runtime.fold.prepare_for_inference`): batch norms folded into their
-    convolutions (the same outputs to float rounding, one pass less per normalised feature map)
-    and, on the CPU without ``--compile``, convolutions packed for oneDNN (bit-identical). The
-    returned network's parameter names are no longer the checkpoint's, so nothing may load a
-    state dict into it."""
-    from mattecli.runtime.fold import prepare_for_inference
+    With ``fold`` (default) the network's batch norms are then folded into their convolutions
+    (:func:`mattecli.runtime.fold.fold_batchnorm`: the same outputs to float rounding, one pass less
+    per normalised feature map). The returned network's parameter names are no longer the
+    checkpoint's, so nothing may load a state dict into it."""
+    from mattecli.runtime.fold import fold_batchnorm
     from mattecli.weights import load_model, local_path, sha256_file
 
     source = Path(file).expanduser() if file is not None else None
@@ -94,6 +92,6 @@ def load_network(
         variant.name, device, source, download=resolved.options.download, architecture=variant.architecture
     )
     if fold:
-        prepare_for_inference(net.eval(), device, pack=not resolved.engine.compile)
+        fold_batchnorm(net.eval())
     used = source if source is not None else local_path(variant.name)
     return net, WeightsFile(variant.name, used, sha256_file(used))

@@ -110,30 +110,43 @@ class PSPModule(nn.Module):
         return self.relu(self.bottleneck(torch.cat(priors + [feats], dim=1)))
 
 
-def _unpool(x: torch.Tensor, indices: torch.Tensor, kernel: int, stride: int) -> torch.Tensor:
-    """``F.max_unpool2d`` in NCHW order.
+def _unpool(x: torch.Tensor, indices: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.max_unpool2d(x, indices, 2, 2)``, exactly, written into ``out`` (a zero-filled ``(N, C, 2h, 2w)``
+    tensor made here when None; a channel slice of a larger channels-last tensor is fine).
 
-    The encoder's 3x3/2 max-pools overlap, so two pooled positions can point at the same pixel
-    and the unpooling writes two different decoder values there. In NCHW the CPU kernel walks
-    each plane in raster order (the last write wins, as in the official code); in channels-last
-    order it runs threads over pixels and the winner changes from run to run (measured: up to
-    0.05 on the focus alpha). The copy to NCHW costs far less than the convolutions around it.
+    The encoder's 3x3/2 max-pools overlap, so two pooled positions can point at the same pixel and
+    the unpooling writes two different decoder values there. PyTorch's NCHW CPU kernel walks each
+    plane in raster order (the last write wins, as in the official code); its channels-last kernel
+    runs threads over pixels and the winner changes from run to run (measured: up to 0.05 on the
+    focus alpha). Here channels-last CPU tensors are unpooled with a ``scatter_`` along the pixels of
+    each ``(n, c)`` line, which the CPU kernel walks in order within a line: the NCHW kernel's result
+    bit for bit, without converting the decoder's NHWC maps to NCHW and back (three full-size copies
+    per level, 0.3-0.5 s each at the last level of a 1.3 MP focus pass). Other layouts and devices
+    take ``F.max_unpool2d`` in NCHW order.
     """
-    return F.max_unpool2d(x.contiguous(), indices.contiguous(), kernel, stride)
+    n, c, h, w = x.shape
+    cl = torch.channels_last
+    if x.device.type != "cpu" or not (x.is_contiguous(memory_format=cl) and indices.is_contiguous(memory_format=cl)):
+        pooled = F.max_unpool2d(x.contiguous(), indices.contiguous(), 2, 2)
+        return pooled if out is None else out.copy_(pooled)
+    if out is None:
+        out = torch.empty((n, c, 2 * h, 2 * w), dtype=x.dtype, device=x.device, memory_format=cl)
+    out.zero_()
+    # (N, H*W, C) views: scatter along the pixels, one (n, c) line at a time
+    target = out.permute(0, 2, 3, 1).view(n, 4 * h * w, c)
+    target.scatter_(1, indices.permute(0, 2, 3, 1).view(n, h * w, c), x.permute(0, 2, 3, 1).view(n, h * w, c))
+    return out
 
 
-def _cat(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.cat((a, b), 1)`` laid out like ``b``: an NCHW unpooling output next to NHWC features gives
-    the NHWC tensor the convolution after it wants, without the NCHW concatenation and its conversion."""
-    if a.is_contiguous() and b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous():
-        n, ca, h, w = a.shape
-        out = torch.empty(
-            (n, ca + b.shape[1], h, w), dtype=b.dtype, device=b.device, memory_format=torch.channels_last
-        )
-        out[:, :ca].copy_(a)
-        out[:, ca:].copy_(b)
-        return out
-    return torch.cat((a, b), 1)
+def _unpool_cat(x: torch.Tensor, indices: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``torch.cat((F.max_unpool2d(x, indices, 2, 2), skip), 1)``, unpooled straight into the
+    concatenation (channels-last when ``skip`` is: what the convolution after it wants)."""
+    n, c, h, w = x.shape
+    fmt = torch.channels_last if skip.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    out = torch.empty((n, c + skip.shape[1], 2 * h, 2 * w), dtype=skip.dtype, device=skip.device, memory_format=fmt)
+    _unpool(x, indices, out[:, :c])
+    out[:, c:].copy_(skip)
+    return out
 
 
 def fuse_glance_focus(glance: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
@@ -225,14 +238,13 @@ class AimNet(nn.Module):
     def _focus(self, feats: list, indices: list, spatial):
         """:meth:`focus` on lists it empties as it goes, so that each skip tensor and its indices are freed
         as soon as they are used (the full-resolution ones are most of a focus pass's memory)."""
-        unpool = _unpool
         e4 = feats.pop()
         d = self.decoder4_l(torch.cat((self.bridge_block(e4), e4), 1))
         del e4
         for decoder in (self.decoder3_l, self.decoder2_l, self.decoder1_l):
-            d = decoder(_cat(unpool(d, indices.pop(), 2, 2), feats.pop()))
-        d = unpool(d, indices.pop(), 2, 2)
-        d = self.decoder0_l(_cat(unpool(d, indices.pop(), 2, 2), feats.pop()))
+            d = decoder(_unpool_cat(d, indices.pop(), feats.pop()))
+        d = _unpool(d, indices.pop())
+        d = self.decoder0_l(_unpool_cat(d, indices.pop(), feats.pop()))
         d = torch.addcmul(d, d, spatial)  # d + d * spatial in one pass
         return torch.sigmoid(self.decoder_final_l(d))
 

@@ -36,7 +36,16 @@ from mattecli.runtime.memory import (
 )
 from mattecli.runtime.tiles import plan_tiles
 
-__all__ = ["PLAN_MARGIN", "TilePolicy", "Probe", "Executor", "choose_strategy", "run_shrinking", "STRATEGIES"]
+__all__ = [
+    "PLAN_MARGIN",
+    "TilePolicy",
+    "Probe",
+    "Executor",
+    "choose_strategy",
+    "pass_fits",
+    "run_shrinking",
+    "STRATEGIES",
+]
 
 T = TypeVar("T")
 
@@ -47,6 +56,11 @@ STRATEGIES = ("auto", "whole", "tiled")
 #: Share of the free budget that planned tiles' measured activations may fill; the rest absorbs
 #: allocator fragmentation and per-batch buffers (33 MP MSIA under 3G peaked 3.1-3.4 GiB at 100%).
 PLAN_MARGIN = 0.85
+
+
+#: Bytes per input pixel that no method's whole pass reaches (the upper bounds of
+#: :func:`activation_bytes_per_pixel`: AIM's focus pass 4.6 KB); a pass this cheap needs no probe.
+PASS_CEILING = 32 << 10
 
 
 @dataclass
@@ -101,11 +115,15 @@ class TilePolicy:
             return self.budget
         return memory_headroom(self.device, self.budget) - reserve
 
-    def fits(self, pixels: int) -> bool:
-        """Whether a whole-image pass of ``pixels`` fits the budget (needs :meth:`probe` first)."""
-        if self.budget is None or self.bytes_per_pixel is None:
+    def fits(self, pixels: int, reserve: int = 0, bytes_per_pixel: float | None = None) -> bool:
+        """Whether a whole-image pass of ``pixels`` fits the budget (needs :meth:`probe` first, or
+        ``bytes_per_pixel`` of another forward), ``reserve`` bytes of full-size maps still to come
+        besides it. Planned like tiles: the pass may fill :data:`PLAN_MARGIN` of the headroom."""
+        bpp = self.bytes_per_pixel if bytes_per_pixel is None else bytes_per_pixel
+        if self.budget is None or bpp is None:
             return True
-        return pixels * self.bytes_per_pixel <= self.headroom()
+        room = self.headroom(reserve)
+        return pixels * bpp <= (room if self.device is None else room * PLAN_MARGIN)
 
     def plan(self, reserve: int = 0) -> tuple[int, int]:
         """``(tile, batch)``: explicit sizes, else the largest that fit the budget's headroom
@@ -162,8 +180,11 @@ class TilePolicy:
         )
 
 
-def run_shrinking(run, size: tuple[int, int], stride: int, what: str):
-    """``run(size)``, halving ``size`` (multiples of ``stride``) after each out-of-memory error.
+def run_shrinking(
+    run, size: tuple[int, int], stride: int, what: str, *, fits: Callable[[tuple[int, int]], bool] | None = None
+):
+    """``run(size)``, halving ``size`` (multiples of ``stride``) after each out-of-memory error, and
+    first while ``fits(size)`` says the pass would not fit the memory budget (``--max-memory``).
 
     For global passes (context, glance) whose size only trades precision of global
     statistics for memory; each retry warns.
@@ -171,6 +192,11 @@ def run_shrinking(run, size: tuple[int, int], stride: int, what: str):
     Raises:
         DeviceError: out of memory even at one stride.
     """
+    while fits is not None and max(size) > stride and not fits(size):
+        size = tuple(max(stride, (s // 2) - (s // 2) % stride) for s in size)
+        warnings.warn(
+            f"{what} does not fit --max-memory: running it at {size[1]}x{size[0]}", RuntimeWarning, stacklevel=2
+        )
     while True:
         try:
             return run(size)
@@ -204,6 +230,49 @@ def choose_strategy(strategy: str | None, policy: TilePolicy, pixels: int, net, 
     return "whole" if policy.fits(pixels) else "tiled"
 
 
+def pass_fits(
+    policy: TilePolicy,
+    pixels: int,
+    net,
+    forward,
+    in_channels: int,
+    *,
+    reserve: int = 0,
+    cache: dict | None = None,
+    key: str = "pass",
+) -> bool:
+    """Whether one whole pass of ``forward`` over ``pixels`` fits ``policy``'s budget, ``reserve`` bytes
+    of full-size maps still to come besides what is in use now (the check a whole pass of fixed size
+    -- a glance or context pass, a hybrid focus pass -- makes before it runs).
+
+    The cheap upper bound (:func:`activation_bytes_per_pixel`) settles most passes; only when it
+    does not is the real peak measured (:func:`measure_bytes_per_pixel`, kept in ``cache[key]``).
+    The pass may fill :data:`PLAN_MARGIN` of the headroom, as planned tiles do.
+    """
+    if policy.budget is None:
+        return True
+    room = policy.headroom(reserve) * (PLAN_MARGIN if policy.device is not None else 1.0)
+    if pixels * PASS_CEILING <= room:  # fits whatever the network: no probe forward at all
+        return True
+    cache = {} if cache is None else cache
+    bound_key = key + ":bound"
+    if bound_key not in cache:
+        cache[bound_key] = activation_bytes_per_pixel(net, in_channels, stride=policy.stride, forward=forward)
+    if pixels * cache[bound_key] <= room:
+        return True
+    if key not in cache:
+        s = policy.stride
+        device = next(iter(net.parameters()), torch.zeros(0)).device
+
+        def make_input(side: int):
+            side -= side % s
+            return torch.zeros(1, in_channels, side, side, device=device)
+
+        bpp = measure_bytes_per_pixel(forward, make_input, device, sizes=(max(s, 128 - 128 % s), 384 - 384 % s))
+        cache[key] = cache[bound_key] if bpp is None else bpp
+    return pixels * cache[key] <= room
+
+
 @dataclass(frozen=True)
 class Probe:
     """How to measure a network's memory per input pixel: ``forward`` on ``(1, in_channels, s, s)``."""
@@ -230,14 +299,23 @@ class Executor:
         ``probe`` measures a network; ``estimate()`` gives the whole pass's bytes directly (a
         solver's model) and wins over ``probe``.
         """
-        if self.strategy not in ("auto", None):
+        if self.strategy not in ("auto", "whole", None):
             return self.strategy
         if estimate is not None:
             room = self.policy.headroom()
-            return "whole" if room is None or estimate() <= room else "tiled"
-        if probe is None:
-            return "whole"
-        return choose_strategy(None, self.policy, pixels, probe.net, probe.forward, probe.in_channels)
+            choice = "whole" if room is None or estimate() <= room else "tiled"
+        elif probe is None:
+            choice = "whole"
+        else:
+            choice = choose_strategy(None, self.policy, pixels, probe.net, probe.forward, probe.in_channels)
+        if self.strategy == "whole" and choice == "tiled":  # as if the whole pass ran out of memory
+            warnings.warn(
+                f"the whole-image pass does not fit --max-memory {self.policy.budget / 2**30:.2f} GiB: "
+                "computing it on tiles",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return choice
 
     def run(
         self,
@@ -256,8 +334,18 @@ class Executor:
         return self.whole_or_tiles(whole, tiled, what)
 
     @staticmethod
-    def whole_or_tiles(whole: Callable[[], T], tiled: Callable[[], T], what: str = "whole-image pass") -> T:
-        """``whole()``, or ``tiled()`` when it runs out of memory (with a warning)."""
+    def whole_or_tiles(
+        whole: Callable[[], T],
+        tiled: Callable[[], T],
+        what: str = "whole-image pass",
+        *,
+        fits: Callable[[], bool] | None = None,
+    ) -> T:
+        """``whole()``, or ``tiled()`` when it runs out of memory or ``fits()`` says it would not fit
+        the memory budget (with a warning)."""
+        if fits is not None and not fits():
+            warnings.warn(f"{what} does not fit --max-memory: computing it on tiles", RuntimeWarning, stacklevel=3)
+            return tiled()
         try:
             return whole()
         except Exception as err:

@@ -52,6 +52,8 @@ __all__ = [
     "scaled_size",
     "hybrid_fuse",
     "resize_zero_border",
+    "upsampled_trimap",
+    "upsampled_alpha",
     "parse_scales",
     "AimProcessor",
     "load",
@@ -82,28 +84,68 @@ def hybrid_fuse(trimap_up: np.ndarray, focus_up: np.ndarray, tol: float = 1e-4) 
     return out
 
 
-def resize_zero_border(x, size: tuple[int, int]):
+def resize_zero_border(x, size: tuple[int, int], rows: tuple[int, int] | None = None):
     """Bilinear resize that treats samples outside the input as 0.
 
     This is ``skimage.transform.resize(order=1, mode='constant', cval=0,
     anti_aliasing=False)`` (scikit-image 0.14, which official AIM code pins): the
     same half-pixel sampling as :func:`mattecli.runtime.tensors.resize`, except that output
     pixels whose bilinear support reaches past the input's edge blend with zero.
+
+    ``rows=(y0, y1)``: only those output rows (``resize_zero_border(x, size)[..., y0:y1, :]``,
+    equal element for element), so that a full-size map can be computed in bands.
     """
     import torch
     import torch.nn.functional as F
 
     n, _, h, w = x.shape
     oh, ow = size
+    y0, y1 = rows if rows is not None else (0, oh)
     if (h, w) == (oh, ow):  # every sample lands on a pixel centre: the identity
-        return x.float()
-    ys = (torch.arange(oh, device=x.device, dtype=torch.float32) + 0.5) * (h / oh) - 0.5
+        return x[:, :, y0:y1].float()
+    ys = ((torch.arange(oh, device=x.device, dtype=torch.float32) + 0.5) * (h / oh) - 0.5)[y0:y1]
     xs = (torch.arange(ow, device=x.device, dtype=torch.float32) + 0.5) * (w / ow) - 0.5
     # grid_sample's normalised coordinates with align_corners=False: -1 and 1 are the outer pixel edges
     gy = (ys + 0.5) / h * 2 - 1
     gx = (xs + 0.5) / w * 2 - 1
-    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None].expand(n, oh, ow, 2)
+    grid = torch.stack(torch.meshgrid(gy, gx, indexing="ij")[::-1], dim=-1)[None].expand(n, y1 - y0, ow, 2)
     return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+#: output rows per band of the full-size steps (upsampling, fusion): their temporaries stay this small
+FUSE_BAND = 256
+
+
+def upsampled_trimap(trimap_small, size: tuple[int, int], *, band: int = FUSE_BAND) -> np.ndarray:
+    """uint8 ``HxW`` {0, 128, 255}: the glance trimap ``trimap_small`` (``(1,1,h,w)`` in {0, 0.5, 1})
+    upsampled by :func:`resize_zero_border`, 0 / 255 where it is exactly 0 / 1 (1e-4 slack), 128
+    elsewhere; computed in row bands (no full-size float map)."""
+    h, w = size
+    predicted = np.empty((h, w), np.uint8)
+    for y0 in range(0, h, band):
+        y1 = min(h, y0 + band)
+        t = resize_zero_border(trimap_small, size, rows=(y0, y1))[0, 0].cpu().numpy()
+        part = predicted[y0:y1]
+        part.fill(128)
+        part[np.abs(t) <= 1e-4] = 0
+        part[np.abs(t - 1.0) <= 1e-4] = 255
+    return predicted
+
+
+def upsampled_alpha(small, size: tuple[int, int], trimap: np.ndarray | None = None, *, band: int = FUSE_BAND):
+    """float32 ``HxW``: ``small`` (``(1,1,h,w)``) upsampled by :func:`resize_zero_border`, fused with the
+    upsampled glance trimap when given (:func:`hybrid_fuse`: 255 -> 1, 0 -> 0, else the upsampled
+    alpha); computed in row bands, equal to the full-size computation element for element."""
+    h, w = size
+    alpha = np.empty((h, w), np.float32)
+    for y0 in range(0, h, band):
+        y1 = min(h, y0 + band)
+        part = alpha[y0:y1]
+        part[...] = resize_zero_border(small, size, rows=(y0, y1))[0, 0].cpu().numpy()
+        if trimap is not None:
+            part[trimap[y0:y1] == 255] = 1.0
+            part[trimap[y0:y1] == 0] = 0.0
+    return alpha
 
 
 def parse_scales(value: str | Sequence[float]) -> tuple[float, float]:
@@ -167,6 +209,7 @@ class AimProcessor:
         self.scales = scales or (GLANCE_RATIO, FOCUS_RATIO if strategy == "hybrid" else 1.0)
         self.provenance = provenance
         self.context = GlobalContext(net)
+        self._bpp: dict = {}  # measured memory per pixel of the whole passes (see _fits)
 
     @property
     def device(self):
@@ -186,100 +229,151 @@ class AimProcessor:
                 g, f = (g if glance else None), (f if focus else None)
         return None if g is None else g.float(), None if f is None else f.float()
 
-    def _glance(self, x_full, h: int, w: int):
-        """The glance pass at ``scales[0]``, halved until it fits in memory (records the global context)."""
+    def _fits(self, key: str, pixels: int, forward, reserve: int) -> bool:
+        """Whether one whole pass of ``forward`` over ``pixels`` fits ``--max-memory`` with ``reserve``
+        bytes still to come (see :func:`mattecli.runtime.executor.pass_fits`)."""
+        from mattecli.runtime.executor import pass_fits
+
+        return pass_fits(self.ctx.tiles, pixels, self.net, forward, 3, reserve=reserve, cache=self._bpp, key=key)
+
+    def _glance(self, source, h: int, w: int, x_small=None):
+        """The glance pass at ``scales[0]`` (records the global context), halved until it fits the memory
+        budget or memory. ``source()`` gives the full-size input; ``x_small``, when given, is it already
+        resized to the official glance size (so that the caller could drop the full-size input)."""
         from mattecli.runtime.executor import run_shrinking
         from mattecli.runtime.tensors import resize
+
+        official = scaled_size(h, w, self.scales[0])
+        with_focus = self.strategy == "resize"  # only the resize strategy uses this pass's focus
+        # still to come beside the pass: the full-size trimap (1 B/px) and alpha (4 B/px)
+        reserve = 5 * h * w
 
         def glance(size):
             from mattecli.methods.aim.net import fuse_glance_focus
 
+            x = x_small if size == official and x_small is not None else resize(source(), size)
             rec = self.context.record() if self.strategy in ("whole", "tiled") else contextlib.nullcontext()
             with rec:  # only the resize strategy uses this pass's focus (the network's own fusion)
-                g, focus = self._forward(resize(x_full, size), focus=self.strategy == "resize")
+                g, focus = self._forward(x, focus=with_focus)
             return g, focus, None if focus is None else fuse_glance_focus(g, focus)
 
-        return run_shrinking(glance, scaled_size(h, w, self.scales[0]), STRIDE, "AIM glance pass")
+        def fits(size):
+            probe = lambda b: self._forward(b, focus=with_focus)  # noqa: E731
+            return self._fits("glance", size[0] * size[1], probe, reserve)
+
+        return run_shrinking(glance, official, STRIDE, "AIM glance pass", fits=fits)
 
     def _focus_tiles(self, x, transition: np.ndarray | None):
-        """Focus alpha of a normalised ``(1,3,H,W)`` tensor on blended tiles (tiles without transition skipped)."""
-        from mattecli.runtime.tensors import pad_to_multiple
+        """Focus alpha of a normalised ``(1,3,H,W)`` tensor on blended tiles (tiles without transition skipped).
+
+        Tiles take replicate-padded crops of ``x`` (no padded full-size copy)."""
+        import torch
 
         h, w = x.shape[2:]
-        x, _ = pad_to_multiple(x, STRIDE, mode="replicate")
+        hp, wp = h + (-h) % STRIDE, w + (-w) % STRIDE
+        if (hp, wp) == (h, w):
+            source = x
+        else:  # replicate padding to the stride: the edge row / column repeated, crop by crop
+            rows = torch.arange(hp, device=x.device).clamp_(max=h - 1)
+            cols = torch.arange(wp, device=x.device).clamp_(max=w - 1)
+
+            def source(y0, y1, x0, x1):
+                return x.index_select(2, rows[y0:y1]).index_select(3, cols[x0:x1])
+
         mask = None
         if transition is not None:
-            mask = np.zeros(x.shape[2:], bool)
+            mask = np.zeros((hp, wp), bool)
             mask[:h, :w] = transition
         replay = self.strategy in ("whole", "tiled")
         tiles = self.ctx.tiles
         tiles.probe(self.net, lambda b: self._forward(b, replay=replay, glance=False), 3, self.device)
         out = tiles.run(
             lambda b: self._forward(b, replay=replay, glance=False)[1],
-            x,
+            source,
+            size=(hp, wp),
             skip=None if mask is None else (lambda y0, y1, x0, x1: not mask[y0:y1, x0:x1].any()),
         )
         return out[:, :, :h, :w]
 
-    def _focus_at(self, x_full, size: tuple[int, int]):
-        """The focus alpha of a whole-image pass at ``size``; blended tiles if that runs out of memory."""
+    def _focus_at(self, x, out_size: tuple[int, int]):
+        """The focus alpha of a whole-image pass over ``x`` (already at the focus size); blended tiles
+        if it does not fit the memory budget (``out_size``: the image's, whose full-size maps are still
+        to come) or runs out of memory."""
         from mattecli.runtime.executor import Executor
-        from mattecli.runtime.tensors import pad_to_multiple, resize
+        from mattecli.runtime.tensors import pad_to_multiple
 
-        x = resize(x_full, size)
+        h, w = x.shape[-2:]
+        replay = self.strategy == "whole"
+        hp, wp = h + (-h) % STRIDE, w + (-w) % STRIDE
 
         def whole():
-            h, w = size
             padded, _ = pad_to_multiple(x, STRIDE, mode="replicate")
-            return self._forward(padded, replay=self.strategy == "whole", glance=False)[1][:, :, :h, :w]
+            return self._forward(padded, replay=replay, glance=False)[1][:, :, :h, :w]
 
-        return Executor.whole_or_tiles(whole, lambda: self._focus_tiles(x, None), "AIM focus pass")
+        def fits():
+            # beside the pass: a padded copy of its input, and the full-size alpha (4 B/px) to come
+            pad = 0 if (hp, wp) == (h, w) else 12 * hp * wp
+            probe = lambda b: self._forward(b, replay=replay, glance=False)  # noqa: E731
+            return self._fits("focus", hp * wp, probe, pad + 4 * out_size[0] * out_size[1])
+
+        return Executor.whole_or_tiles(whole, lambda: self._focus_tiles(x, None), "AIM focus pass", fits=fits)
 
     def process(self, image: np.ndarray, trimap: np.ndarray | None = None, *, extras: bool = False) -> Prediction:
-        """Alpha (float32 ``HxW``) and the glance trimap (uint8 {0,128,255}) at the image's size."""
+        """Alpha (float32 ``HxW``) and the glance trimap (uint8 {0,128,255}) at the image's size.
+
+        Memory: the full-size input tensor is dropped as soon as only reduced copies of it are needed
+        (hybrid, resize); the upsampled trimap and alpha and the fusion are computed in row bands
+        straight into the two outputs (:func:`upsampled_trimap`, :func:`upsampled_alpha`); every
+        whole pass first checks that it fits ``--max-memory`` (else it runs smaller or on tiles,
+        as it would after running out of memory)."""
         from mattecli.runtime.tensors import image_to_tensor, resize
 
         h, w = image.shape[:2]
         n = self.normalization
-        x_full = image_to_tensor(image, self.device, n.mean, n.std)
-        glance, _, fusion = self._glance(x_full, h, w)
-        trimap_small = glance.argmax(dim=1, keepdim=True).float() / 2.0  # 0, 0.5, 1 = 0, 128, 255
-        trimap_up = resize_zero_border(trimap_small, (h, w))[0, 0].cpu().numpy()
-        known_fg = np.abs(trimap_up - 1.0) <= 1e-4
-        known_bg = np.abs(trimap_up) <= 1e-4
+        held = [image_to_tensor(image, self.device, n.mean, n.std)]
+
+        def source():  # the full-size input (rebuilt, equal, if it was dropped)
+            return held[0] if held[0] is not None else image_to_tensor(image, self.device, n.mean, n.std)
+
         focus_size = _focus_size(h, w, self.scales[1])
+        x_focus = x_glance = None
+        if self.strategy != "resize":
+            x_focus = resize(held[0], focus_size)
+        if self.strategy in ("hybrid", "resize") or focus_size != (h, w):
+            x_glance = resize(held[0], scaled_size(h, w, self.scales[0]))
+            held[0] = None  # only the reduced inputs are needed from here
+        glance, _, fusion = self._glance(source, h, w, x_glance)
+        del x_glance
+        predicted = upsampled_trimap(glance.argmax(dim=1, keepdim=True).float() / 2.0, (h, w))
+        del glance
         if self.strategy == "resize":
-            alpha = resize_zero_border(fusion, (h, w))[0, 0].cpu().numpy()
+            alpha = upsampled_alpha(fusion, (h, w))
         else:
             if self.strategy == "tiled":
-                x = resize(x_full, focus_size)
-                transition = ~(known_fg | known_bg)
+                transition = predicted == 128
                 if focus_size != (h, w):
                     import cv2
 
                     transition = cv2.resize(transition.astype(np.uint8), focus_size[::-1], cv2.INTER_NEAREST) > 0
-                focus = self._focus_tiles(x, transition)
+                focus = self._focus_tiles(x_focus, transition)
+                del transition
             else:
-                focus = self._focus_at(x_full, focus_size)
-            alpha = hybrid_fuse(trimap_up, resize_zero_border(focus, (h, w))[0, 0].cpu().numpy())
-        predicted = np.full((h, w), 128, np.uint8)
-        predicted[known_bg] = 0
-        predicted[known_fg] = 255
+                focus = self._focus_at(x_focus, (h, w))
+            held[0] = x_focus = None
+            alpha = upsampled_alpha(focus, (h, w), predicted)
         return Prediction(alpha, predicted)
 
     def predict_trimap(self, image: np.ndarray) -> np.ndarray:
         """The glance trimap alone (uint8 ``HxW`` {0, 128, 255}): the one :meth:`process` returns,
         without the focus pass (``--trimap auto``, ``trimap --from-image``)."""
-        from mattecli.runtime.tensors import image_to_tensor
+        from mattecli.runtime.tensors import image_to_tensor, resize
 
         h, w = image.shape[:2]
         n = self.normalization
-        glance, _, _ = self._glance(image_to_tensor(image, self.device, n.mean, n.std), h, w)
-        trimap_up = resize_zero_border(glance.argmax(dim=1, keepdim=True).float() / 2.0, (h, w))[0, 0].cpu().numpy()
-        predicted = np.full((h, w), 128, np.uint8)
-        predicted[np.abs(trimap_up) <= 1e-4] = 0
-        predicted[np.abs(trimap_up - 1.0) <= 1e-4] = 255
-        return predicted
+        x_glance = resize(image_to_tensor(image, self.device, n.mean, n.std), scaled_size(h, w, self.scales[0]))
+        glance, _, _ = self._glance(lambda: image_to_tensor(image, self.device, n.mean, n.std), h, w, x_glance)
+        del x_glance
+        return upsampled_trimap(glance.argmax(dim=1, keepdim=True).float() / 2.0, (h, w))
 
 
 def load(resolved: Resolved) -> AimProcessor:

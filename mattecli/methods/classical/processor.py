@@ -127,6 +127,12 @@ _WHOLE_BYTES: dict[str, tuple[float, float, float]] = {
 }
 
 
+#: Full-size host memory of the tiled solve per image pixel, beside a tile's solve: the blend's sum
+#: and weight planes (float32), the unknown mask and the anchor maps (bool) and the clamped output
+#: (float32), which the tile size must leave room for under ``max_memory``.
+_TILED_BYTES_PER_PIXEL = 16
+
+
 def _validate(image: np.ndarray, trimap: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be HxWx3, got shape {image.shape}")
@@ -458,7 +464,9 @@ def estimate_alpha(
 
     def tiled():
         default = DEFAULT_TILE_SIZE[method]
-        tile = int(tile_size) if tile_size is not None else _tile_size_for(method, default, policy.headroom(), overlap)
+        # the full-size maps of the tiled solve count against the budget besides a tile's solve
+        room = policy.headroom(reserve=_TILED_BYTES_PER_PIXEL * trimap.size)
+        tile = int(tile_size) if tile_size is not None else _tile_size_for(method, default, room, overlap)
         return _solve_tiled(func, method, image, trimap, policy, tile)
 
     if executor.choose(trimap.size, estimate=lambda: _whole_bytes(method, trimap)) == "whole":

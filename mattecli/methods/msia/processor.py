@@ -50,6 +50,7 @@ class MsiaProcessor:
         self.normalization = normalization or IMAGENET
         self.provenance = provenance
         self.context = GlobalContext(net)
+        self._bpp: dict = {}  # measured memory per pixel of the context pass (executor.pass_fits)
 
     @property
     def device(self):
@@ -65,7 +66,7 @@ class MsiaProcessor:
 
     def _tiled(self, x, known: np.ndarray | None):
         from mattecli.runtime.context import context_size
-        from mattecli.runtime.executor import run_shrinking
+        from mattecli.runtime.executor import pass_fits, run_shrinking
         from mattecli.runtime.tensors import resize
 
         h, w = x.shape[-2:]
@@ -74,7 +75,12 @@ class MsiaProcessor:
             with self.context.record():
                 self._forward(resize(x, size))
 
-        run_shrinking(context_pass, context_size(h, w, STRIDE), STRIDE, "MSIA context pass")
+        def fits(size):  # beside the pass: the tiles' blend accumulators and the output (float32)
+            return pass_fits(
+                self.ctx.tiles, size[0] * size[1], self.net, self._forward, 3, reserve=12 * h * w, cache=self._bpp
+            )
+
+        run_shrinking(context_pass, context_size(h, w, STRIDE), STRIDE, "MSIA context pass", fits=fits)
         tiles = self.ctx.tiles
         tiles.probe(self.net, self._forward, 3, self.device)
         skip = None if known is None else (lambda y0, y1, x0, x1: bool(known[y0:y1, x0:x1].all()))

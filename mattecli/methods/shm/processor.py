@@ -86,6 +86,7 @@ RESIZE_SIZE = 320
 #: ``eval.py`` / ``preprocess.py``: ``(bgr_0_255 - (104, 112, 121)) / 255``.
 MINDSPORE_MEAN_BGR = (104.0, 112.0, 121.0)
 
+
 def paper_size(h: int, w: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
     """The paper's test size: unchanged unless the longer side exceeds ``max_side``, then scaled to it."""
     longer = max(h, w)
@@ -93,6 +94,7 @@ def paper_size(h: int, w: int, max_side: int = MAX_SIDE) -> tuple[int, int]:
         return h, w
     s = max_side / longer
     return max(1, round(h * s)), max(1, round(w * s))
+
 
 def encode(image: np.ndarray, encoding: str) -> np.ndarray:
     """float32 ``HxWx3`` RGB in [0, 1] -> the network's ``HxWx3`` input.
@@ -109,6 +111,7 @@ def encode(image: np.ndarray, encoding: str) -> np.ndarray:
         return (x[:, :, ::-1] * 255.0 - np.float32(MINDSPORE_MEAN_BGR)) / 255.0
     raise ValueError(f"unknown encoding {encoding!r}")
 
+
 def to_8bit(image: np.ndarray) -> np.ndarray:
     """float ``HxWx3`` in [0, 1] -> uint8: each value rounded to the nearest 8-bit level (saturated).
 
@@ -120,6 +123,7 @@ def to_8bit(image: np.ndarray) -> np.ndarray:
     """
     return np.clip(np.rint(np.asarray(image, np.float32) * 255.0), 0, 255).astype(np.uint8)
 
+
 def resize_8bit(image: np.ndarray, size: int) -> np.ndarray:
     """``eval.py``'s input resize: the image quantised to 8 bits (:func:`to_8bit`), then OpenCV's
     8-bit bicubic resize to ``size`` x ``size`` (OpenCV rounds and saturates in its own 8-bit
@@ -128,6 +132,7 @@ def resize_8bit(image: np.ndarray, size: int) -> np.ndarray:
 
     small = cv2.resize(to_8bit(image), (size, size), interpolation=cv2.INTER_CUBIC)
     return small.astype(np.float32) / 255.0
+
 
 def _m_net_input(image: np.ndarray, prob: np.ndarray, encoding: str, block: int = 512):
     """The M-Net's input for the whole image, ``(1, 6, H16, W16)`` float32 on the host: the encoded
@@ -165,6 +170,7 @@ class ShmProcessor:
         self.strategy = strategy
         self.encoding = encoding
         self.provenance = provenance
+        self._bpp: dict = {}  # measured memory per pixel of whole passes (executor.pass_fits)
 
     @property
     def device(self):
@@ -220,6 +226,20 @@ class ShmProcessor:
             return alpha_r
 
         ph, pw = source.shape[-2] - h, source.shape[-1] - w
+        if not tiled:
+            import warnings
+
+            from mattecli.runtime.executor import pass_fits
+
+            # beside the pass: its output's full-size copy and the fused alpha (float32)
+            pixels = source.shape[-2] * source.shape[-1]
+            if not pass_fits(
+                self.ctx.tiles, pixels, self.net.m_net, m_net, 6, reserve=8 * h * w, cache=self._bpp, key="m_net"
+            ):
+                warnings.warn(
+                    "SHM M-Net does not fit --max-memory: computing it on tiles", RuntimeWarning, stacklevel=2
+                )
+                tiled = True
         if tiled:
             unknown = np.pad(us_map, ((0, ph), (0, pw)), mode="edge") >= SKIP_BELOW
             self.ctx.tiles.probe(self.net.m_net, m_net, 6, self.device)

@@ -87,6 +87,7 @@ class SimProcessor:
         self.ctx = ctx
         self.provenance = provenance
         self.context = GlobalContext(net)
+        self._bpp: dict = {}  # measured memory per pixel of the context pass (executor.pass_fits)
 
     @property
     def device(self):
@@ -120,7 +121,7 @@ class SimProcessor:
 
         from mattecli.methods.sim.semantic import UNKNOWN, SemanticTrimap
         from mattecli.runtime.context import context_size
-        from mattecli.runtime.executor import run_shrinking
+        from mattecli.runtime.executor import pass_fits, run_shrinking
         from mattecli.runtime.tiles import resize_crop
 
         # The padded image is never built at full size (a 33 MP float32 copy is 400 MB): tiles take
@@ -150,7 +151,19 @@ class SimProcessor:
             return raw, ref
 
         small = context_size(*size, PAD_STRIDE)
-        raw, ref = run_shrinking(context_pass, small, PAD_STRIDE, "SIM context pass")
+
+        def fits(shape):  # the 34-channel encoding and the network; beside them the tiles' accumulators
+            return pass_fits(
+                self.ctx.tiles,
+                shape[0] * shape[1],
+                self.net,
+                self._probe_input,
+                sum(_SPLIT),
+                reserve=12 * size[0] * size[1] + 4 * sum(_SPLIT) * shape[0] * shape[1],
+                cache=self._bpp,
+            )
+
+        raw, ref = run_shrinking(context_pass, small, PAD_STRIDE, "SIM context pass", fits=fits)
         dists = distance_maps(tri)
         unknown = tri == UNKNOWN
 
@@ -274,4 +287,3 @@ def parse_scales(value) -> tuple[float, ...]:
     scaled_patch_sizes(value)
     parts = [p for p in value.split(",") if p.strip()] if isinstance(value, str) else list(value)
     return tuple(float(p) for p in parts)
-

@@ -87,7 +87,9 @@ def test_classical_whole_under_a_too_small_budget_is_the_tiled_solve():
     tiled = classical.estimate_alpha(image, trimap, "cf", strategy="tiled", tile_size=40, tile_overlap=4)
     tiny = 1 << 20  # below what the process holds: whole cannot fit
     with pytest.warns(RuntimeWarning, match="does not fit --max-memory"):
-        got = classical.estimate_alpha(image, trimap, "cf", strategy="whole", tile_size=40, tile_overlap=4, max_memory=tiny)
+        got = classical.estimate_alpha(
+            image, trimap, "cf", strategy="whole", tile_size=40, tile_overlap=4, max_memory=tiny
+        )
     assert got.tobytes() == tiled.tobytes()
     cap = memory_in_use(torch.device("cpu")) + (1 << 30)  # room for the whole solve's few MB
     whole = classical.estimate_alpha(image, trimap, "cf", strategy="whole", max_memory=cap)

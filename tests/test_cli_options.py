@@ -205,7 +205,8 @@ def test_sim_scales_set_the_patch_analysis_passes(runner, fakes, tmp_path):
 # ----------------------------------------------------------------------------- --max-memory
 def test_max_memory_sets_the_tiles_the_engine_plans(runner, fakes, photo, tmp_path):
     """msia's default ``auto`` runs one whole pass when the budget holds it, and the smallest tiles
-    the halo allows when it cannot (besides the probes that measure the network's memory)."""
+    the halo allows, after a reduced context pass, when it cannot (besides the probes that measure
+    the network's memory)."""
     whole = (1, 3, 336, 528)  # the image padded to 16
     _matte(runner, photo, tmp_path / "a.png", "-m", "msia", "--max-memory", "1000G")
     shapes = fakes.calls["msia"].shapes
@@ -215,7 +216,13 @@ def test_max_memory_sets_the_tiles_the_engine_plans(runner, fakes, photo, tmp_pa
     result = _matte(runner, photo, tmp_path / "b.png", "-m", "msia", "--max-memory", "100K")
     assert "warning: --max-memory" in result.stderr and "using the smallest tiles" in result.stderr
     shapes = fakes.calls["msia"].shapes
-    tiles = shapes[shapes.index(whole) + 1 :]  # after the context pass (the image is below CONTEXT_PIXELS)
+    assert whole not in shapes  # the context pass does not fit either: it runs reduced, stride-aligned
+    probes = {(1, 3, 384, 384), (1, 3, 128, 128)}  # the memory probes (fixed sizes)
+    passes = [sh for sh in shapes if sh not in probes]
+    first_tile = passes.index((1, 3, 176, 176))
+    context = passes[:first_tile]
+    assert context and all(c[2] < whole[2] and c[3] < whole[3] and c[2] % 16 == c[3] % 16 == 0 for c in context)
+    tiles = passes[first_tile:]
     # msia's halo (its margin, 64) on each side, a 32 px blend and one 16 px stride: 176 px tiles
     assert len(tiles) >= 4 and set(tiles) == {(1, 3, 176, 176)}
 

@@ -95,7 +95,8 @@ def main() -> None:
             order = ("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32")
             outs = {}
             for precision in order:
-                out = work / "bf16-out" / f"{case.split()[0]}-{precision}-{r}"
+                slug = "".join(c if c.isalnum() else "-" for c in case).strip("-")
+                out = work / "bf16-out" / f"{slug}-{precision}-{r}"
                 cmd = ["matte", inputs / "images", out, *method_args, "--precision", precision]
                 cmd += ["--bit-depth", "16", "--device", "cpu", "--json", "--overwrite"]
                 if needs_trimap:

@@ -153,8 +153,9 @@ class DatasetEntry:
 
     @property
     def downloadable(self) -> bool:
-        """A Hub copy exists and its revision is pinned (first use may fetch it)."""
-        return self.hub is not None and self.hub.pinned
+        """A Hub copy exists (first use may fetch it: at its pinned revision, else at the commit its
+        default branch resolves to then, which is recorded)."""
+        return self.hub is not None
 
     @property
     def download_command(self) -> str:

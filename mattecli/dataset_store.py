@@ -55,6 +55,8 @@ __all__ = [
 ENV_DATASETS = "MATTECLI_DATASETS"
 #: File written last into a dataset folder made by :func:`fetch`.
 MARKER = ".mattecli-dataset.json"
+#: what an unpinned Hub copy is fetched at (resolved to its commit, which is recorded)
+DEFAULT_BRANCH = "main"
 MARKER_FORMAT = "mattecli-dataset/1"
 #: ``complete`` (the published number of images), ``incomplete`` (fewer, or files missing),
 #: ``mismatch`` (more images than the published set), ``missing`` (no files).
@@ -127,9 +129,7 @@ class DatasetStatus:
         if e.hub is not None and e.hub.pinned:
             return f"`{e.download_command}` (or first use)"
         if e.hub is not None:
-            return (
-                f"`{e.download_command} --revision COMMIT` ({e.hub.repo_id}: no revision pinned), or {e.official.url}"
-            )
+            return f"`{e.download_command}` (or first use: {e.hub.repo_id}'s current commit, recorded)"
         verb = "request" if e.official.access == "request" else "download"
         return f"{verb} at {e.official.url}"
 
@@ -231,12 +231,6 @@ def _where_to_put(st: DatasetStatus) -> str:
 def _not_downloadable(st: DatasetStatus, lead: str) -> DatasetError:
     """The one-line error for a dataset that is not local and will not be fetched now."""
     e = st.entry
-    if e.hub is not None and not e.hub.pinned:
-        return DatasetError(
-            f"{lead}; its Hub copy {e.hub.repo_id} ({e.hub.license}) has no pinned revision, so it is not fetched "
-            f"by itself: check a commit of {e.hub.url} and run `{e.download_command} --revision COMMIT`, "
-            f"or download {e.official.how} ({e.official.url}) and {_where_to_put(st)}; or pass --root DIR"
-        )
     if e.official.access == "request":
         return DatasetError(
             f"{lead} and cannot be downloaded ({e.license}): request it at {e.official.url} ({e.official.how}), "
@@ -279,7 +273,7 @@ def resolve(
 
     Args:
         options: extra :func:`mattecli.datasets.load_dataset` arguments (``layout``, ``bg_dir``).
-        download: fetch a missing dataset whose Hub copy is pinned (``--no-download`` is False);
+        download: fetch a missing dataset that has a Hub copy (``--no-download`` is False);
             downloads are also off when :func:`mattecli.constants.offline` is true.
         allow_incomplete: return an incomplete (or larger) copy instead of refusing it.
         progress: tqdm-compatible class for the download bars.
@@ -457,13 +451,9 @@ def fetch(
     if hub is None:
         lead = f"{st.title} is not in {st.path}" if st.state == "missing" else f"{st.title} ({st.state} in {st.path})"
         raise _not_downloadable(st, lead)
-    rev = revision or hub.revision
-    if rev is None:
-        raise DatasetError(
-            f"{st.title} ({name}): the datasets manifest pins no revision of its Hub copy {hub.repo_id} (none has "
-            f"been checked), so it is not downloaded: check a commit of {hub.url} and run "
-            f"`{entry.download_command} --revision COMMIT`"
-        )
+    # the manifest's pinned commit; where it pins none (no copy has been checked), the commit the
+    # default branch resolves to now, recorded in the marker (and shown by `bench datasets`)
+    rev = revision or hub.revision or DEFAULT_BRANCH
     if st.state == "complete" and not force:
         return st, False
     if constants.offline():

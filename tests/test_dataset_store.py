@@ -11,6 +11,7 @@ from __future__ import annotations
 import io as _io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -310,13 +311,10 @@ def test_request_only_and_manual_sets_explain_where_to_get_them(env):
     assert "github.com/yuhaoliu7456/CVPR2020-HAttMatting" in d646.stderr and "Test/merged/" in d646.stderr
     am2k = run_cli("bench", "--dataset", "am2k", "--method", "cf")
     assert am2k.exit_code == 2 and "github.com/JizhiziLi/GFM" in am2k.stderr and "validation/original/" in am2k.stderr
-    # the real manifest pins no AIM-500 commit: nothing is fetched, the line says how to pin one
-    aim = run_cli("bench", "--dataset", "aim500", "--method", "cf")
+    # the real manifest pins no AIM-500 commit but has a Hub copy: offline, the line names the download
+    aim = run_cli("bench", "--dataset", "aim500", "--method", "cf", "--no-download")
     assert aim.exit_code == 2 and len(error_lines(aim)) == 1
-    assert "no pinned revision" in aim.stderr and "--revision COMMIT" in aim.stderr
-    assert "github.com/JizhiziLi/AIM" in aim.stderr
-    unpinned = run_cli("bench", "download", "aim500")
-    assert unpinned.exit_code == 2 and "pins no revision" in unpinned.stderr
+    assert "`mattecli bench download aim500`" in aim.stderr
     folder_ds = run_cli("bench", "--dataset", "folder", "--method", "cf")
     assert folder_ds.exit_code == 2 and "--root" in folder_ds.stderr
 
@@ -327,6 +325,12 @@ def test_download_command_revision_force_and_json(env, monkeypatch):
         commit = server.add_dataset(REPO_ID, {SHARD: parquet_bytes(make_rows())})
         use_fake_hub(monkeypatch, env / "hf" / "hub", server)
         monkeypatch.setenv(dataset_manifest.ENV_MANIFEST, str(write_manifest(env / "m.json", revision=None)))
+        # no revision pinned and none given: the commit 'main' resolves to, recorded as such
+        result = run_cli("bench", "download", "aim500", "--json")
+        assert result.exit_code == 0, result.stderr
+        status = json.loads(result.stdout)
+        assert status["source"]["revision"] == commit and status["source"]["requested_revision"] == "main"
+        shutil.rmtree(dataset_store.location("aim500"))
         result = run_cli("bench", "download", "aim500", "--revision", "main", "--json")
         assert result.exit_code == 0, result.stderr
         status = json.loads(result.stdout)

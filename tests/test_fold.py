@@ -64,11 +64,18 @@ def test_folded_network_equals_the_plain_one(variant):
         # and in the NHWC order the processors run
         cl = [t.contiguous(memory_format=torch.channels_last) for t in x]
         got_cl = _flat(net.to(memory_format=torch.channels_last)(*cl))
+        # the plain network in float64: the float32 networks' own rounding error, measured
+        exact = _flat(copy.deepcopy(plain).double()(*(t.double() for t in x)))
+    exact = [t.float() for t in exact]
     if variant == "aim":  # (glance, focus, fusion): the fusion is an argmax of the glance classes, where a
         # near-tie may flip with float rounding; compared where the classes agree, flips at most 0.1%
-        ref, got, got_cl = (_aim_agreeing(ref, o) for o in (ref, got, got_cl))
-    assert _close(ref, got) <= TOL
-    assert _close(ref, got_cl) <= TOL
+        ref, got, got_cl, exact = (_aim_agreeing(exact, o) for o in (ref, got, got_cl, exact))
+    # Folding is a float32 rewrite of the same arithmetic: it may add rounding of the order the plain
+    # float32 network already has (against float64), not more; TOL covers networks whose own error is tiny.
+    own = _close(exact, ref)
+    assert _close(ref, got) <= TOL + 2 * own, (own, _close(ref, got))
+    assert _close(ref, got_cl) <= TOL + 2 * own, (own, _close(ref, got_cl))
+    assert _close(exact, got) <= TOL + 2 * own
 
 
 def _aim_agreeing(ref: list[torch.Tensor], out: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -63,7 +63,8 @@ def test_an_error_is_one_line_and_mattecli_debug_shows_the_traceback(tmp_path):
 
 # ----------------------------------------------------------------------------- Ctrl-C
 _STALLS_ON_THE_SECOND_IMAGE = """
-import sys, time
+import faulthandler, signal, sys, time
+faulthandler.register(signal.SIGUSR1)  # the test asks for the threads' stacks if the interrupt does not end it
 from pathlib import Path
 import numpy as np
 from mattecli.methods import base
@@ -97,7 +98,14 @@ def test_ctrl_c_exits_130_keeps_finished_outputs_and_prints_no_traceback(tmp_pat
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        try:
+            stdout, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # where it hangs, then fail with it
+            time.sleep(2)
+            proc.kill()
+            stdout, stderr = proc.communicate()
+            pytest.fail(f"still running 120 s after SIGINT; stacks:\n{stderr[-6000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -92,7 +92,7 @@ def test_ctrl_c_exits_130_keeps_finished_outputs_and_prints_no_traceback(tmp_pat
         [sys.executable, "-c", _STALLS_ON_THE_SECOND_IMAGE, str(marker), *map(str, args)],
         cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         # as from a shell: SIGINT at its default (a child inherits an ignored SIGINT, and something in a
-        # long pytest session -- Ray -- leaves it ignored, so Python would never raise KeyboardInterrupt)
+        # long pytest session, not pinned down, left it ignored in CI, so Python never raised KeyboardInterrupt)
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:

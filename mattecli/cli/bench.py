@@ -19,6 +19,9 @@ from rich.markup import escape
 
 from mattecli.cli import common
 from mattecli.cli.common import JsonOpt, QuietOpt
+from mattecli.pipelines.report_html import COLUMNS as _COLUMNS  # one table: CLI and HTML report
+from mattecli.pipelines.report_html import fmt as _fmt
+from mattecli.pipelines.report_html import format_bytes as _bytes
 
 __all__ = ["app", "bench", "datasets_command", "download_command", "render_report"]
 
@@ -34,40 +37,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-#: Column label, report key, display scale, format; MSE/MAD are shown x1e3 like modern papers.
-_COLUMNS = {
-    "sad": ("SAD", 1.0, "{:.2f}"),
-    "mse": ("MSE×1e3", 1e3, "{:.2f}"),
-    "mad": ("MAD×1e3", 1e3, "{:.2f}"),
-    "grad": ("Grad", 1.0, "{:.2f}"),
-    "conn": ("Conn", 1.0, "{:.2f}"),
-    "sad_trans": ("SAD trans", 1.0, "{:.2f}"),
-    "sad_fg": ("SAD fg", 1.0, "{:.2f}"),
-    "sad_bg": ("SAD bg", 1.0, "{:.2f}"),
-}
-
-
 def _columns(mode: str) -> list[str]:
     if mode == "whole":
         return ["sad", "mse", "mad", "grad", "conn", "sad_trans", "sad_fg", "sad_bg"]
     return ["sad", "mse", "grad", "conn"]  # MAD is in the JSON report; DIM-style tables omit it
-
-
-def _fmt(key: str, value: float | None) -> str:
-    if value is None:
-        return "-"
-    _, scale, fmt = _COLUMNS[key]
-    return fmt.format(value * scale)
-
-
-def _bytes(n: int | None) -> str:
-    if not n:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "-"
 
 
 def render_report(report: dict) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import os
 
-__all__ = ["COLUMNS", "columns", "fmt", "render_html", "write_html"]
+__all__ = ["COLUMNS", "columns", "fmt", "format_bytes", "render_html", "write_html"]
 
 #: metric key -> (label, display scale, format): the CLI table's (``mattecli.cli.bench``)
 COLUMNS = {
@@ -51,7 +51,8 @@ def fmt(key: str, value: float | None) -> str:
     return form.format(value * scale)
 
 
-def _bytes(n: int | None) -> str:
+def format_bytes(n: int | None) -> str:
+    """A byte count as the CLI prints it (``1.5 GiB``; ``-`` when missing)."""
     if not n:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -126,8 +127,8 @@ def _speed_lines(report: dict) -> list[str]:
         lines.append("speed: " + "; ".join(parts))
     mem = report["memory"]
     lines.append(
-        f"peak memory: CPU RSS {_bytes(mem.get('peak_rss_bytes'))}"
-        + (f", CUDA {_bytes(mem['cuda_peak_bytes'])}" if mem.get("cuda_peak_bytes") else "")
+        f"peak memory: CPU RSS {format_bytes(mem.get('peak_rss_bytes'))}"
+        + (f", CUDA {format_bytes(mem['cuda_peak_bytes'])}" if mem.get("cuda_peak_bytes") else "")
         + f" (device {report.get('device') or '-'})"
     )
     return lines

@@ -89,7 +89,6 @@ EXIT_CODES: list[tuple[type[BaseException], int]] = [
 ]
 
 
-
 def exit_code_for(err: BaseException) -> int:
     for family, code in EXIT_CODES:
         if isinstance(err, family):
@@ -253,6 +252,8 @@ ShardOpt = Annotated[
         "cluster array jobs split a folder with no coordination.",
     ),
 ]
+
+
 def _strategies_help() -> str:
     from mattecli import methods
 
@@ -274,6 +275,27 @@ def _variants_help() -> str:
 
 
 StrategyOpt = Annotated[str | None, typer.Option(help=_strategies_help())]
+
+
+def trimap_predictors() -> list[str]:
+    """Methods that predict trimaps (``--trimap auto``, ``trimap --from-image``), the default first."""
+    from mattecli import methods
+
+    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+
+
+TrimapMethodOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"With --trimap auto: the method that predicts the trimaps ({', '.join(trimap_predictors())}; "
+        f"default {trimap_predictors()[0]}).",
+        show_default=False,
+    ),
+]
+TrimapVariantOpt = Annotated[
+    str | None,
+    typer.Option(help="With --trimap auto: the trimap method's weights variant.", show_default=False),
+]
 TileSizeOpt = Annotated[
     int | None, typer.Option(help="Tile side in pixels for tiled inference (default: from --max-memory).")
 ]

@@ -26,12 +26,6 @@ def _methods() -> list[str]:
     return list_methods()
 
 
-def _predictors() -> list[str]:
-    from mattecli import methods
-
-    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
-
-
 def split_trimap(trimap: str | None, trimap_method: str | None, trimap_variant: str | None):
     """``--trimap`` as given -> ``(path or None, trimap method or None)``: ``auto`` predicts the trimaps
     (``--trimap-method``, default the first method that predicts one); ``./auto`` is a folder named auto.
@@ -40,7 +34,7 @@ def split_trimap(trimap: str | None, trimap_method: str | None, trimap_variant: 
         UsageError: ``--trimap-method`` / ``--trimap-variant`` without ``--trimap auto``.
     """
     if trimap is not None and trimap.strip().lower() == "auto":
-        return None, trimap_method or _predictors()[0]
+        return None, trimap_method or common.trimap_predictors()[0]
     for flag, value in (("--trimap-method", trimap_method), ("--trimap-variant", trimap_variant)):
         if value is not None:
             raise common.UsageError(f"{flag} applies only with --trimap auto")
@@ -63,18 +57,8 @@ def matte(
             "image's trimap (see --trimap-method) and mattes it in the same run (a folder named auto: ./auto).",
         ),
     ] = None,
-    trimap_method: Annotated[
-        str | None,
-        typer.Option(
-            help=f"With --trimap auto: the method that predicts the trimaps ({', '.join(_predictors())}; "
-            f"default {_predictors()[0]}).",
-            show_default=False,
-        ),
-    ] = None,
-    trimap_variant: Annotated[
-        str | None,
-        typer.Option(help="With --trimap auto: the trimap method's weights variant.", show_default=False),
-    ] = None,
+    trimap_method: common.TrimapMethodOpt = None,
+    trimap_variant: common.TrimapVariantOpt = None,
     cutout: Annotated[
         bool, typer.Option(help="Also write <stem>_cutout.png: RGBA with estimated foreground colours.")
     ] = False,

@@ -19,12 +19,6 @@ from mattecli.cli.common import (
 )
 
 
-def _predictors() -> list[str]:
-    from mattecli import methods
-
-    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
-
-
 @common.handles_errors
 def semantic_trimap(
     inputs: InputsArg,
@@ -39,18 +33,8 @@ def semantic_trimap(
             show_default=False,
         ),
     ] = None,
-    trimap_method: Annotated[
-        str | None,
-        typer.Option(
-            help=f"With --trimap auto: the method that predicts the trimaps ({', '.join(_predictors())}; "
-            f"default {_predictors()[0]}).",
-            show_default=False,
-        ),
-    ] = None,
-    trimap_variant: Annotated[
-        str | None,
-        typer.Option(help="With --trimap auto: the trimap method's weights variant.", show_default=False),
-    ] = None,
+    trimap_method: common.TrimapMethodOpt = None,
+    trimap_variant: common.TrimapVariantOpt = None,
     save_trimap: Annotated[
         bool, typer.Option(help="With --trimap auto: also write <stem>_trimap.png, the predicted trimap used.")
     ] = False,

@@ -19,12 +19,6 @@ from mattecli.cli.common import (
 )
 
 
-def _predictors() -> list[str]:
-    from mattecli import methods
-
-    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
-
-
 @common.handles_errors
 def trimap(
     inputs: InputsArg,
@@ -48,8 +42,8 @@ def trimap(
         typer.Option(help="Inputs are photos: predict their trimaps with a trimap-free method (see --method)."),
     ] = False,
     method: Annotated[
-        str, typer.Option("--method", "-m", help=f"Method for --from-image: {', '.join(_predictors())}.")
-    ] = _predictors()[0],
+        str, typer.Option("--method", "-m", help=f"Method for --from-image: {', '.join(common.trimap_predictors())}.")
+    ] = common.trimap_predictors()[0],
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --from-image).")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (with --from-image).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (--from-image).")] = None,

@@ -53,7 +53,9 @@ def semantic_trimap(
         str,
         typer.Option(help="Patch sides, one pass each, at native resolution (official: 320,800)."),
     ] = "320,800",
-    batch_size: Annotated[int, typer.Option(help="Classifier patches per forward pass.")] = 4,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Classifier patches per forward pass (default: 1 on the CPU, 4 on a GPU).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (autocast on CUDA, bf16 also on CPU).")] = "fp32",
     weights: Annotated[Path | None, typer.Option(help="Classifier weights file overriding sim-classifier.")] = None,

@@ -17,7 +17,6 @@ from mattecli import io
 from mattecli.errors import BadOptionError
 from mattecli.methods.sim.semantic import (
     CLASSIFIER_VARIANT,
-    DEFAULT_BATCH_SIZE,
     PATCH_SIZES,
     class_index,
     class_shares,
@@ -40,7 +39,8 @@ class SemanticSettings:
     device: str = "auto"
     precision: str = "fp32"
     weights: Path | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE
+    #: classifier patches per pass; None: 1 on the CPU, 4 on a GPU (``semantic.default_batch_size``)
+    batch_size: int | None = None
     patch_sizes: tuple[int, ...] = PATCH_SIZES
     max_pixels: int | None = None
     #: fetch the classifier's weights on first use (``False``: ``--no-download``)
@@ -149,7 +149,7 @@ def semantic_trimap_files(
     settings = settings or SemanticSettings()
     predictor = _resolve_predictor(trimap, settings)
     sizes = parse_patch_sizes(settings.patch_sizes)
-    if settings.batch_size < 1:
+    if settings.batch_size is not None and settings.batch_size < 1:
         raise BadOptionError(f"--batch-size must be >= 1, not {settings.batch_size}")
     io.pixel_limit(settings.max_pixels)  # a bad --max-pixels / MATTECLI_MAX_PIXELS is a usage error
     items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)

@@ -19,8 +19,9 @@ Test pipeline (``sim.md`` section 4), per image, no resizing and no test-time au
 
 Variants: ``sim-comp1k`` (default; trained on Composition-1k) and ``sim-simd`` (trained on SIMD),
 both with the ``sim-classifier`` patch classifier. ``--scales`` sets the patch-analysis scales
-(multiples of the 320 px base patch; default the official 320 and 800 px), ``--batch-size`` the
-classifier patches per pass, ``companion_weights["sim-classifier"]`` a classifier file.
+(multiples of the 320 px base patch; default the official 320 and 800 px), ``--batch-size``
+the classifier patches per pass (default 1 on the CPU, 4 on a GPU),
+``companion_weights["sim-classifier"]`` a classifier file.
 
 Deviations, none of which changes results on valid inputs: the weight-standardised decoder
 convolutions are standardised once after loading (bit-identical outputs); constant class
@@ -233,10 +234,10 @@ def load(resolved: Resolved) -> SimProcessor:
 
     ctx = run_context(resolved)
     e = resolved.engine
-    batch_size = int(e.batch_size or semantic.DEFAULT_BATCH_SIZE)
+    batch_size = int(e.batch_size or semantic.default_batch_size(ctx.device))
     sizes = scaled_patch_sizes(resolved.scales) if resolved.scales else semantic.PATCH_SIZES
     variant = resolved.variant
-    net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights)
+    net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights, winograd=True)
     net = net.fold_weight_standardization().to(memory_format=torch_channels_last())
     if ctx.compile:
         import torch
@@ -244,7 +245,7 @@ def load(resolved: Resolved) -> SimProcessor:
         net = torch.compile(net)
     (classifier,) = resolved.spec.companions
     classifier_file = resolved.options.companion_weights.get(classifier.name)
-    cnet, cweights = load_network(resolved, classifier, ctx.device, file=classifier_file)
+    cnet, cweights = load_network(resolved, classifier, ctx.device, file=classifier_file, winograd=True)
     import torch
 
     analyzer = semantic.PatchAnalyzer(

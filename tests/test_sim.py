@@ -264,6 +264,44 @@ def test_folding_weight_standardisation_is_exact_and_reset_by_loading(nets):
     torch.testing.assert_close(a, b, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("tiles,tiled", [((4, 8, 16), True), ((2,), False)])
+def test_unknown_only_tail_equals_the_whole_pass_on_unknown_pixels(nets, monkeypatch, tiles, tiled):
+    """The pipeline's ``unknown_only`` pass: the last stages on tiles around unknown pixels give the
+    whole pass's alphas there, bit for bit (a ring of unknown pixels, tiles of 16-64 px, crops at
+    the image border and inside it); 8 px tiles, whose halos would cost more than the whole
+    tail, fall back to it."""
+    from mattecli.methods.sim import net as simnet
+
+    net = copy.deepcopy(nets[0]).fold_weight_standardization()
+    h, w = 264, 392
+    yy, xx = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    r = ((yy - 100.0) ** 2 + (xx - 330.0) ** 2).sqrt()  # reaches the right border
+    tri = torch.where(r < 50, 255.0, torch.where(r < 75, 128.0, 0.0))[None, None]
+    g = torch.Generator().manual_seed(4)
+    args = [torch.rand(1, 3, h, w, generator=g), torch.cat([(tri == 0).float(), (tri == 255).float()], 1)]
+    args += [torch.randn(1, 3, h, w, generator=g), torch.rand(1, 6, h, w, generator=g)]
+    args += [torch.rand(1, 20, h, w, generator=g) * (tri == 128).float()]
+    monkeypatch.setattr(simnet, "TAIL_TILES", tiles)
+    crops = []
+    tail = simnet.SIMDecoder._tail
+    monkeypatch.setattr(
+        simnet.SIMDecoder, "_tail", lambda self, x4, *a: crops.append(x4.shape[-2:]) or tail(self, x4, *a)
+    )
+    with torch.inference_mode():
+        whole = net(*args)
+        assert crops == [(h // 4, w // 4)]
+        net.unknown_only = True
+        part = net(*args)
+    unknown = tri == 128
+    assert torch.equal(part[unknown], whole[unknown])
+    if not tiled:
+        assert crops == [(h // 4, w // 4)] * 2
+        return
+    assert len(crops) > 2 and all(c[0] * c[1] < (h // 4) * (w // 4) for c in crops[1:])  # really tiled
+    far = F.max_pool2d(unknown.float(), 129, 1, 64) == 0  # known pixels more than a tile from any unknown one
+    assert bool(far.any()) and bool((part[far] == 0).all())
+
+
 # ----------------------------------------------------------------------------- encodings (sim.md 2.4)
 def _brute_force_distance(mask: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
@@ -405,7 +443,9 @@ def test_pipeline_matches_the_official_procedure_on_an_odd_size(nets):
     expected = _reference_alpha(net, clf, image, tri)
     cpu = torch.device("cpu")
     folded = copy.deepcopy(net).fold_weight_standardization().to(memory_format=torch.channels_last)
-    result = matter("sim", SimProcessor(folded, PatchAnalyzer(clf, cpu), make_context())).predict(image, tri, extras=True)
+    result = matter("sim", SimProcessor(folded, PatchAnalyzer(clf, cpu), make_context())).predict(
+        image, tri, extras=True
+    )
     alpha, st = result.alpha, result.extras["semantic"]
     assert alpha.shape == (67, 93) and alpha.dtype == np.float32
     assert st.scores.shape == (20, 67, 93) and not st.scores[:, tri != 128].any()

@@ -201,6 +201,14 @@ def _head(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+#: tile sides (cells at /4) tried by ``SIMDecoder._tail_unknown``, and the halo it adds (cells at /4;
+#: an output pixel depends on 3, so the 4th is margin)
+TAIL_TILES = (16, 32, 64)
+TAIL_HALO = 4
+#: the tiled tail runs only when its work (halos included) is below this share of the whole tail's
+TAIL_MAX_WORK = 0.85
+
+
 def _up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
@@ -222,14 +230,72 @@ class SIMDecoder(nn.Module):
         self.conv_up4_fb = _head(64 + 3 + 3 + 2, 6)
         self.conv_up4_attn = _head(64, 3)
 
-    def forward(self, feats: list[torch.Tensor], image: torch.Tensor, two_chan_trimap: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        feats: list[torch.Tensor],
+        image: torch.Tensor,
+        two_chan_trimap: torch.Tensor,
+        *,
+        unknown_only: bool = False,
+    ) -> torch.Tensor:
+        """The alpha ``(N,1,H,W)``; with ``unknown_only`` the same values wherever the trimap is
+        unknown, and known pixels away from them not computed (0; see :meth:`_tail_unknown`)."""
         x_in, stem, layer1, _, _, layer4 = feats
         x = torch.cat([layer4, self.global_module(layer4)], dim=1)
         x = _up2(self.conv_up1(x))
-        x = _up2(self.conv_up2(torch.cat([x, layer1], dim=1)))
-        x = _up2(self.conv_up3(torch.cat([x, stem], dim=1)))
+        x4 = self.conv_up2(torch.cat([x, layer1], dim=1))
+        if unknown_only:
+            return self._tail_unknown(x4, stem, x_in, image, two_chan_trimap)
+        return self._tail(x4, stem, x_in, image, two_chan_trimap)
+
+    def _tail(self, x4, stem, x_in, image, two_chan_trimap):
+        """From ``conv_up2``'s output (/4) to the alpha (/1): x2, ``conv_up3`` on [x, stem], x2, the head."""
+        x = _up2(self.conv_up3(torch.cat([_up2(x4), stem], dim=1)))
         y = torch.cat([x, x_in[:, :3], image, two_chan_trimap], dim=1)
         return torch.clamp(self.conv_up4_alpha(y), 0.0, 1.0)
+
+    def _tail_unknown(self, x4, stem, x_in, image, two_chan_trimap):
+        """:meth:`_tail` only on the tiles that hold unknown pixels; 0 in the other tiles.
+
+        The pipeline overwrites known pixels (0 / 1), so their alphas are never used, and the
+        last stages (/2 and /1, a third of the network's time at 2 MP) are local: an output
+        pixel depends on ``conv_up2``'s output within 3 cells at /4. Each kept tile is computed
+        on its crop grown by :data:`TAIL_HALO` cells at /4 on each side, away from the image
+        border, which gives the values of the whole pass (crop edges, where the upsampling
+        clamps and the convolutions pad, fall inside the halo). The tile side is the one of
+        :data:`TAIL_TILES` with the least work, halos included; the whole tail when that is
+        not clearly less.
+        """
+        n, _, h4, w4 = x4.shape
+        unknown = (two_chan_trimap.sum(dim=1, keepdim=True) == 0).any(dim=0, keepdim=True).float()
+        best = None
+        for t in TAIL_TILES:  # tile side at /4
+            keep = F.max_pool2d(unknown, 4 * t, 4 * t, ceil_mode=True)[0, 0].nonzero().tolist()
+            boxes = []
+            for i, j in keep:
+                r0, r1, c0, c1 = i * t, min(h4, (i + 1) * t), j * t, min(w4, (j + 1) * t)
+                a0, a1 = max(0, r0 - TAIL_HALO), min(h4, r1 + TAIL_HALO)
+                b0, b1 = max(0, c0 - TAIL_HALO), min(w4, c1 + TAIL_HALO)
+                boxes.append((r0, r1, c0, c1, a0, a1, b0, b1))
+            work = sum((a1 - a0) * (b1 - b0) for *_, a0, a1, b0, b1 in boxes)
+            if best is None or work < best[0]:
+                best = (work, boxes)
+        work, boxes = best
+        if work >= TAIL_MAX_WORK * h4 * w4:
+            return self._tail(x4, stem, x_in, image, two_chan_trimap)
+        out = x4.new_zeros((n, 1, 4 * h4, 4 * w4)).contiguous(memory_format=torch.channels_last)
+        for r0, r1, c0, c1, a0, a1, b0, b1 in boxes:
+            a = self._tail(
+                x4[:, :, a0:a1, b0:b1],
+                stem[:, :, 2 * a0 : 2 * a1, 2 * b0 : 2 * b1],
+                x_in[:, :, 4 * a0 : 4 * a1, 4 * b0 : 4 * b1],
+                image[:, :, 4 * a0 : 4 * a1, 4 * b0 : 4 * b1],
+                two_chan_trimap[:, :, 4 * a0 : 4 * a1, 4 * b0 : 4 * b1],
+            )
+            out[:, :, 4 * r0 : 4 * r1, 4 * c0 : 4 * c1] = a[
+                :, :, 4 * (r0 - a0) : 4 * (r1 - a0), 4 * (c0 - b0) : 4 * (c1 - b0)
+            ]
+        return out
 
 
 class SIMNet(nn.Module):
@@ -243,10 +309,13 @@ class SIMNet(nn.Module):
     * ``trimap_transformed``: ``(N,6,H,W)`` distance-transform Gaussians (bg x3, fg x3);
     * ``smap``: ``(N,20,H,W)`` semantic score maps.
 
-    Returns the alpha ``(N,1,H,W)`` clamped to [0, 1].
+    Returns the alpha ``(N,1,H,W)`` clamped to [0, 1]. With :attr:`unknown_only` set (the
+    pipeline, which overwrites known pixels, sets it) the last stages run only around unknown
+    pixels (``SIMDecoder._tail_unknown``): the same alpha there, 0 on known pixels far from them.
     """
 
     stride = 8
+    unknown_only = False
 
     def __init__(self):
         super().__init__()
@@ -262,7 +331,7 @@ class SIMNet(nn.Module):
         smap: torch.Tensor,
     ) -> torch.Tensor:
         x = torch.cat([image_n, trimap_transformed, two_chan_trimap], dim=1)
-        return self.decoder(self.encoder(x, smap), image, two_chan_trimap)
+        return self.decoder(self.encoder(x, smap), image, two_chan_trimap, unknown_only=self.unknown_only)
 
     def fold_weight_standardization(self) -> SIMNet:
         """Standardise every WS conv weight once (exactly equal outputs, no per-forward cost); returns self."""

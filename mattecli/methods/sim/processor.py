@@ -239,6 +239,7 @@ def load(resolved: Resolved) -> SimProcessor:
     variant = resolved.variant
     net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights, winograd=True)
     net = net.fold_weight_standardization().to(memory_format=torch_channels_last())
+    net.unknown_only = True  # known pixels are overwritten below: their last stages are skipped
     if ctx.compile:
         import torch
 

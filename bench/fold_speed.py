@@ -1,11 +1,14 @@
-"""Batch-norm folding's speed-up per network, at equal inputs (issue 22, SHM and MSIA).
+"""Batch-norm folding's and Winograd's speed-ups per network, at equal inputs (issue 22, SHM and MSIA).
 
     OMP_NUM_THREADS=1 taskset -c 0 .venv/bin/python bench/fold_speed.py
 
 Each variant's network with seeded random weights whose batch norms are calibrated (tests/helpers.py),
-plain and folded (``mattecli.runtime.fold.fold_batchnorm``), both channels-last as the processors run
-them; three rounds alternating which goes first; prints a markdown row per network: best seconds of
-each, and the median over rounds of plain / folded (with the per-round ratios).
+plain, folded (``mattecli.runtime.fold.fold_batchnorm``) and folded with its large 3x3 convolutions
+on Winograd's path (``mattecli.runtime.winograd.use_winograd``), all channels-last as the processors
+run them; three rounds, the order rotating; prints a markdown row per network: best seconds of each,
+the medians over rounds of plain / folded and folded / Winograd (with the per-round ratios), and
+the largest difference of the Winograd network's outputs from the folded one's, relative to the
+output's scale.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import torch
 from helpers import calibrate, random_net
 
 from mattecli.runtime.fold import fold_batchnorm  # noqa: E402 (after the tests path)
+from mattecli.runtime.winograd import use_winograd
 from mattecli.weights import get_architecture
 
 
@@ -33,15 +37,29 @@ def _time(nets: dict, x, rounds: int = 3) -> dict[str, list[float]]:
         for net in nets.values():
             net(x)  # warm-up
         for r in range(rounds):
-            for name in order if r % 2 == 0 else order[::-1]:
+            for name in order[r % len(order) :] + order[: r % len(order)]:
                 start = time.perf_counter()
                 nets[name](x)
                 times[name].append(time.perf_counter() - start)
     return times
 
 
+def _median_ratio(times: dict, num: str, den: str) -> str:
+    ratios = [p / f for p, f in zip(times[num], times[den], strict=True)]
+    return f"{sorted(ratios)[len(ratios) // 2]:.2f} ({', '.join(f'{r:.2f}' for r in ratios)})"
+
+
+def _outputs(out) -> list[torch.Tensor]:
+    return [t.float() for t in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(t, torch.Tensor)]
+
+
 def main() -> None:
     torch.set_num_threads(1)
+    print(
+        "| network | input | plain (s) | folded (s) | + Winograd (s) | plain / folded | folded / Winograd "
+        "| convs on Winograd | max diff (rel.) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for variant, (h, w) in (("shm-mindspore", (320, 320)), ("shm", (512, 512)), ("msia", (512, 512))):
         net = random_net(get_architecture(variant).build(), 3).eval()
         x = torch.randn(1, 3, h, w)
@@ -49,12 +67,19 @@ def main() -> None:
         plain = copy.deepcopy(net).to(memory_format=torch.channels_last)
         fold_batchnorm(net)
         folded = net.to(memory_format=torch.channels_last)
-        t = _time({"plain": plain, "folded": folded}, x.contiguous(memory_format=torch.channels_last))
-        ratios = [p / f for p, f in zip(t["plain"], t["folded"], strict=True)]
-        per_round = ", ".join(f"{r:.2f}" for r in ratios)
+        wino = copy.deepcopy(folded)
+        converted = use_winograd(wino)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        t = _time({"plain": plain, "folded": folded, "winograd": wino}, xc)
+        with torch.inference_mode():
+            a, b = _outputs(folded(xc)), _outputs(wino(xc))
+        dev = max(float((p - q).abs().max()) / max(1.0, float(p.abs().max())) for p, q in zip(a, b, strict=True))
+
+
         print(
             f"| {variant} | {w}x{h} | {min(t['plain']):.3f} | {min(t['folded']):.3f} "
-            f"| {sorted(ratios)[len(ratios) // 2]:.2f} ({per_round}) |",
+            f"| {min(t['winograd']):.3f} | {_median_ratio(t, 'plain', 'folded')} "
+            f"| {_median_ratio(t, 'folded', 'winograd')} | {converted} | {dev:.1e} |",
             flush=True,
         )
 

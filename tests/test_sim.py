@@ -517,6 +517,11 @@ def test_cli_matte_sim_equals_the_library_at_16_bits(tmp_path, imported):
     assert [r["status"] for r in rows] == ["ok"] and rows[0]["method"] == "sim"
     ready = methods.get("sim").create(MethodOptions(device="cpu"))
     assert ready.processor.analyzer.patch_sizes == (320, 800)
+    # the CPU load path: both networks on Winograd's path, one classifier patch per pass, the tail
+    # only around unknown pixels (what the 1/65535 equality below covers)
+    for net in (ready.processor.net, ready.processor.analyzer.net):
+        assert any("forward" in m.__dict__ and getattr(m, "_winograd_u", None) is not None for m in net.modules())
+    assert ready.processor.analyzer.batch_size == semantic.CPU_BATCH_SIZE == 1 and ready.processor.net.unknown_only
     tri = io.read_trimap(tri)
     assert (tri == 128).any() and (tri == 0).any() and (tri == 255).any()
     assert_equals_at_16_bits(out, ready.predict(io.read_image(image), tri).alpha)

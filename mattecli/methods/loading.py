@@ -80,7 +80,6 @@ def load_network(
     *,
     file: str | Path | None = None,
     fold: bool = True,
-    winograd: bool = False,
 ):
     """``(network in eval mode on device, WeightsFile)`` for ``variant``: weights from ``file`` (a
     ``--weights`` override, checked key by key) or from the cache (downloaded first unless
@@ -89,13 +88,10 @@ def load_network(
     With ``fold`` (default) the network's batch norms are then folded into their convolutions
     (:func:`mattecli.runtime.fold.fold_batchnorm`: the same outputs to float rounding, one pass less
     per normalised feature map). The returned network's parameter names are no longer the
-    checkpoint's, so nothing may load a state dict into it.
-
-    With ``winograd`` the large 3x3 convolutions then run as Winograd F(4x4, 3x3) on the CPU
-    (:func:`mattecli.runtime.winograd.use_winograd`: the same convolution to float rounding, ~2x
-    faster; parameters untouched)."""
+    checkpoint's, so nothing may load a state dict into it. (Winograd's path for the large 3x3
+    convolutions, :func:`mattecli.runtime.winograd.use_winograd`, comes after the network is
+    placed, in the methods that use it.)"""
     from mattecli.runtime.fold import fold_batchnorm
-    from mattecli.runtime.winograd import use_winograd
     from mattecli.weights import load_model, local_path, sha256_file
 
     source = Path(file).expanduser() if file is not None else None
@@ -104,7 +100,5 @@ def load_network(
     )
     if fold:
         fold_batchnorm(net.eval())
-    if winograd:
-        use_winograd(net)
     used = source if source is not None else local_path(variant.name)
     return net, WeightsFile(variant.name, used, sha256_file(used))

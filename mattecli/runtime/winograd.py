@@ -24,7 +24,8 @@ Winograd; ``--precision bf16``; training) calls the original convolution. Parame
 values are untouched (the transformed weight is a cached attribute, rebuilt if the weight
 changes), so state dicts load and save as before.
 
-Memory: the input is copied once, zero-padded, in channels-last order; the transforms run over
+Memory: the transformed weights are kept, 4x the converted convolutions' own (SIM: ~400 MB when
+every one has run); the input is copied once, zero-padded, in channels-last order; the transforms run over
 bands of tile rows sized to ~:data:`BAND_BYTES` so that the 36 transformed slices stay in cache,
 and the output is written straight into its channels-last tensor.
 """
@@ -213,6 +214,7 @@ def _forward(self, x: torch.Tensor) -> torch.Tensor:
         or torch.is_autocast_enabled("cpu")
         or x.dim() != 4
         or not worthwhile(x.shape[-2], x.shape[-1], self.dilation[0])
+        or torch.compiler.is_compiling()  # --compile: the compiler's own convolution
         or getattr(self, "folded", True) is False  # a weight-standardised conv that has not folded
     ):
         return type(self).forward(self, x)
@@ -224,11 +226,18 @@ def _forward(self, x: torch.Tensor) -> torch.Tensor:
 
 def use_winograd(net: nn.Module) -> int:
     """Route every eligible 3x3 convolution of ``net`` through Winograd F(4x4, 3x3) on the CPU, in
-    place (call after loading and folding weights); returns how many were converted."""
+    place; returns how many were converted.
+
+    Call it last, after loading and folding weights and after moving the network to its device
+    and memory format: the transformed weights are computed here, so their memory is held from
+    load on like the weights' (a weight changed later is transformed again on its next forward).
+    A network on a GPU is left alone.
+    """
     done = 0
     for module in net.modules():
-        if eligible(module) and "forward" not in module.__dict__:
-            module._winograd_key, module._winograd_u = None, None
+        if eligible(module) and "forward" not in module.__dict__ and module.weight.device.type == "cpu":
+            w = module.weight
+            module._winograd_u, module._winograd_key = winograd_weight(w), (w.data_ptr(), w._version)
             module.forward = types.MethodType(_forward, module)
             done += 1
     return done

@@ -314,11 +314,15 @@ def load(resolved: Resolved) -> ShmProcessor:
     """Build the variant's SHM network with its weights (the spec's ``load``)."""
     from mattecli.methods.loading import load_network, run_context
     from mattecli.runtime.device import prepare_model
+    from mattecli.runtime.winograd import use_winograd
 
     ctx = run_context(resolved, strategy="auto")  # SHM's own strategies decide; the executor only falls back
     variant = resolved.variant
     net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights)
     net = prepare_model(net, ctx.device, compile=False)
+    # Winograd on the CPU: the paper's networks 1.42x at 512 px (bench/fold_speed.py); the MindSpore
+    # ones have no convolution large enough
+    use_winograd(net)
     if ctx.compile:
         import torch
 

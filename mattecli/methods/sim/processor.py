@@ -231,27 +231,29 @@ def load(resolved: Resolved) -> SimProcessor:
     """Build the matting network and the patch classifier with their weights (the spec's ``load``)."""
     from mattecli.methods.loading import load_network, run_context
     from mattecli.methods.sim import semantic
+    from mattecli.runtime.winograd import use_winograd
 
     ctx = run_context(resolved)
     e = resolved.engine
     batch_size = int(e.batch_size or semantic.default_batch_size(ctx.device))
     sizes = scaled_patch_sizes(resolved.scales) if resolved.scales else semantic.PATCH_SIZES
     variant = resolved.variant
-    net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights, winograd=True)
+    net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights)
     net = net.fold_weight_standardization().to(memory_format=torch_channels_last())
     net.unknown_only = True  # known pixels are overwritten below: their last stages are skipped
+    use_winograd(net)  # the large 3x3 convolutions on the CPU (runtime/winograd.py)
     if ctx.compile:
         import torch
 
         net = torch.compile(net)
     (classifier,) = resolved.spec.companions
     classifier_file = resolved.options.companion_weights.get(classifier.name)
-    cnet, cweights = load_network(resolved, classifier, ctx.device, file=classifier_file, winograd=True)
+    cnet, cweights = load_network(resolved, classifier, ctx.device, file=classifier_file)
     import torch
 
-    analyzer = semantic.PatchAnalyzer(
-        cnet.to(memory_format=torch.channels_last), ctx.device, ctx.precision, sizes, batch_size
-    )
+    cnet = cnet.to(memory_format=torch.channels_last)
+    use_winograd(cnet)
+    analyzer = semantic.PatchAnalyzer(cnet, ctx.device, ctx.precision, sizes, batch_size)
     provenance = Provenance("sim", variant.name, (weights, cweights), str(ctx.device))
     return SimProcessor(net, analyzer, ctx, provenance=provenance)
 

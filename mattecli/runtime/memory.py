@@ -184,10 +184,13 @@ def measure_bytes_per_pixel(forward, make_input, device: torch.device, *, sizes=
     """
     import torch
 
+    from mattecli.runtime.winograd import single_row_bands
+
     small, large = sizes
 
     def run(side: int):
-        with torch.inference_mode():
+        # Winograd's bands: as on a large image (runtime/winograd.py), not the whole small map at once
+        with torch.inference_mode(), single_row_bands():
             forward(make_input(side))
 
     slopes = []

@@ -33,6 +33,7 @@ and the output is written straight into its channels-last tensor.
 
 from __future__ import annotations
 
+import contextlib
 import types
 
 import torch
@@ -48,6 +49,7 @@ __all__ = [
     "worthwhile",
     "eligible",
     "use_winograd",
+    "single_row_bands",
 ]
 
 #: smallest ``Cin * Cout`` converted (256 x 256 gains 1.6-1.8x, 128 x 128 nothing, 384 x 64 loses)
@@ -94,6 +96,27 @@ def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(_A * _A, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
 
 
+_single_rows = False
+
+
+@contextlib.contextmanager
+def single_row_bands():
+    """Within: one row of tiles per band, whatever the map's size.
+
+    For memory probes (:func:`mattecli.runtime.memory.measure_bytes_per_pixel`): a probe's small
+    maps would fit one band whole, so the transformed input (2.25x the input) would look like a
+    cost per pixel, while on a real image the bands keep it to :data:`BAND_BYTES`; with single
+    rows the probe measures what grows with the image (the padded copy of the input, the output).
+    The results are the same.
+    """
+    global _single_rows
+    before, _single_rows = _single_rows, True
+    try:
+        yield
+    finally:
+        _single_rows = before
+
+
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -116,7 +139,7 @@ def _valid_nhwc(p: torch.Tensor, u: torch.Tensor, out: torch.Tensor) -> None:
     n, _, wp, c = p.shape
     co = u.shape[2]
     th, tw = (p.shape[1] - 2) // _M, (wp - 2) // _M
-    band = max(1, min(th, BAND_BYTES // (_A * _A * n * tw * c * p.element_size())))
+    band = 1 if _single_rows else max(1, min(th, BAND_BYTES // (_A * _A * n * tw * c * p.element_size())))
     for i0 in range(0, th, band):
         b = min(th, i0 + band) - i0
         rows = p[:, _M * i0 : _M * (i0 + b) + 2]
@@ -204,6 +227,15 @@ def eligible(conv: nn.Module) -> bool:
     )
 
 
+def _key(w: torch.Tensor) -> tuple[int, int]:
+    """What identifies a weight's values: its storage and in-place version (inference tensors,
+    made under ``torch.inference_mode``, have no version: they cannot change in place anyway)."""
+    try:
+        return w.data_ptr(), w._version
+    except RuntimeError:
+        return w.data_ptr(), -1
+
+
 def _forward(self, x: torch.Tensor) -> torch.Tensor:
     w = self.weight
     if (
@@ -219,7 +251,7 @@ def _forward(self, x: torch.Tensor) -> torch.Tensor:
         or getattr(self, "folded", True) is False  # a weight-standardised conv that has not folded
     ):
         return type(self).forward(self, x)
-    key = (w.data_ptr(), w._version)
+    key = _key(w)
     if self._winograd_key != key:
         self._winograd_u, self._winograd_key = winograd_weight(w), key
     return winograd_conv3x3(x, self._winograd_u, self.bias, self.dilation[0])
@@ -238,7 +270,7 @@ def use_winograd(net: nn.Module) -> int:
     for module in net.modules():
         if eligible(module) and "forward" not in module.__dict__ and module.weight.device.type == "cpu":
             w = module.weight
-            module._winograd_u, module._winograd_key = winograd_weight(w), (w.data_ptr(), w._version)
+            module._winograd_u, module._winograd_key = winograd_weight(w), _key(w)
             module.forward = types.MethodType(_forward, module)
             done += 1
     return done

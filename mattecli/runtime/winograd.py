@@ -185,7 +185,12 @@ def winograd_conv3x3(
         p = full.view(n, sh, d, sw, d, c).permute(0, 2, 4, 1, 3, 5).reshape(n * d * d, sh, sw, c)
         full = None
         sub = x.new_empty((n * d * d, sh - 2, sw - 2, co))
-        _valid_nhwc(p, u, sub)
+        # a band's row of tiles spans every sub-grid: split them too, so a band stays ~BAND_BYTES
+        # (SIM's ASPP at 5.2 MP: 576 sub-grids, ~680 MB for one row of tiles across all of them)
+        row = _A * _A * _ceil(sw - 2, _M) * c * p.element_size()
+        step = p.shape[0] if _single_rows else max(1, BAND_BYTES // row)
+        for i in range(0, p.shape[0], step):
+            _valid_nhwc(p[i : i + step], u, sub[i : i + step])
         p = None
         out = sub.view(n, d, d, sh - 2, sw - 2, co).permute(0, 3, 1, 4, 2, 5).reshape(n, (sh - 2) * d, (sw - 2) * d, co)
         out = out[:, :h, :w]

@@ -188,7 +188,7 @@ def winograd_conv3x3(
         # a band's row of tiles spans every sub-grid: split them too, so a band stays ~BAND_BYTES
         # (SIM's ASPP at 5.2 MP: 576 sub-grids, ~680 MB for one row of tiles across all of them)
         row = _A * _A * _ceil(sw - 2, _M) * c * p.element_size()
-        step = p.shape[0] if _single_rows else max(1, BAND_BYTES // row)
+        step = 1 if _single_rows else max(1, BAND_BYTES // row)
         for i in range(0, p.shape[0], step):
             _valid_nhwc(p[i : i + step], u, sub[i : i + step])
         p = None

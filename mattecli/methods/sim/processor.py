@@ -251,9 +251,7 @@ def load(resolved: Resolved) -> SimProcessor:
     cnet, cweights = load_network(resolved, classifier, ctx.device, file=classifier_file)
     import torch
 
-    cnet = cnet.to(memory_format=torch.channels_last)
-    use_winograd(cnet)
-    analyzer = semantic.PatchAnalyzer(cnet, ctx.device, ctx.precision, sizes, batch_size)
+    analyzer = semantic.PatchAnalyzer(semantic.place_classifier(cnet), ctx.device, ctx.precision, sizes, batch_size)
     provenance = Provenance("sim", variant.name, (weights, cweights), str(ctx.device))
     return SimProcessor(net, analyzer, ctx, provenance=provenance)
 

@@ -76,6 +76,7 @@ __all__ = [
     "minmax_scores",
     "normalize_scores",
     "load_analyzer",
+    "place_classifier",
     "class_index",
     "class_shares",
     "render_preview",
@@ -449,6 +450,18 @@ def parse_patch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
     return sizes
 
 
+def place_classifier(net):
+    """The classifier (loaded, batch norms folded) as it runs: channels-last, its large convolutions
+    on Winograd's path on the CPU (the last step of loading it, for ``matte`` and ``semantic-trimap``)."""
+    import torch
+
+    from mattecli.runtime.winograd import use_winograd
+
+    net = net.to(memory_format=torch.channels_last)
+    use_winograd(net)
+    return net
+
+
 def load_analyzer(
     classifier,
     *,
@@ -469,12 +482,10 @@ def load_analyzer(
         BadOptionError, DeviceError, WeightsError (e.g. weights not imported: the message names
         ``mattecli weights import sim-classifier ...``).
     """
-    import torch
 
     from mattecli.runtime.device import select_device
     from mattecli.runtime.fold import fold_batchnorm
     from mattecli.runtime.precision import check_precision
-    from mattecli.runtime.winograd import use_winograd
     from mattecli.weights import load_model
 
     sizes = parse_patch_sizes(patch_sizes)
@@ -484,6 +495,4 @@ def load_analyzer(
     check_precision(dev, precision)  # reject a bad precision before loading weights
     net = load_model(classifier.name, dev, weights, download=download, architecture=classifier.architecture)
     fold_batchnorm(net.eval())
-    net = net.to(memory_format=torch.channels_last)
-    use_winograd(net)
-    return PatchAnalyzer(net, dev, precision, sizes, int(batch_size or default_batch_size(dev)))
+    return PatchAnalyzer(place_classifier(net), dev, precision, sizes, int(batch_size or default_batch_size(dev)))

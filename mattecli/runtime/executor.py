@@ -43,6 +43,7 @@ __all__ = [
     "Executor",
     "choose_strategy",
     "pass_fits",
+    "measure_pass",
     "run_shrinking",
     "STRATEGIES",
 ]
@@ -61,6 +62,18 @@ PLAN_MARGIN = 0.85
 #: Bytes per input pixel that no method's whole pass reaches (the upper bounds of
 #: :func:`activation_bytes_per_pixel`: AIM's focus pass 4.6 KB); a pass this cheap needs no probe.
 PASS_CEILING = 32 << 10
+
+
+def measure_pass(forward, in_channels: int, device: torch.device, stride: int) -> float | None:
+    """Measured peak bytes per input pixel of ``forward`` on zero inputs ``(1, in_channels, s, s)``
+    (:func:`measure_bytes_per_pixel` at probe sides of 128 and 384 px, multiples of ``stride``)."""
+
+    def make_input(side: int):
+        side -= side % stride
+        return torch.zeros(1, in_channels, side, side, device=device)
+
+    sizes = (max(stride, 128 - 128 % stride), 384 - 384 % stride)
+    return measure_bytes_per_pixel(forward, make_input, device, sizes=sizes)
 
 
 @dataclass
@@ -94,13 +107,7 @@ class TilePolicy:
     def probe(self, net, forward, in_channels: int, device: torch.device) -> float:
         """Bytes per input pixel of ``forward`` (measured once, then cached; not needed with explicit sizes)."""
         if self.bytes_per_pixel is None and not (self.tile_size and self.batch_size):
-            s = self.stride
-
-            def make_input(side: int):
-                side -= side % s
-                return torch.zeros(1, in_channels, side, side, device=device)
-
-            bpp = measure_bytes_per_pixel(forward, make_input, device, sizes=(max(s, 128 - 128 % s), 384 - 384 % s))
+            bpp = measure_pass(forward, in_channels, device, self.stride)
             if bpp is None:
                 bpp = activation_bytes_per_pixel(net, in_channels, stride=s, forward=forward)
             self.bytes_per_pixel = bpp
@@ -211,12 +218,21 @@ def run_shrinking(
             warnings.warn(f"{what} out of memory: retrying at {size[1]}x{size[0]}", RuntimeWarning, stacklevel=2)
 
 
-def choose_strategy(strategy: str | None, policy: TilePolicy, pixels: int, net, forward, in_channels: int) -> str:
+def choose_strategy(
+    strategy: str | None,
+    policy: TilePolicy,
+    pixels: int,
+    net,
+    forward,
+    in_channels: int,
+    measure: Callable[[], float] | None = None,
+) -> str:
     """``whole`` or ``tiled`` for ``auto`` (None): whole when the image's pass fits the memory budget.
 
     A cheap upper bound (:func:`activation_bytes_per_pixel` on a 64 px probe) settles most
-    images; only when the bound does not fit is the real peak measured
-    (:meth:`TilePolicy.probe`).
+    images; only when the bound does not fit is the real peak measured: ``measure()`` (this
+    image's bytes per pixel, for a network whose memory depends on the input) or else
+    :meth:`TilePolicy.probe`.
     """
     if strategy not in (None, "auto"):
         return strategy
@@ -226,7 +242,9 @@ def choose_strategy(strategy: str | None, policy: TilePolicy, pixels: int, net, 
         bound = activation_bytes_per_pixel(net, in_channels, stride=policy.stride, forward=forward)
         if pixels * bound <= policy.budget:
             return "whole"
-        policy.probe(net, forward, in_channels, next(iter(net.parameters()), torch.zeros(0)).device)
+    if measure is not None:
+        return "whole" if policy.fits(pixels, bytes_per_pixel=measure()) else "tiled"
+    policy.probe(net, forward, in_channels, next(iter(net.parameters()), torch.zeros(0)).device)
     return "whole" if policy.fits(pixels) else "tiled"
 
 
@@ -261,25 +279,22 @@ def pass_fits(
     if pixels * cache[bound_key] <= room:
         return True
     if key not in cache:
-        s = policy.stride
         device = next(iter(net.parameters()), torch.zeros(0)).device
-
-        def make_input(side: int):
-            side -= side % s
-            return torch.zeros(1, in_channels, side, side, device=device)
-
-        bpp = measure_bytes_per_pixel(forward, make_input, device, sizes=(max(s, 128 - 128 % s), 384 - 384 % s))
+        bpp = measure_pass(forward, in_channels, device, policy.stride)
         cache[key] = cache[bound_key] if bpp is None else bpp
     return pixels * cache[key] <= room
 
 
 @dataclass(frozen=True)
 class Probe:
-    """How to measure a network's memory per input pixel: ``forward`` on ``(1, in_channels, s, s)``."""
+    """How to measure a network's memory per input pixel: ``forward`` on ``(1, in_channels, s, s)``,
+    or ``measure()`` for this image where the network's memory depends on its content (once the
+    cheap bound does not settle the choice; see :func:`choose_strategy`)."""
 
     net: torch.nn.Module
     forward: Callable[[torch.Tensor], Any]
     in_channels: int
+    measure: Callable[[], float] | None = None
 
 
 class Executor:
@@ -307,7 +322,9 @@ class Executor:
         elif probe is None:
             choice = "whole"
         else:
-            choice = choose_strategy(None, self.policy, pixels, probe.net, probe.forward, probe.in_channels)
+            choice = choose_strategy(
+                None, self.policy, pixels, probe.net, probe.forward, probe.in_channels, probe.measure
+            )
         if self.strategy == "whole" and choice == "tiled":  # as if the whole pass ran out of memory
             warnings.warn(
                 f"the whole-image pass does not fit --max-memory {self.policy.budget / 2**30:.2f} GiB: "

@@ -209,6 +209,29 @@ TAIL_HALO = 4
 TAIL_MAX_WORK = 0.85
 
 
+def tail_boxes(unknown: torch.Tensor, h4: int, w4: int) -> list[tuple[int, ...]] | None:
+    """The tiles of :meth:`SIMDecoder._tail_unknown` for an unknown mask ``(1,1,4*h4,4*w4)``
+    (float, 1 = unknown): ``(r0, r1, c0, c1, a0, a1, b0, b1)`` at /4 per kept tile (its cells,
+    then its crop with the halo), or None when the whole tail is not clearly more work.
+
+    The tile side is the one of :data:`TAIL_TILES` with the least work, halos included.
+    """
+    best = None
+    for t in TAIL_TILES:  # tile side at /4
+        keep = F.max_pool2d(unknown, 4 * t, 4 * t, ceil_mode=True)[0, 0].nonzero().tolist()
+        boxes = []
+        for i, j in keep:
+            r0, r1, c0, c1 = i * t, min(h4, (i + 1) * t), j * t, min(w4, (j + 1) * t)
+            a0, a1 = max(0, r0 - TAIL_HALO), min(h4, r1 + TAIL_HALO)
+            b0, b1 = max(0, c0 - TAIL_HALO), min(w4, c1 + TAIL_HALO)
+            boxes.append((r0, r1, c0, c1, a0, a1, b0, b1))
+        work = sum((a1 - a0) * (b1 - b0) for *_, a0, a1, b0, b1 in boxes)
+        if best is None or work < best[0]:
+            best = (work, boxes)
+    work, boxes = best
+    return None if work >= TAIL_MAX_WORK * h4 * w4 else boxes
+
+
 def _up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
 
@@ -268,20 +291,8 @@ class SIMDecoder(nn.Module):
         """
         n, _, h4, w4 = x4.shape
         unknown = (two_chan_trimap.sum(dim=1, keepdim=True) == 0).any(dim=0, keepdim=True).float()
-        best = None
-        for t in TAIL_TILES:  # tile side at /4
-            keep = F.max_pool2d(unknown, 4 * t, 4 * t, ceil_mode=True)[0, 0].nonzero().tolist()
-            boxes = []
-            for i, j in keep:
-                r0, r1, c0, c1 = i * t, min(h4, (i + 1) * t), j * t, min(w4, (j + 1) * t)
-                a0, a1 = max(0, r0 - TAIL_HALO), min(h4, r1 + TAIL_HALO)
-                b0, b1 = max(0, c0 - TAIL_HALO), min(w4, c1 + TAIL_HALO)
-                boxes.append((r0, r1, c0, c1, a0, a1, b0, b1))
-            work = sum((a1 - a0) * (b1 - b0) for *_, a0, a1, b0, b1 in boxes)
-            if best is None or work < best[0]:
-                best = (work, boxes)
-        work, boxes = best
-        if work >= TAIL_MAX_WORK * h4 * w4:
+        boxes = tail_boxes(unknown, h4, w4)
+        if boxes is None:
             return self._tail(x4, stem, x_in, image, two_chan_trimap)
         out = x4.new_zeros((n, 1, 4 * h4, 4 * w4)).contiguous(memory_format=torch.channels_last)
         for r0, r1, c0, c1, a0, a1, b0, b1 in boxes:

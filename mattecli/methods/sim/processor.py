@@ -105,6 +105,41 @@ class SimProcessor:
         """The network's five inputs from one probe tensor ``(N, 34, H, W)`` (memory measurement)."""
         return self._forward(list(x.split(_SPLIT, dim=1)))
 
+    def _probe_known(self, x):
+        """:meth:`_probe_input` with every pixel known (background): the network without its
+        last stages, which run only around unknown pixels (``SIMNet.unknown_only``)."""
+        x[:, _SPLIT[0]] = 1.0  # the two-channel trimap's background channel
+        return self._probe_input(x)
+
+    def _whole_bytes_per_pixel(self, trimap) -> float:
+        """Measured memory per padded pixel of this image's whole pass.
+
+        The zero-input probe (:meth:`TilePolicy.probe`) holds no known pixel, so it runs the
+        network's last stages on the whole image. With the pipeline's ``unknown_only`` they run
+        on this trimap's tiles (:func:`~mattecli.methods.sim.net.tail_boxes`) one at a time: the
+        pass then takes the network without them (a probe with every pixel known) plus their
+        memory per pixel over the largest tile.
+        """
+        import torch
+
+        from mattecli.methods.sim.net import tail_boxes
+        from mattecli.runtime.executor import measure_pass
+
+        policy = self.ctx.tiles
+        full = policy.probe(self.net, self._probe_input, sum(_SPLIT), self.device)
+        if not self.net.unknown_only:
+            return full
+        tri = pad_reflect(np.asarray(trimap, np.uint8), *pad_amounts(*trimap.shape))
+        unknown = torch.from_numpy((tri != 0) & (tri != 255))[None, None].float()
+        boxes = tail_boxes(unknown, tri.shape[0] // 4, tri.shape[1] // 4)
+        if boxes is None:
+            return full
+        if "whole:known" not in self._bpp:
+            self._bpp["whole:known"] = measure_pass(self._probe_known, sum(_SPLIT), self.device, policy.stride)
+        head = min(self._bpp["whole:known"] or full, full)
+        tile = 16 * max(((a1 - a0) * (b1 - b0) for *_, a0, a1, b0, b1 in boxes), default=0)
+        return head + (full - head) * tile / tri.size
+
     def _whole(self, image, trimap, semantic: bool = True):
         from mattecli.methods.sim.semantic import SemanticTrimap
 
@@ -215,7 +250,7 @@ class SimProcessor:
             whole=lambda: self._whole(image, trimap, semantic),
             tiled=lambda: self._tiled(image, trimap, semantic),
             pixels=(h + ph) * (w + pw),
-            probe=Probe(self.net, self._probe_input, sum(_SPLIT)),
+            probe=Probe(self.net, self._probe_input, sum(_SPLIT), lambda: self._whole_bytes_per_pixel(trimap)),
             what="SIM whole-image pass",
         )
         # clamp, then the known pixels exactly 0 / 1; one host-side HxW float32 array, no full-size temporaries

@@ -308,7 +308,7 @@ MaxMemoryOpt = Annotated[
     str | None,
     typer.Option(
         help="Peak memory of the run (process RAM on CPU, allocated GPU memory on CUDA), e.g. 6G; tiles and "
-        "batches are sized to stay under it (default: what is in use plus 80% of free GPU memory / half the RAM)."
+        "batches are sized to stay under it (default: what is in use plus 80% of free GPU memory / half the RAM, 90% with --strategy whole)."
     ),
 ]
 ScalesOpt = Annotated[

@@ -43,8 +43,13 @@ def run_context(resolved: Resolved, *, strategy: str | None = None, **policy: An
     from mattecli.runtime.device import select_device
     from mattecli.runtime.executor import Executor, tile_policy
 
+    from mattecli.runtime.allocator import keep_freed_memory
+    from mattecli.runtime.memory import RAM_SHARE, WHOLE_RAM_SHARE
+
     spec, e = resolved.spec, resolved.engine
     device = select_device(resolved.options.device)
+    if device.type == "cpu" and e.max_memory is None:  # fast reuse of freed maps; a budget keeps glibc exact
+        keep_freed_memory()
     tiles = tile_policy(
         stride=spec.stride,
         halo=resolved.halo,
@@ -53,6 +58,7 @@ def run_context(resolved: Resolved, *, strategy: str | None = None, **policy: An
         max_memory=e.max_memory,
         device=device,
         min_tile_size=spec.min_tile_size,
+        ram_share=WHOLE_RAM_SHARE if resolved.strategy == "whole" else RAM_SHARE,
         **policy,
     )
     return RunContext(device, resolved.options.precision, Executor(tiles, strategy or resolved.strategy), e.compile)

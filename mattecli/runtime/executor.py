@@ -29,6 +29,7 @@ import torch
 from mattecli.errors import BadOptionError, DeviceError
 from mattecli.runtime.device import empty_cache, is_oom
 from mattecli.runtime.memory import (
+    RAM_SHARE,
     activation_bytes_per_pixel,
     measure_bytes_per_pixel,
     memory_budget,
@@ -383,10 +384,12 @@ def tile_policy(
     max_memory: int | None = None,
     device: torch.device | None = None,
     min_tile_size: int | None = None,
+    ram_share: float = RAM_SHARE,
     **defaults,
 ) -> TilePolicy:
     """A :class:`TilePolicy` from a run's engine options (``--tile-size``, ``--tile-overlap`` as
-    ``halo``, ``--batch-size``, ``--max-memory`` in bytes); the budget is read on ``device``.
+    ``halo``, ``--batch-size``, ``--max-memory`` in bytes); the budget is read on ``device``
+    (without ``max_memory``: ``ram_share`` of the available RAM, see :func:`memory_budget`).
 
     Raises:
         BadOptionError: sizes below their minimum (a tile of at least ``min_tile_size``, default one
@@ -399,7 +402,7 @@ def tile_policy(
         raise BadOptionError("--tile-overlap must be >= 0")
     if batch_size is not None and batch_size < 1:
         raise BadOptionError("--batch-size must be >= 1")
-    budget = memory_budget(device, max_memory) if device is not None else max_memory
+    budget = memory_budget(device, max_memory, ram_share=ram_share) if device is not None else max_memory
     return TilePolicy(
         stride=stride,
         halo=halo,

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 __all__ = [
     "parse_memory",
     "memory_budget",
+    "RAM_SHARE",
+    "WHOLE_RAM_SHARE",
     "memory_in_use",
     "memory_headroom",
     "activation_bytes_per_pixel",
@@ -60,12 +62,20 @@ def memory_in_use(device: torch.device) -> int:
     return _proc_status("VmRSS") or 0
 
 
-def memory_budget(device: torch.device, max_memory: str | int | None = None) -> int:
+#: share of the available RAM a run without ``--max-memory`` may add: ``auto`` leaves half to the
+#: pipeline and the OS; an explicit ``--strategy whole`` asks for the whole pass, and is refused
+#: (tiled, with a warning) only where it would not fit in memory at all
+RAM_SHARE = 0.5
+WHOLE_RAM_SHARE = 0.9
+
+
+def memory_budget(device: torch.device, max_memory: str | int | None = None, *, ram_share: float = RAM_SHARE) -> int:
     """The most memory a run may hold on ``device`` (``--max-memory``): a bound on the peak, what is
     already in use (weights, decoded images, full-size maps) included.
 
-    Default: what is in use now plus 80% of the free memory of a CUDA device, or plus half of
-    the available RAM on the CPU (the rest is left for the pipeline and the OS).
+    Default: what is in use now plus 80% of the free memory of a CUDA device, or plus
+    ``ram_share`` of the available RAM on the CPU (half: the rest is left for the pipeline and
+    the OS; :data:`WHOLE_RAM_SHARE` for an explicit ``--strategy whole``).
     """
     import torch
 
@@ -74,7 +84,7 @@ def memory_budget(device: torch.device, max_memory: str | int | None = None) -> 
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return memory_in_use(device) + int(free * 0.8)
-    return memory_in_use(device) + _available_ram() // 2
+    return memory_in_use(device) + int(_available_ram() * ram_share)
 
 
 def memory_headroom(device: torch.device, budget: int) -> int:

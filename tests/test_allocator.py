@@ -1,0 +1,68 @@
+"""Freed C-heap blocks kept for reuse (``mattecli/runtime/allocator.py``), and who turns it on."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+_CHILD = r"""
+import json, sys
+import torch
+from mattecli.runtime.allocator import keep_freed_memory, keeps_freed_memory
+
+def rss(field="VmRSS"):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(field + ":"))
+
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+peaks, after_free = [], []
+for _ in range(8):  # the pattern of a network's layers, repeated as over a folder of images
+    a = torch.ones(64 << 20)  # 256 MB, touched
+    b = torch.ones(16 << 20)
+    c = a + 1
+    del a
+    d = torch.ones(32 << 20)
+    del b, c, d
+    after_free.append(rss())
+    peaks.append(rss("VmHWM"))
+print(json.dumps({"kept": kept, "flag": keeps_freed_memory(), "after_free": after_free, "peaks": peaks,
+                  "again": keep_freed_memory()}))
+"""
+
+
+def _run(mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", _CHILD, mode], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def test_kept_blocks_stay_resident_and_are_reused_released_ones_go_back():
+    kept, released = _run("keep"), _run("release")
+    if not kept["kept"]:
+        pytest.skip("no glibc mallopt here")
+    assert kept["flag"] and kept["again"] and not released["flag"]
+    mb = 1 << 20
+    # released: every block went back to the OS on free; kept: they stay in the heap ...
+    assert kept["after_free"][-1] - released["after_free"][-1] > 200 * mb
+    # ... and are reused: the peak stops growing after a few rounds (glibc's aligned allocations
+    # cannot reuse a freed block of exactly their size, so it takes more than one round)
+    assert kept["peaks"][-1] - kept["peaks"][4] < 16 * mb
+    assert released["peaks"][-1] - released["peaks"][0] < 16 * mb
+
+
+def test_runs_keep_freed_memory_only_without_a_memory_cap(monkeypatch):
+    from mattecli import methods
+    from mattecli.methods import loading
+    from mattecli.methods.base import EngineOptions, MethodOptions
+    from mattecli.runtime import allocator
+
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    spec = methods.get("msia")
+    capped = MethodOptions(device="cpu", engine=EngineOptions(max_memory=3 << 30))
+    for options, expected in ((capped, []), (MethodOptions(device="cpu"), [1])):
+        calls.clear()
+        loading.run_context(spec.resolve(options))
+        assert calls == expected

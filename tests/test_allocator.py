@@ -46,9 +46,11 @@ def test_kept_blocks_stay_resident_and_are_reused_released_ones_go_back():
     mb = 1 << 20
     # released: every block went back to the OS on free; kept: they stay in the heap ...
     assert kept["after_free"][-1] - released["after_free"][-1] > 200 * mb
-    # ... and are reused: the peak stops growing after a few rounds (glibc's aligned allocations
-    # cannot reuse a freed block of exactly their size, so it takes more than one round)
-    assert kept["peaks"][-1] - kept["peaks"][4] < 16 * mb
+    # ... and are reused: the peak settles within a few rounds, at 1.3-2.3x the released peak in
+    # these runs (torch's aligned allocations cannot reuse a freed block of exactly their size; where
+    # the heap grows next depends on the address layout, so the count of rounds varies)
+    assert kept["peaks"][-1] - kept["peaks"][-2] < 16 * mb
+    assert kept["peaks"][-1] <= 3 * released["peaks"][-1]
     assert released["peaks"][-1] - released["peaks"][0] < 16 * mb
 
 

@@ -64,17 +64,24 @@ def test_strategy_whole_falls_back_to_tiles_when_its_estimate_exceeds_the_budget
 
 
 def test_a_probe_measure_of_the_image_decides_once_the_cheap_bound_does_not(monkeypatch):
-    """``Probe.measure`` (a network whose memory depends on the image) replaces the zero-input probe,
-    but only after the cheap upper bound failed to settle the choice."""
+    """``Probe.measure`` (a network whose memory depends on the image) refines the zero-input probe,
+    and is asked only when neither the cheap upper bound nor that probe settled the choice."""
     from mattecli.runtime import executor as ex
 
     cpu = torch.device("cpu")
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 1, 3, padding=1))
     held = memory_in_use(cpu)
-    monkeypatch.setattr(ex, "activation_bytes_per_pixel", lambda *a, **k: 1000.0)
-    monkeypatch.setattr(TilePolicy, "probe", lambda *a, **k: pytest.fail("the zero-input probe ran"))
+    monkeypatch.setattr(ex, "activation_bytes_per_pixel", lambda *a, **k: 50_000.0)  # 50 GB for 1 MP
+    probed = []
+
+    def probe(policy, *a, **k):  # the zero-input probe: 800 B/px
+        probed.append(1)
+        policy.bytes_per_pixel = 800.0
+        return 800.0
+
+    monkeypatch.setattr(TilePolicy, "probe", probe)
     pixels = 1 << 20
-    room = (held + int(600 * pixels / ex.PLAN_MARGIN) + (8 << 20), held + int(1000 * pixels) + (8 << 20))
+    room = (held + int(600 * pixels / ex.PLAN_MARGIN) + (8 << 20), held + int(50_000 * pixels) + (8 << 20))
     calls = []
 
     def measure(bpp):
@@ -84,9 +91,11 @@ def test_a_probe_measure_of_the_image_decides_once_the_cheap_bound_does_not(monk
         policy = TilePolicy(stride=8, halo=8, budget=budget, device=cpu)
         return Executor(policy).choose(pixels, ex.Probe(net, net, 3, measure(bpp)))
 
-    assert choose(room[1], 400.0) == "whole" and calls == []  # the bound (1000 B/px) fits: nothing measured
-    assert choose(room[0], 500.0) == "whole" and calls == [500.0]
+    assert choose(room[1], 400.0) == "whole" and calls == [] and probed == []  # the bound fits: nothing measured
+    assert choose(room[0], 500.0) == "whole" and calls == [500.0] and probed == [1]  # 800 B/px does not fit
     assert choose(room[0], 700.0) == "tiled" and calls == [500.0, 700.0]
+    calls.clear()
+    assert choose(room[0] + int(300 * pixels / ex.PLAN_MARGIN), 500.0) == "whole" and calls == []  # 800 fits
 
 
 def test_pass_fits_counts_what_is_held_and_the_full_size_maps_still_to_come():

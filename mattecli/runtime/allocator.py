@@ -4,9 +4,10 @@ glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh 
 unmaps it on free. A large image's feature maps are far above that (SIM's layer-4 map of a
 5.2 MP photo is 668 MB), so each new map is page-faulted in, zero-filled by the kernel,
 and handed back when freed, over and over: on one core allocating and touching 668 MB took
-0.42 s against 0.08 s for writing the same bytes in place, and SIM's matting network at
-2 MP ran 36 s instead of 48-50 s once freed blocks were kept (peak RSS 5.2 GB instead of
-4.3 GB; ``bench/RESULTS.md``, "Issue 22"). This is the reason PyTorch's CPU tuning guides
+0.42 s against 0.08 s for writing the same bytes in place. Once freed blocks were kept, SIM's
+matting network alone at 2 MP ran 36 s instead of 48-50 s, and ``matte --method sim`` at
+5.2 MP took 297 s instead of 520 s on its first image and 212 s instead of 233 s on the next
+(``bench/RESULTS.md``, "Issue 22"). This is the reason PyTorch's CPU tuning guides
 preload jemalloc or tcmalloc; here the same effect comes from glibc's own ``mallopt``.
 
 :func:`keep_freed_memory` turns mappings off (``M_MMAP_MAX`` 0) and heap trimming off
@@ -14,7 +15,7 @@ preload jemalloc or tcmalloc; here the same effect comes from glibc's own ``mall
 the heap keeps its high-water mark, and torch's aligned allocations cannot reuse a freed block
 of exactly their own size, so the heap grows for a few rounds before it settles: SIM's peak
 RSS was 22% higher at 2 MP and 28% at 5.2 MP, then flat over repeated passes (+7% on the
-second, nothing after); a bare loop of four blocks settled at twice its live size. That is why a
+second, nothing after); a bare loop of four blocks settled at 1.3-2.3x its live size. That is why a
 run under ``--max-memory`` leaves glibc as it is: the budget planner measures what a pass adds,
 and memory handed back keeps that measurement true. Elsewhere than glibc (no ``mallopt``)
 nothing changes.

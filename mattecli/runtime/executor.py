@@ -231,9 +231,9 @@ def choose_strategy(
     """``whole`` or ``tiled`` for ``auto`` (None): whole when the image's pass fits the memory budget.
 
     A cheap upper bound (:func:`activation_bytes_per_pixel` on a 64 px probe) settles most
-    images; only when the bound does not fit is the real peak measured: ``measure()`` (this
-    image's bytes per pixel, for a network whose memory depends on the input) or else
-    :meth:`TilePolicy.probe`.
+    images; only when the bound does not fit is the real peak measured (:meth:`TilePolicy.probe`,
+    on zero inputs), and only when that does not fit either is ``measure()`` asked (this image's
+    bytes per pixel, for a network whose memory depends on the input and is at most the probe's).
     """
     if strategy not in (None, "auto"):
         return strategy
@@ -243,10 +243,12 @@ def choose_strategy(
         bound = activation_bytes_per_pixel(net, in_channels, stride=policy.stride, forward=forward)
         if pixels * bound <= policy.budget:
             return "whole"
-    if measure is not None:
-        return "whole" if policy.fits(pixels, bytes_per_pixel=measure()) else "tiled"
     policy.probe(net, forward, in_channels, next(iter(net.parameters()), torch.zeros(0)).device)
-    return "whole" if policy.fits(pixels) else "tiled"
+    if policy.fits(pixels):
+        return "whole"
+    if measure is not None:  # the zero-input probe is an upper bound: refine it for this image
+        return "whole" if policy.fits(pixels, bytes_per_pixel=measure()) else "tiled"
+    return "tiled"
 
 
 def pass_fits(

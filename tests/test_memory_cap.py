@@ -148,3 +148,14 @@ def test_classical_tiles_leave_room_for_the_full_size_maps(monkeypatch):
     # the budget less what is held less the full-size maps (sum, weight, masks, output)
     assert room <= cap - memory_in_use(torch.device("cpu")) - classical._TILED_BYTES_PER_PIXEL * h * w + (8 << 20)
     assert room >= cap - memory_in_use(torch.device("cpu")) - classical._TILED_BYTES_PER_PIXEL * h * w - (64 << 20)
+
+
+def test_a_probe_that_cannot_measure_falls_back_to_the_upper_bound(monkeypatch):
+    """Where peak RSS cannot be measured (no ``clear_refs``), the policy keeps the activation bound."""
+    from mattecli.runtime import executor as ex
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 1, 3, padding=1))
+    monkeypatch.setattr(ex, "measure_pass", lambda *a, **k: None)
+    policy = TilePolicy(stride=8, halo=8)
+    bpp = policy.probe(net, net, 3, torch.device("cpu"))
+    assert bpp == ex.activation_bytes_per_pixel(net, 3, stride=8, forward=net) == policy.bytes_per_pixel

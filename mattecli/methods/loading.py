@@ -40,10 +40,9 @@ class RunContext:
 def run_context(resolved: Resolved, *, strategy: str | None = None, **policy: Any) -> RunContext:
     """The device, precision and executor for ``resolved`` (``strategy``: what the executor decides
     between, for methods whose own strategies are not ``auto``/``whole``/``tiled``)."""
+    from mattecli.runtime.allocator import keep_freed_memory
     from mattecli.runtime.device import select_device
     from mattecli.runtime.executor import Executor, tile_policy
-
-    from mattecli.runtime.allocator import keep_freed_memory
     from mattecli.runtime.memory import RAM_SHARE, WHOLE_RAM_SHARE
 
     spec, e = resolved.spec, resolved.engine

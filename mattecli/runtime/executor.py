@@ -110,7 +110,7 @@ class TilePolicy:
         if self.bytes_per_pixel is None and not (self.tile_size and self.batch_size):
             bpp = measure_pass(forward, in_channels, device, self.stride)
             if bpp is None:
-                bpp = activation_bytes_per_pixel(net, in_channels, stride=s, forward=forward)
+                bpp = activation_bytes_per_pixel(net, in_channels, stride=self.stride, forward=forward)
             self.bytes_per_pixel = bpp
         return self.bytes_per_pixel
 
@@ -291,8 +291,8 @@ def pass_fits(
 @dataclass(frozen=True)
 class Probe:
     """How to measure a network's memory per input pixel: ``forward`` on ``(1, in_channels, s, s)``,
-    or ``measure()`` for this image where the network's memory depends on its content (once the
-    cheap bound does not settle the choice; see :func:`choose_strategy`)."""
+    refined by ``measure()`` for this image where the network's memory depends on its content (when
+    neither the cheap bound nor the zero-input probe settles the choice; see :func:`choose_strategy`)."""
 
     net: torch.nn.Module
     forward: Callable[[torch.Tensor], Any]

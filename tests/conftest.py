@@ -14,6 +14,17 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 EXAMPLES = REPO / "examples"
 
 
+@pytest.fixture(autouse=True)
+def _glibc_defaults(monkeypatch):
+    """Runs in this process keep glibc's defaults: ``run_context`` would otherwise switch the whole
+    pytest process to keeping freed memory (``runtime.allocator``) at the first in-process CLI run, and
+    the RSS readings of every later memory test would depend on which tests ran before it.
+    ``tests/test_allocator.py`` tests the real switch in child processes."""
+    from mattecli.runtime import allocator
+
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: False)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """The read-only folder of real photos beside the checkout; skipped when absent (a user's clone)."""

@@ -98,21 +98,25 @@ def matte_on_devices(
     """
     from dataclasses import replace
 
-    from mattecli import errors, io, methods
+    from mattecli import errors, methods
     from mattecli.weights import prefetch
+
+    from mattecli.pipelines.matte import finished_run, plan_matte, prefetch_trimap_method
 
     spec = methods.get(method)
     for device in devices:  # every option checked on every device before spawning anything
         resolved = spec.resolve(replace(settings.options, device=device))  # e.g. cuda:1 on a one-GPU machine
-    prefetch(resolved.weights_to_fetch(), download=settings.options.download, progress=progress)
-    from mattecli.pipelines.matte import prefetch_trimap_method
-
-    prefetch_trimap_method(spec, settings, progress=progress)  # --trimap auto: the trimap method's weights too
     if stdin is not None and "-" in [os.fspath(i) for i in inputs]:  # workers cannot share our stdin
         inputs = [os.fspath(i) for i in inputs if os.fspath(i) != "-"] + [
             line.strip() for line in stdin if line.strip()
         ]
-    total = len(io.discover(inputs, recursive=recursive))
+    one = replace(settings, options=replace(settings.options, device=devices[0]))
+    _, jobs = plan_matte(inputs, Path(out), method=method, trimap=trimap, settings=one, recursive=recursive)
+    done = finished_run(jobs, overwrite=overwrite, method=spec.name)
+    if done is not None:  # a finished folder run again: no worker to start
+        return len(jobs), ({**row, "device": None} for row in done)
+    prefetch(resolved.weights_to_fetch(), download=settings.options.download, progress=progress)
+    prefetch_trimap_method(spec, settings, progress=progress)  # --trimap auto: the trimap method's weights too
     call = {
         "inputs": [os.fspath(i) for i in inputs],
         "out": Path(out),
@@ -149,4 +153,4 @@ def matte_on_devices(
 
     if sys.platform == "win32":  # pragma: no cover
         raise BadOptionError("several devices per run are not supported on Windows yet")
-    return total, results()
+    return len(jobs), results()

@@ -88,13 +88,16 @@ def matte_with_ray(
         import ray
     except ImportError:
         raise BadOptionError("--ray needs Ray", hint="pip install 'mattecli[ray]'") from None
-    from mattecli.pipelines.matte import plan_matte
+    from mattecli.pipelines.matte import finished_run, plan_matte
     from mattecli.weights import prefetch
 
     resolved, jobs = plan_matte(
         inputs, Path(out), method=method, trimap=trimap, settings=settings, recursive=recursive, stdin=stdin,
         shard=shard,
     )
+    done = finished_run(jobs, overwrite=overwrite, method=resolved.spec.name)
+    if done is not None:  # a finished folder run again: no cluster to join
+        return len(jobs), done
     # actors on this machine (or sharing its cache) find them
     prefetch(resolved.weights_to_fetch(), download=settings.options.download, progress=progress)
     from mattecli.pipelines.matte import prefetch_trimap_method

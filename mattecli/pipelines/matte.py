@@ -226,6 +226,20 @@ class MatteRunner:
         )
 
 
+def finished_run(jobs: list[runner.Job], *, overwrite: bool, method: str) -> Iterator[dict] | None:
+    """The results of a run that has nothing left to do -- every output exists and not ``overwrite``:
+    each job ``skipped`` (or an error, e.g. two jobs writing one file), with no weights fetched, no
+    model built and no worker started -- or None when some job needs work. For backends whose start-up
+    (worker processes, a Ray cluster) costs more than the check."""
+    if overwrite or not all(runner.is_done(job) for job in jobs):
+        return None
+
+    def nothing(job: runner.Job) -> None:  # pragma: no cover - every job is done: run_jobs calls no work
+        raise AssertionError(f"{job.item.path} was done")
+
+    return runner.run_jobs(jobs, nothing, method=method)
+
+
 def prefetch_trimap_method(spec, settings: MatteSettings, *, progress: type | None = None) -> None:
     """``--trimap auto``: fetch the trimap method's missing weights (for backends that fetch in the parent
     before starting workers); nothing without ``--trimap auto``.

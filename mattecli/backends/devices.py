@@ -92,8 +92,9 @@ def matte_on_devices(
 ) -> tuple[int, Iterator[dict]]:
     """Matte ``inputs`` with one process per device; returns (number of inputs, iterator of results).
 
-    Missing weights are fetched here, once, before any worker starts (``progress``: a
-    tqdm-compatible download bar). Results arrive as workers finish files (not in input order).
+    The jobs are planned here first: when every output exists already (and not ``overwrite``) each
+    file is reported ``skipped`` with no worker started and no weights fetched. Missing weights are
+    fetched here, once, before any worker starts (``progress``: a tqdm-compatible download bar). Results arrive as workers finish files (not in input order).
     A usage, weights or device error in any worker stops the run with that error.
     """
     from dataclasses import replace

@@ -19,7 +19,7 @@ def rss(field="VmRSS"):
 
 kept = keep_freed_memory() if sys.argv[1] == "keep" else False
 peaks, after_free = [], []
-for _ in range(8):  # the pattern of a network's layers, repeated as over a folder of images
+for _ in range(16):  # the pattern of a network's layers, repeated as over a folder of images
     a = torch.ones(64 << 20)  # 256 MB, touched
     b = torch.ones(16 << 20)
     c = a + 1
@@ -46,11 +46,11 @@ def test_kept_blocks_stay_resident_and_are_reused_released_ones_go_back():
     mb = 1 << 20
     # released: every block went back to the OS on free; kept: they stay in the heap ...
     assert kept["after_free"][-1] - released["after_free"][-1] > 200 * mb
-    # ... and are reused: the peak settles within a few rounds, at 1.3-2.3x the released peak in
-    # these runs (torch's aligned allocations cannot reuse a freed block of exactly their size; where
-    # the heap grows next depends on the address layout, so the count of rounds varies)
-    assert kept["peaks"][-1] - kept["peaks"][-2] < 16 * mb
-    assert kept["peaks"][-1] <= 3 * released["peaks"][-1]
+    # ... and are reused: the heap grows for some rounds and stops, at 1.3-2.9x the released peak in
+    # these runs (torch's aligned allocations cannot reuse a freed block of exactly their size; when and
+    # how far the heap grows depends on the address layout: seen settling from round 2 to round 15).
+    # Nothing leaks: one 256 MB block kept per round would be 6x the released peak by round 16
+    assert kept["peaks"][-1] <= 4 * released["peaks"][-1]
     assert released["peaks"][-1] - released["peaks"][0] < 16 * mb
 
 

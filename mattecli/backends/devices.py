@@ -94,15 +94,15 @@ def matte_on_devices(
 
     The jobs are planned here first: when every output exists already (and not ``overwrite``) each
     file is reported ``skipped`` with no worker started and no weights fetched. Missing weights are
-    fetched here, once, before any worker starts (``progress``: a tqdm-compatible download bar). Results arrive as workers finish files (not in input order).
+    fetched here, once, before any worker starts (``progress``: a tqdm-compatible download bar).
+    Results arrive as workers finish files (not in input order).
     A usage, weights or device error in any worker stops the run with that error.
     """
     from dataclasses import replace
 
     from mattecli import errors, methods
-    from mattecli.weights import prefetch
-
     from mattecli.pipelines.matte import finished_run, plan_matte, prefetch_trimap_method
+    from mattecli.weights import prefetch
 
     spec = methods.get(method)
     for device in devices:  # every option checked on every device before spawning anything

@@ -106,13 +106,13 @@ def matte_on_devices(
 
     spec = methods.get(method)
     for device in devices:  # every option checked on every device before spawning anything
-        resolved = spec.resolve(replace(settings.options, device=device))  # e.g. cuda:1 on a one-GPU machine
+        spec.resolve(replace(settings.options, device=device))  # e.g. cuda:1 on a one-GPU machine
     if stdin is not None and "-" in [os.fspath(i) for i in inputs]:  # workers cannot share our stdin
         inputs = [os.fspath(i) for i in inputs if os.fspath(i) != "-"] + [
             line.strip() for line in stdin if line.strip()
         ]
     one = replace(settings, options=replace(settings.options, device=devices[0]))
-    _, jobs = plan_matte(inputs, Path(out), method=method, trimap=trimap, settings=one, recursive=recursive)
+    resolved, jobs = plan_matte(inputs, Path(out), method=method, trimap=trimap, settings=one, recursive=recursive)
     done = finished_run(jobs, overwrite=overwrite, method=spec.name)
     if done is not None:  # a finished folder run again: no worker to start
         return len(jobs), ({**row, "device": None} for row in done)

@@ -88,7 +88,7 @@ def matte_with_ray(
         import ray
     except ImportError:
         raise BadOptionError("--ray needs Ray", hint="pip install 'mattecli[ray]'") from None
-    from mattecli.pipelines.matte import finished_run, plan_matte
+    from mattecli.pipelines.matte import finished_run, plan_matte, prefetch_trimap_method
     from mattecli.weights import prefetch
 
     resolved, jobs = plan_matte(
@@ -100,8 +100,6 @@ def matte_with_ray(
         return len(jobs), done
     # actors on this machine (or sharing its cache) find them
     prefetch(resolved.weights_to_fetch(), download=settings.options.download, progress=progress)
-    from mattecli.pipelines.matte import prefetch_trimap_method
-
     prefetch_trimap_method(resolved.spec, settings, progress=progress)  # --trimap auto: its weights too
     if not ray.is_initialized():
         ray.init(

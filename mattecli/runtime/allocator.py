@@ -15,10 +15,10 @@ preload jemalloc or tcmalloc; here the same effect comes from glibc's own ``mall
 the heap keeps its high-water mark, and torch's aligned allocations cannot reuse a freed block
 of exactly their own size, so the heap grows for a few rounds before it settles: SIM's peak
 RSS was 22% higher at 2 MP and 28% at 5.2 MP, then flat over repeated passes (+7% on the
-second, nothing after); a bare loop of four blocks settled at 1.3-2.3x its live size. That is why a
-run under ``--max-memory`` leaves glibc as it is: the budget planner measures what a pass adds,
-and memory handed back keeps that measurement true. Elsewhere than glibc (no ``mallopt``)
-nothing changes.
+second, nothing after); a bare loop of four blocks settled at 1.3-2.9x its live size, after 2 to
+15 rounds. That is why a run under ``--max-memory`` leaves glibc as it is: the budget planner
+measures what a pass adds, and memory handed back keeps that measurement true. Elsewhere than
+glibc (no ``mallopt``) nothing changes.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from mattecli import constants
 from mattecli.dataset_manifest import HubColumns, UnpackLayout
 from mattecli.errors import DatasetError
 
-__all__ = ["EXTRA", "require_pyarrow", "unpack_parquet", "sniff_extension"]
+__all__ = ["EXTRA", "require_pyarrow", "unpack_parquet", "sniff_extension", "check_inflation"]
 
 #: The optional dependency group that provides the parquet reader.
 EXTRA = "mattecli[datasets]"
@@ -37,6 +37,53 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"MM\x00*", ".tif"),
     (b"BM", ".bmp"),
 )
+
+
+#: Image cells hold encoded files (PNG, JPEG), which compress little; a column chunk that declares
+#: more than this many times its compressed size is a decompression bomb.
+MAX_INFLATION_RATIO = 100
+#: Column chunks up to this size are never refused for their ratio (names and groups compress well).
+RATIO_FLOOR_BYTES = 1 << 20
+#: The most one column chunk of one row group may declare (pyarrow inflates a chunk's pages to read
+#: a batch of its rows).
+MAX_CHUNK_BYTES = 4 << 30
+
+
+def check_inflation(pf: Any, path: Path, columns: Sequence[str]) -> None:
+    """Refuse a parquet file whose ``columns`` would inflate beyond bounds, before any row is read.
+
+    From the footer's sizes: every column chunk read declares at most :data:`MAX_CHUNK_BYTES`
+    uncompressed and at most :data:`MAX_INFLATION_RATIO` times its compressed size, and the
+    compressed sizes fit in the file.
+
+    Raises:
+        DatasetError: one line naming the file, the column and the sizes.
+    """
+    meta = pf.metadata
+    wanted = set(columns)
+    compressed_total = 0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            compressed, inflated = chunk.total_compressed_size, chunk.total_uncompressed_size
+            compressed_total += max(compressed, 0)
+            if chunk.path_in_schema.split(".")[0] not in wanted:
+                continue
+            where = f"{path.name}: column {chunk.path_in_schema!r} of row group {g}"
+            if inflated > MAX_CHUNK_BYTES:
+                raise DatasetError(
+                    f"{where} would inflate to {inflated / 1e6:.1f} MB (at most {MAX_CHUNK_BYTES / 1e6:.0f} MB "
+                    "is read); refused unread as a decompression bomb"
+                )
+            if inflated > RATIO_FLOOR_BYTES and inflated > MAX_INFLATION_RATIO * max(compressed, 1):
+                raise DatasetError(
+                    f"{where} would inflate from {compressed / 1e6:.1f} MB to {inflated / 1e6:.1f} MB "
+                    f"({inflated // max(compressed, 1)}:1); refused unread as a decompression bomb"
+                )
+    size = path.stat().st_size
+    if compressed_total > size:
+        raise DatasetError(f"{path.name}: its footer declares {compressed_total} bytes of data in a {size}-byte file")
 
 
 def require_pyarrow():
@@ -112,9 +159,12 @@ def unpack_parquet(
         layout: the folders (and groups JSON file) to write, relative to ``out``.
         progress: called with ``(rows done, total rows)`` after each batch.
 
+    Every file's footer is checked before any row is read (:func:`check_inflation`): a column
+    that would inflate to gigabytes, or by an implausible ratio, refuses the file.
+
     Raises:
-        DatasetError: pyarrow missing, a column missing, a cell without image bytes, a
-            duplicate or unsafe sample name.
+        DatasetError: pyarrow missing, a column missing, a decompression bomb, a cell without
+            image bytes, a duplicate or unsafe sample name.
         OutputError: ``out`` cannot be written.
     """
     from mattecli import io
@@ -138,6 +188,7 @@ def unpack_parquet(
                 f"{path.name}: no column {', '.join(repr(c) for c in missing)}; it has {', '.join(names)}",
                 hint="the manifest's hub.columns name the columns this copy should have",
             )
+        check_inflation(pf, path, read)
         opened.append(pf)
         total += pf.metadata.num_rows
 

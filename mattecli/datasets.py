@@ -46,6 +46,7 @@ import json
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -286,8 +287,23 @@ def compose(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
 
 
 def _pil_open(path: Path):
+    """``path`` decoded by Pillow, as ``Composition_code.py`` reads it.
+
+    Only a regular file is opened (a pipe would block, a device never end); Pillow's refusals
+    (its caps on PNG text and ICC chunks included) become one :class:`ImageReadError`.
+    """
     from PIL import Image
 
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as err:
+        if os.path.islink(path):
+            raise ImageReadError(f"{path}: broken symbolic link (its target does not exist)") from err
+        raise DatasetError(f"{path}: no such file") from err
+    except OSError as err:
+        raise ImageReadError(f"{path}: cannot read ({err.strerror or err})") from err
+    if not stat.S_ISREG(mode):
+        raise ImageReadError(f"{path}: not a regular file, not an image", hint="inputs must be regular files")
     try:
         img = Image.open(path)
         if img.width * img.height > constants.MAX_PIXELS:
@@ -297,7 +313,7 @@ def _pil_open(path: Path):
         raise DatasetError(f"{path}: no such file") from err
     except ImageTooLargeError:
         raise
-    except OSError as err:
+    except (OSError, ValueError, SyntaxError) as err:
         raise ImageReadError(f"{path}: not a readable image ({err})") from err
     return img
 
@@ -404,11 +420,21 @@ def _subdir(base: Path, candidates: Sequence[str]) -> Path | None:
 
 
 def _images_by_stem(folder: Path) -> dict[str, Path]:
-    """Image files in ``folder`` (not recursive) by stem; two files with one stem is an error."""
+    """Image files in ``folder`` (not recursive) by stem; two files with one stem is an error.
+
+    An entry named like an image that cannot be looked at (a dangling symlink, a link loop) is
+    kept, so that reading it reports that sample as failed instead of dropping it silently; pipes,
+    sockets, devices and folders are left out (never opened).
+    """
     out: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
-        if not p.is_file() or p.name.startswith(".") or p.suffix.lower() not in constants.IMAGE_EXTENSIONS:
+        if p.name.startswith(".") or p.suffix.lower() not in constants.IMAGE_EXTENSIONS:
             continue
+        try:
+            if not stat.S_ISREG(os.stat(p).st_mode):
+                continue
+        except OSError:
+            pass  # dangling: kept, its read fails with the reason
         if p.stem in out:
             raise DatasetError(f"{folder}: two files named {p.stem}.*: {out[p.stem].name} and {p.name}")
         out[p.stem] = p

@@ -22,6 +22,7 @@ Conventions at this boundary (see DESIGN.md):
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import os
@@ -30,6 +31,7 @@ import stat
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +61,7 @@ from mattecli.errors import (
 
 __all__ = [
     "InputItem",
+    "SkippedInputWarning",
     "discover",
     "parse_shard",
     "in_shard",
@@ -71,6 +74,8 @@ __all__ = [
     "pixel_limit",
     "max_file_bytes",
     "atomic_write_bytes",
+    "abandon_writes",
+    "not_regular_output",
     "remove_stale_parts",
     "encode_png",
     "write_alpha",
@@ -114,13 +119,94 @@ def is_image_path(path: Path) -> bool:
     return path.suffix.lower() in constants.IMAGE_EXTENSIONS
 
 
-def _scan_folder(folder: Path, recursive: bool) -> list[InputItem]:
-    pattern = "**/*" if recursive else "*"
-    items = [
-        InputItem(p, p.relative_to(folder))
-        for p in folder.glob(pattern)
-        if p.is_file() and is_image_path(p) and not p.name.startswith(".")
-    ]
+class SkippedInputWarning(UserWarning):
+    """An entry of an input folder or glob that is not a regular file (a pipe, a socket, a device):
+    skipped unopened (opening a pipe would block the run). The CLI shows it as one ``warning:`` line."""
+
+
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words (for messages)."""
+    if stat.S_ISCHR(mode):
+        return "a device (character)"
+    if stat.S_ISBLK(mode):
+        return "a device (block)"
+    if stat.S_ISFIFO(mode):
+        return "a pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "not a regular file"
+
+
+def _entry(path: Path) -> tuple[str, str | None]:
+    """``("file" | "dir" | "broken" | "special", kind)`` of a directory entry, symlinks followed, never opened.
+
+    ``broken``: it cannot be looked at (a dangling link, a link loop, no permission); reading it
+    reports why. ``special``: a pipe, socket or device (``kind`` says which).
+    """
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return "broken", None
+    if stat.S_ISREG(st.st_mode):
+        return "file", None
+    if stat.S_ISDIR(st.st_mode):
+        return "dir", None
+    return "special", _kind(st.st_mode)
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    path: Path
+    rel: Path
+    kind: str
+
+
+def _scan_folder(folder: Path, recursive: bool, skipped: list[_Skipped]) -> list[InputItem]:
+    """The images of ``folder`` (``recursive``: of its subfolders too, symlinked folders not followed).
+
+    An entry named like an image (by extension, not hidden) is an input when it is a regular file
+    *or cannot be looked at* (a dangling symlink, a symlink loop, no permission): reading it then
+    reports the failure, so a folder run never drops a file silently. Pipes, sockets and devices are
+    appended to ``skipped``, never opened.
+
+    Raises:
+        NoInputsError: ``folder`` itself cannot be listed.
+    """
+    items: list[InputItem] = []
+    pending = [Path()]
+    while pending:
+        sub = pending.pop()
+        here = folder / sub
+        try:
+            with os.scandir(here) as it:
+                entries = list(it)
+        except OSError as err:
+            if sub == Path():
+                raise NoInputsError(f"cannot list folder {folder} ({err.strerror or err})") from err
+            warnings.warn(
+                f"{here}: cannot list this folder ({err.strerror or err}); skipped", SkippedInputWarning, stacklevel=2
+            )
+            continue
+        for entry in entries:
+            rel = sub / entry.name
+            try:
+                real_dir = entry.is_dir(follow_symlinks=False)
+            except OSError:
+                real_dir = False
+            if real_dir:
+                if recursive:
+                    pending.append(rel)
+                continue
+            if entry.name.startswith(".") or not is_image_path(Path(entry.name)):
+                continue
+            path = folder / rel
+            what, kind = _entry(path)
+            if what in ("file", "broken"):
+                items.append(InputItem(path, rel))
+            elif what == "special":
+                skipped.append(_Skipped(path, rel, kind or "not a regular file"))
     return sorted(items, key=lambda it: it.rel.as_posix())
 
 
@@ -151,8 +237,16 @@ def in_shard(key: str, shard: tuple[int, int]) -> bool:
     inputs split them with no coordination, and together cover each input exactly once.
     """
     k, n = shard
-    digest = hashlib.sha1(key.encode("utf-8")).digest()
+    digest = hashlib.sha1(key.encode("utf-8", "surrogateescape")).digest()
     return int.from_bytes(digest[:8], "big") % n == k - 1
+
+
+def _same_file_key(path: Path) -> str:
+    """A key that is equal for two names of one file (symlinks resolved); never raises (link loops)."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError, RuntimeError):
+        return os.path.abspath(path)
 
 
 def discover(
@@ -171,10 +265,18 @@ def discover(
     occurrence wins. ``shard=(K, N)`` keeps the items of that shard (by relative
     path, see :func:`in_shard`); a shard may be empty.
 
+    Nothing is opened here. An entry that cannot be looked at (a dangling symlink, a symlink
+    loop, no permission) is kept: in a folder when it is named like an image, from a glob or a
+    named symlink always, so that reading it reports the failure for that file. Pipes, sockets
+    and devices found in a folder or by a glob are skipped, each with a
+    :class:`SkippedInputWarning` (only those of the shard when ``shard`` is given); named
+    explicitly (or on stdin) they are kept and refused when read.
+
     Raises:
         NoInputsError: nothing matched at all, or a named path does not exist.
     """
     items: list[InputItem] = []
+    skipped: list[_Skipped] = []
     for raw in inputs:
         text = os.fspath(raw)
         if text == "-":
@@ -185,12 +287,13 @@ def discover(
                     continue  # blank lines are separators
                 # a name may itself begin or end with spaces; otherwise stray spaces are trimmed
                 p = Path(exact) if exact != exact.strip() and os.path.lexists(exact) else Path(exact.strip())
-                items.extend(_scan_folder(p, recursive) if p.is_dir() else [InputItem(p, Path(p.name))])
+                items.extend(_scan_folder(p, recursive, skipped) if p.is_dir() else [InputItem(p, Path(p.name))])
             continue
         path = Path(text)
         if path.is_dir():
-            found = _scan_folder(path, recursive)
+            found = _scan_folder(path, recursive, skipped)
             if not found:
+                _warn_skipped(skipped, shard)
                 raise NoInputsError(
                     f"no images in folder {path}",
                     hint="supported: "
@@ -198,20 +301,27 @@ def discover(
                     + ("" if recursive else "; use --recursive for subfolders"),
                 )
             items.extend(found)
-        elif path.exists():
+        elif path.exists() or os.path.islink(path):  # a dangling link named explicitly: its read fails
             items.append(InputItem(path, Path(path.name)))
         elif _has_glob_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True))
-            matches = [m for m in matches if m.is_file()]
-            if not matches:
-                raise NoInputsError(f"no files match {text!r}")
-            items.extend(InputItem(m, Path(m.name)) for m in matches)
+            matched = []
+            for m in sorted(Path(m) for m in glob.glob(text, recursive=True)):
+                what, kind = _entry(m)
+                if what in ("file", "broken"):
+                    matched.append(m)
+                elif what == "special":
+                    skipped.append(_Skipped(m, Path(m.name), kind or "not a regular file"))
+            if not matched:
+                _warn_skipped(skipped, shard)
+                raise NoInputsError(f"no files match {text}")
+            items.extend(InputItem(m, Path(m.name)) for m in matched)
         else:
             raise NoInputsError(f"no such file or folder: {text}")
-    seen: set[Path] = set()
+    _warn_skipped(skipped, shard)
+    seen: set[str] = set()
     unique = []
     for it in items:
-        key = it.path.resolve() if it.path.exists() else it.path
+        key = _same_file_key(it.path)
         if key not in seen:
             seen.add(key)
             unique.append(it)
@@ -222,6 +332,14 @@ def discover(
     return unique
 
 
+def _warn_skipped(skipped: list[_Skipped], shard: tuple[int, int] | None) -> None:
+    """One :class:`SkippedInputWarning` per skipped entry (of the shard), then forget them."""
+    for s in skipped:
+        if shard is None or in_shard(s.rel.as_posix(), shard):
+            warnings.warn(f"{s.path}: skipped, it is {s.kind}, not an image file", SkippedInputWarning, stacklevel=2)
+    skipped.clear()
+
+
 #: folder -> {file stem: image files with that stem, sorted}; see :func:`_files_with_stem`
 _STEM_INDEX: dict[str, dict[str, list[Path]]] = {}
 _STEM_INDEX_LOCK = threading.Lock()
@@ -229,6 +347,8 @@ _STEM_INDEX_FOLDERS = 64
 
 
 def _scan_stems(base: Path) -> dict[str, list[Path]]:
+    """``{stem: entries}`` of ``base`` named like images that are not folders: a dangling link or a
+    pipe is kept too, so that reading it says what it is (never opened here)."""
     index: dict[str, list[Path]] = {}
     try:
         entries = sorted(os.scandir(base), key=lambda e: e.name)
@@ -237,7 +357,7 @@ def _scan_stems(base: Path) -> dict[str, list[Path]]:
     for entry in entries:
         path = base / entry.name
         try:
-            if entry.is_file() and is_image_path(path):
+            if not entry.is_dir() and is_image_path(path):
                 index.setdefault(path.stem, []).append(path)
         except OSError:
             continue
@@ -245,7 +365,7 @@ def _scan_stems(base: Path) -> dict[str, list[Path]]:
 
 
 def _files_with_stem(base: Path, stem: str) -> list[Path]:
-    """Image files in ``base`` whose stem is exactly ``stem``, sorted by name.
+    """Image files in ``base`` whose stem is exactly ``stem``, sorted by name (see :func:`_scan_stems`).
 
     Each folder is listed once and indexed (a glob per image would list a folder of N
     trimaps N times). A hit is checked to still exist and a miss is looked up again, so
@@ -256,7 +376,7 @@ def _files_with_stem(base: Path, stem: str) -> list[Path]:
         index = _STEM_INDEX.get(key)
     if index is not None:
         hit = index.get(stem)
-        if hit and hit[0].is_file():
+        if hit and os.path.lexists(hit[0]):
             return hit
     index = _scan_stems(base)
     with _STEM_INDEX_LOCK:
@@ -360,16 +480,18 @@ def max_file_bytes(max_pixels: int) -> int:
 
 
 def _not_regular(path: Path, mode: int) -> ImageReadError:
-    kind = (
-        "a device"
-        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "a pipe"
-        if stat.S_ISFIFO(mode)
-        else "a socket"
-        if stat.S_ISSOCK(mode)
-        else "not a regular file"
-    )
-    return ImageReadError(f"{path}: is {kind}, not an image file", hint="inputs must be regular files")
+    return ImageReadError(f"{path}: is {_kind(mode)}, not an image file", hint="inputs must be regular files")
+
+
+def _missing(path: Path) -> ImageReadError:
+    """The error for a path that names nothing readable: a dangling symlink says so (and where it points)."""
+    if os.path.islink(path):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        return ImageReadError(f"{path}: broken symbolic link (its target {target} does not exist)")
+    return ImageReadError(f"{path}: no such file")
 
 
 def _read_bytes(path: Path, max_pixels: int) -> bytes:
@@ -404,10 +526,12 @@ def _read_bytes(path: Path, max_pixels: int) -> bytes:
             )
         return data
     except (FileNotFoundError, NotADirectoryError) as err:
-        raise ImageReadError(f"{path}: no such file") from err
+        raise _missing(path) from err
     except IsADirectoryError as err:
         raise ImageReadError(f"{path}: is a folder, not an image") from err
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ImageReadError(f"{path}: symbolic link loop (it never reaches a file)") from err
         raise ImageReadError(f"{path}: cannot read ({err.strerror or err})") from err
 
 
@@ -485,8 +609,56 @@ def _codec_chatter_held_back():
         _end_capture()
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: An ancillary PNG chunk (metadata: text, XMP, an ICC profile, EXIF) larger than this is dropped
+#: when OpenCV refuses the file: OpenCV refuses any non-pixel chunk over 8 MB (libpng's default cap).
+PNG_METADATA_CHUNK_LIMIT = 1 << 20
+#: Text and ICC chunks, which Pillow inflates and refuses beyond its own (process-wide) caps.
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"iCCP")
+
+
+def _png_without(data: bytes, drop) -> tuple[bytes, list[str]]:
+    """``data`` (a PNG) without the chunks ``drop(type, length)`` selects, and those chunks named
+    (``"iTXt (9.0 MB)"``); ``(data, [])`` when it is not a PNG or nothing is dropped.
+
+    Critical chunks (``IHDR``, ``PLTE``, ``IDAT``, ``IEND``: an upper-case first letter) are never
+    dropped, nor ``tRNS`` (transparency is pixels). Bytes after a truncated chunk are kept as they are.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return data, []
+    kept, dropped, pos = [data[:8]], [], 8
+    while pos + 12 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        ctype = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        ancillary = bool(ctype[0] & 0x20) and ctype != b"tRNS"
+        if ancillary and drop(ctype, length):
+            dropped.append(f"{ctype.decode('latin-1')} ({length / 1e6:.1f} MB)")
+        else:
+            kept.append(data[pos:end])
+        pos = end
+        if ctype == b"IEND":
+            break
+    kept.append(data[pos:])
+    return (b"".join(kept), dropped) if dropped else (data, [])
+
+
+def _png_header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG's ``IHDR`` chunk, None when it is not a PNG."""
+    if data.startswith(_PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
 def _probe(path: Path, data: bytes, max_pixels: int) -> int:
-    """Check the pixel count from the header (before decoding) and return the EXIF orientation."""
+    """Check the pixel count from the header (before decoding) and return the EXIF orientation.
+
+    Pillow reads the header. Where it refuses a PNG for its metadata (a text or ICC chunk that
+    inflates beyond Pillow's caps), the header is read again without those chunks; the PNG's own
+    ``IHDR`` still gives the size for the pixel limit when Pillow cannot.
+    """
     from io import BytesIO
 
     from PIL import Image
@@ -494,7 +666,14 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> int:
     orientation = 1
     try:
         Image.MAX_IMAGE_PIXELS = None  # we apply our own, configurable limit below
-        with Image.open(BytesIO(data)) as im:
+        try:
+            im = Image.open(BytesIO(data))
+        except Exception:
+            slim, dropped = _png_without(data, lambda ctype, _n: ctype in _PNG_TEXT_CHUNKS)
+            if not dropped:
+                raise
+            im = Image.open(BytesIO(slim))
+        with im:
             width, height = im.size
             try:
                 orientation = int(im.getexif().get(0x0112, 1) or 1)
@@ -502,7 +681,10 @@ def _probe(path: Path, data: bytes, max_pixels: int) -> int:
                 orientation = 1
     except Exception:
         # Pillow cannot parse the header: let OpenCV try (and fail with a clear error).
-        return 1
+        size = _png_header_size(data)
+        if size is None:
+            return 1
+        width, height = size
     if width * height > max_pixels:
         raise ImageTooLargeError(
             f"{path}: {width}x{height} = {_pixels(width * height)} exceeds the limit of {_pixels(max_pixels)}",
@@ -554,6 +736,8 @@ def _decode(path: Path, max_pixels: int | None) -> np.ndarray:
                 hint="raise OPENCV_IO_MAX_IMAGE_PIXELS if the file is trusted",
             ) from err
         raise ImageReadError(unreadable) from err
+    if arr is None and data.startswith(_PNG_SIGNATURE):
+        arr, orientation = _decode_png_without_metadata(path, data, limit, orientation)
     if arr is None or arr.size == 0:
         raise ImageReadError(unreadable)
     if arr.shape[0] * arr.shape[1] > limit:  # formats whose header Pillow could not read
@@ -571,6 +755,33 @@ def _decode(path: Path, max_pixels: int | None) -> np.ndarray:
         else:
             raise ImageReadError(f"{path}: unsupported channel count {arr.shape[2]}")
     return _apply_orientation(arr, orientation)
+
+
+def _decode_png_without_metadata(
+    path: Path, data: bytes, limit: int, orientation: int
+) -> tuple[np.ndarray | None, int]:
+    """A PNG OpenCV refused, decoded again without its oversized metadata chunks: ``(pixels, orientation)``.
+
+    ``(None, orientation)`` when it has no such chunk (the caller reports it unreadable).
+
+    Raises:
+        ImageReadError: it has one, and the pixels do not decode without it either (the message names it).
+    """
+    slim, dropped = _png_without(data, lambda _ctype, n: n > PNG_METADATA_CHUNK_LIMIT)
+    if not dropped:
+        return None, orientation
+    orientation = _probe(path, slim, limit)
+    try:
+        with _codec_chatter_held_back():
+            arr = cv2.imdecode(np.frombuffer(slim, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        arr = None
+    if arr is None or arr.size == 0:
+        raise ImageReadError(
+            f"{path}: not a readable image: an oversized metadata chunk ({', '.join(dropped)}), and the "
+            "pixels do not decode without it either (corrupt or unsupported format)"
+        )
+    return arr, orientation
 
 
 def _to_float(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -711,18 +922,46 @@ def _part_stem(name: str) -> str:
     return raw[:room].decode("utf-8", "ignore")
 
 
+def not_regular_output(path: str | os.PathLike) -> str | None:
+    """What an existing output path is when it is neither a regular file nor a folder (``"a
+    device (character)"``, ``"a pipe (FIFO)"``, ``"a socket"``; symlinks followed), else None.
+
+    Such a path is never written over (renaming a file over ``/dev/null`` would replace the device)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return _kind(mode)
+
+
+def _refuse_non_regular(path: Path) -> None:
+    kind = not_regular_output(path)
+    if kind is not None:
+        raise OutputError(
+            f"{path}: is {kind}, not a regular file; an output is never written over one",
+            hint="remove it or choose another output name",
+        )
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename.
 
     The folder is created if needed. The temporary file is ``.<name>.<pid>.<random>.part``,
-    locked while written; on any failure it is removed and ``path`` is left as it was (absent
-    or with its old content). One left behind by a killed process is removed by the next
-    run (:func:`remove_stale_parts`).
+    locked while written; on any failure, an interruption included (``KeyboardInterrupt``, or
+    the exception a CLI's SIGTERM / SIGHUP handler raises), it is removed and ``path`` is left
+    as it was (absent or with its old content). One left behind by a killed process (SIGKILL,
+    a power cut) is removed by the next run (:func:`remove_stale_parts`). An existing ``path``
+    that is not a regular file (a device, a pipe, a socket; symlinks followed) is never
+    replaced: it is refused before anything is written, and checked again before the rename.
 
     Raises:
-        OutputError: the folder is not writable, the disk is full, etc.
+        OutputError: the folder is not writable, the disk is full, ``path`` is a folder or not a
+            regular file, etc.
     """
     path = Path(path)
+    _refuse_non_regular(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -734,6 +973,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f"{path.parent}: cannot write here ({err.strerror or err})",
             hint="choose a writable output folder",
         ) from err
+    _writing(tmp, True)
     try:
         _lock(fd)
         os.chmod(tmp, _FILE_MODE)
@@ -741,17 +981,64 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            _refuse_non_regular(path)
             os.replace(tmp, path)  # still locked: the temporary name never exists unlocked while we live
     except BaseException as err:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(err, OutputError) or not isinstance(err, Exception):  # an interruption stays one
+            raise
         if isinstance(err, IsADirectoryError) or path.is_dir():
             raise OutputError(f"{path}: is a folder, cannot write the output there") from err
         if isinstance(err, OSError):
             raise OutputError(f"{path}: write failed ({err.strerror or err})") from err
         raise
+    finally:
+        _writing(tmp, False)
+
+
+#: temporary files this process's :func:`atomic_write_bytes` calls are writing now
+_IN_FLIGHT: set[str] = set()
+_IN_FLIGHT_CHANGED = threading.Condition()
+
+
+def _writing(tmp: str, started: bool) -> None:
+    with _IN_FLIGHT_CHANGED:
+        if started:
+            _IN_FLIGHT.add(tmp)
+        else:
+            _IN_FLIGHT.discard(tmp)
+        _IN_FLIGHT_CHANGED.notify_all()
+
+
+def abandon_writes(timeout: float) -> list[Path]:
+    """For a process that is stopping: let the atomic writes in flight in other threads end, then
+    remove the temporary files of those that did not; returns the removed paths.
+
+    Waits up to ``timeout`` seconds for every :func:`atomic_write_bytes` call of this process to
+    finish (each completes its output or removes its temporary file). A write still running then
+    (blocked on a hung disk or file system) is abandoned: its temporary file is removed here, its
+    output stays as it was, and the caller should exit without waiting for that thread. An empty
+    list means nothing was abandoned.
+    """
+    import time
+
+    deadline = time.monotonic() + max(0.0, timeout)
+    with _IN_FLIGHT_CHANGED:
+        while _IN_FLIGHT:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            _IN_FLIGHT_CHANGED.wait(left)
+        stuck = sorted(_IN_FLIGHT)
+    removed = []
+    for tmp in stuck:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+            removed.append(Path(tmp))
+    return removed
 
 
 #: ``.<name>.<pid>.<random>.part``: a temporary file of :func:`atomic_write_bytes` (tempfile's 8 random chars)
@@ -874,4 +1161,3 @@ def canonical_safetensors(raw: bytes) -> bytes:
     header = json.dumps(json.loads(raw[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)
     return len(header).to_bytes(8, "little") + header + raw[8 + n :]
-

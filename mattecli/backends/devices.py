@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mattecli.errors import BadOptionError, DeviceError
 
-__all__ = ["parse_devices", "matte_on_devices"]
+__all__ = ["parse_devices", "matte_on_devices", "STOP_TIMEOUT"]
+
+#: Seconds a worker is given to stop after SIGTERM before it is killed.
+STOP_TIMEOUT = 30.0
+#: Seconds a stopping worker waits for the write in flight in its I/O threads before abandoning it.
+STOP_GRACE = 5.0
 
 
 def parse_devices(spec: str) -> list[str] | None:
@@ -42,21 +48,46 @@ def parse_devices(spec: str) -> list[str] | None:
     return devices
 
 
+def _stop_on_signals() -> None:
+    """In a worker process (its own process, so no caller's state is touched): SIGTERM and SIGHUP
+    raise ``KeyboardInterrupt`` once (later ones are ignored while it cleans up), and Ctrl-C's
+    SIGINT, which the terminal sends to the parent too, is left to the parent, which stops the
+    workers with SIGTERM. A signal already ignored (``nohup``) stays ignored."""
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def stop(signum, frame) -> None:
+        for sig in stops:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt(signum)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in stops:
+        if signal.getsignal(sig) != signal.SIG_IGN:
+            signal.signal(sig, stop)
+
+
 def _worker(index: int, devices: list[str], call: dict, queue) -> None:
-    """One device's share: the normal single-device run on shard ``index + 1`` of ``len(devices)``."""
+    """One device's share: the normal single-device run on shard ``index + 1`` of ``len(devices)``.
+
+    Stopped by the parent (SIGTERM), it finishes or removes the file it is writing (the job
+    runner's clean-up, as after Ctrl-C) and exits without reporting: the parent is no longer reading.
+    """
+    import warnings
     from dataclasses import replace
 
     from mattecli.errors import MatteCliError
     from mattecli.pipelines.matte import matte_files
 
-    settings = call["settings"]
-    settings = replace(settings, options=replace(settings.options, device=devices[index]))
-    cpu_workers = sum(d == "cpu" for d in devices)
-    if devices[index] == "cpu" and cpu_workers > 1:  # share the cores instead of oversubscribing them
-        import torch
-
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // cpu_workers))
+    warnings.simplefilter("ignore")  # the parent planned the same inputs and showed their warnings
+    _stop_on_signals()
     try:
+        settings = call["settings"]
+        settings = replace(settings, options=replace(settings.options, device=devices[index]))
+        cpu_workers = sum(d == "cpu" for d in devices)
+        if devices[index] == "cpu" and cpu_workers > 1:  # share the cores instead of oversubscribing them
+            import torch
+
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // cpu_workers))
         _, results = matte_files(
             call["inputs"],
             call["out"],
@@ -71,6 +102,12 @@ def _worker(index: int, devices: list[str], call: dict, queue) -> None:
             result["device"] = devices[index]
             queue.put(("row", result))
         queue.put(("done", None))
+    except KeyboardInterrupt:  # stopped by the parent: nobody reads the queue any more
+        queue.cancel_join_thread()
+        from mattecli.io import abandon_writes
+
+        if abandon_writes(STOP_GRACE):  # a write blocked for good: do not wait for its thread at exit
+            os._exit(128 + signal.SIGTERM)
     except MatteCliError as err:
         queue.put(("fatal", (type(err).__name__, err.message, err.hint)))
     except BaseException as err:  # pragma: no cover - a crash in a worker: report it to the parent
@@ -96,7 +133,10 @@ def matte_on_devices(
     file is reported ``skipped`` with no worker started and no weights fetched. Missing weights are
     fetched here, once, before any worker starts (``progress``: a tqdm-compatible download bar).
     Results arrive as workers finish files (not in input order).
-    A usage, weights or device error in any worker stops the run with that error.
+    A usage, weights or device error in any worker stops the run with that error. When the
+    results' consumer stops (an exception in this process: Ctrl-C, a CLI's SIGTERM handler), the
+    workers get SIGTERM and each finishes or removes the file it is writing (at most
+    :data:`STOP_TIMEOUT` seconds) before this returns.
     """
     from dataclasses import replace
 
@@ -146,11 +186,15 @@ def matte_on_devices(
                     name, message, hint = payload
                     cls = getattr(errors, name, errors.MatteCliError)
                     raise cls(message, hint=hint)
-        finally:
+        finally:  # a worker stopped mid-write completes or removes that file before it exits
             for p in procs:
                 if p.is_alive():
                     p.terminate()
-                p.join()
+            for p in procs:
+                p.join(STOP_TIMEOUT)
+                if p.is_alive():  # stuck in native code: its temporary file is removed by the next run
+                    p.kill()
+                    p.join()
 
     if sys.platform == "win32":  # pragma: no cover
         raise BadOptionError("several devices per run are not supported on Windows yet")

@@ -4,6 +4,11 @@ The input paths are read here and must be visible to every node (a shared file s
 ``map_batches`` runs :class:`RayMatter`, a callable class whose actors each build the method once
 (one GPU per actor on GPU clusters, CPU actors otherwise) and write with the same names and
 skip-existing semantics as the local path.
+
+Stopping the driver (Ctrl-C, or SIGTERM / SIGHUP through the CLI's handlers) leaves the actors to
+Ray, which ends them when the driver's Ray session shuts down; an actor ended mid-write may leave its
+``.<name>.<pid>.<random>.part`` file, which the next run over that folder removes once no live
+process holds it (:func:`mattecli.io.remove_stale_parts`).
 """
 
 from __future__ import annotations
@@ -92,7 +97,13 @@ def matte_with_ray(
     from mattecli.weights import prefetch
 
     resolved, jobs = plan_matte(
-        inputs, Path(out), method=method, trimap=trimap, settings=settings, recursive=recursive, stdin=stdin,
+        inputs,
+        Path(out),
+        method=method,
+        trimap=trimap,
+        settings=settings,
+        recursive=recursive,
+        stdin=stdin,
         shard=shard,
     )
     done = finished_run(jobs, overwrite=overwrite, method=resolved.spec.name)

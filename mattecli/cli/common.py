@@ -7,7 +7,13 @@ Rules kept here so commands stay thin:
 * a typed :class:`~mattecli.errors.MatteCliError` becomes one red line plus an
   optional hint and an exit code (see ``EXIT_CODES``); ``MATTECLI_DEBUG=1``
   re-raises so the traceback shows;
-* exit codes: 0 all done, 1 some inputs failed, 2 usage error (nothing done).
+* exit codes: 0 all done, 1 some inputs failed, 2 usage error (nothing done);
+  interrupted: 130 (Ctrl-C), 143 (SIGTERM), 129 (SIGHUP);
+* file names are shown byte-exact: ``--json`` rows are written as JSON (escaped only as JSON
+  requires), and a name in an ``error:`` / ``warning:`` line is written as it is, never read as
+  Rich markup (``[red]``) or emoji codes (``:fire:``);
+* signal handlers (SIGTERM, SIGHUP) are installed here, by :func:`handles_errors`, for the
+  duration of a command, and the previous ones restored after: library code installs none.
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import re
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,6 +41,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from mattecli import constants
 from mattecli.cli.console import stderr, stdout  # one pair of consoles for every command
@@ -55,6 +65,9 @@ __all__ = [
     "stdout",
     "handles_errors",
     "print_error",
+    "print_json",
+    "write_line",
+    "Terminated",
     "Reporter",
     "JsonOpt",
     "QuietOpt",
@@ -96,16 +109,76 @@ def exit_code_for(err: BaseException) -> int:
     return EXIT_FAILED
 
 
+def _styled(console, label: str, style: str) -> str:
+    """``label`` in ``style`` as the console would draw it (ANSI codes only where it draws colour)."""
+    with console.capture() as capture:
+        console.print(Text(label, style=style), end="")
+    return capture.get()
+
+
+def write_line(console, text: str, *, label: str = "", style: str = "") -> None:
+    """One line on ``console``'s stream: ``label`` (styled) then ``text`` exactly as given.
+
+    ``text`` is never read as Rich markup or emoji codes, and its tabs, backslashes and other
+    characters reach the stream unchanged (names that are not valid UTF-8 as their original bytes).
+    On a terminal the line goes through Rich instead (so that it lands above a progress bar), still
+    as plain text. A stream that cannot be written any more (a closed terminal after SIGHUP) is
+    left alone.
+    """
+    try:
+        if _is_tty(console.file):
+            line = Text.assemble((label, style), " ", text) if label else Text(text)
+            console.print(line, markup=False, emoji=False, highlight=False, soft_wrap=True)
+        else:
+            _write(console.file, (_styled(console, label, style) + " " if label else "") + text + "\n")
+    except (OSError, ValueError):
+        pass
+
+
+def _is_tty(file: Any) -> bool:
+    try:
+        return bool(file.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _write(file: Any, text: str) -> None:
+    """``text`` on ``file`` as UTF-8, undecodable bytes of file names (surrogate escapes) as they were."""
+    buffer = getattr(file, "buffer", None)
+    if buffer is None:  # a text-only stream (StringIO)
+        file.write(text)
+    else:
+        file.flush()
+        buffer.write(text.encode("utf-8", "surrogateescape"))
+    file.flush()
+
+
 def print_error(message: str, hint: str | None = None) -> None:
-    """One red ``error:`` line on stderr, plus an optional dim hint line."""
-    stderr.print(f"[bold red]error:[/] {escape(message)}")
+    """One red ``error:`` line on stderr (the message exactly as given), plus an optional dim hint line."""
+    write_line(stderr, message, label="error:", style="bold red")
     if hint:
-        stderr.print(f"[dim]hint: {escape(hint)}[/]")
+        write_line(stderr, hint, label="hint:", style="dim")
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Our own warnings (a fallback taken, e.g. tiles after out-of-memory) as one yellow line."""
-    stderr.print(f"[yellow]warning:[/] {escape(str(message))}")
+    """Our own warnings (a fallback taken, e.g. tiles after out-of-memory; an input skipped) as one
+    yellow line."""
+    write_line(stderr, str(message), label="warning:", style="yellow")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_line(row: dict) -> str:
+    """``row`` as one JSON line: non-ASCII text as it is, only what JSON requires escaped (a name that
+    is not valid UTF-8 keeps its undecodable bytes as ``\\udcXX`` escapes, which decode back to them)."""
+    text = json.dumps(row, ensure_ascii=False, default=str)
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def print_json(row: dict) -> None:
+    """One ``--json`` row on stdout, byte-exact (never through Rich's markup or emoji codes)."""
+    _write(stdout.file, json_line(row) + "\n")
 
 
 @contextlib.contextmanager
@@ -122,27 +195,127 @@ def _library_warnings_quiet():
         yield
 
 
-def handles_errors(func: Callable) -> Callable:
-    """Decorate a command: typed errors -> one-line message + exit code, Ctrl-C -> 130.
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread by :func:`handles_errors`' handler for SIGTERM or SIGHUP.
 
-    Library warnings are kept off stderr meanwhile (see ``_library_warnings_quiet``).
+    A ``KeyboardInterrupt``, so that everything that cleans up after Ctrl-C (an atomic write
+    removing its temporary file, the job runner cancelling its queued work, the devices backend
+    stopping its workers) cleans up after these signals the same way.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        try:
+            return signal.Signals(self.signum).name
+        except ValueError:
+            return f"signal {self.signum}"
+
+
+#: the signals a command stops on like Ctrl-C (SIGTERM: kill, timeout, SLURM, Kubernetes; SIGHUP: the
+#: terminal closed)
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _signals_stop_the_command():
+    """While a command runs, SIGTERM and SIGHUP raise :class:`Terminated` in the main thread.
+
+    Only from the main thread (``signal`` allows no other); a signal that is ignored (``nohup``
+    ignores SIGHUP) stays ignored. After the first, later ones are ignored so that the clean-up
+    finishes. The previous handlers are restored when the command ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[int, Any] = {}
+
+    def stop(signum: int, frame: Any) -> None:
+        for sig in previous:
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    for sig in STOP_SIGNALS:
+        try:
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                continue
+            previous[sig] = signal.signal(sig, stop)
+        except (OSError, ValueError):
+            continue
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _stopped(err: KeyboardInterrupt) -> int:
+    """One line for an interrupted command; returns its exit code (128 + the signal: 130 for Ctrl-C)."""
+    if isinstance(err, Terminated):
+        what, code = f"terminated ({err.name})", 128 + err.signum
+    else:
+        what, code = "interrupted", 130
+    with contextlib.suppress(OSError, ValueError):
+        stderr.print(f"[yellow]{what}[/]: finished outputs are kept; run again to resume")
+    return code
+
+
+def handles_errors(func: Callable) -> Callable:
+    """Decorate a command: typed errors -> one-line message + exit code; Ctrl-C -> 130,
+    SIGTERM -> 143, SIGHUP -> 129, each with one line.
+
+    Library warnings are kept off stderr meanwhile (see ``_library_warnings_quiet``), and SIGTERM /
+    SIGHUP stop the command the way Ctrl-C does (see ``_signals_stop_the_command``): the file being
+    written is completed or removed, never left as a temporary file.
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            with _library_warnings_quiet():
-                return func(*args, **kwargs)
-        except MatteCliError as err:
-            if constants.MATTECLI_DEBUG:
-                raise
-            print_error(err.message, err.hint)
-            raise typer.Exit(exit_code_for(err)) from None
-        except KeyboardInterrupt:
-            stderr.print("[yellow]interrupted[/]: finished outputs are kept; run again to resume")
-            raise typer.Exit(130) from None
+        with _signals_stop_the_command():  # held through the clean-up: a second SIGTERM cannot cut it short
+            try:
+                with _library_warnings_quiet():
+                    return func(*args, **kwargs)
+            except MatteCliError as err:
+                if constants.MATTECLI_DEBUG:
+                    raise
+                print_error(err.message, err.hint)
+                raise typer.Exit(exit_code_for(err)) from None
+            except KeyboardInterrupt as err:
+                code = _stopped(err)
+                if _abandoned_writes():  # a write blocked for good: its thread would hold the exit forever
+                    _exit_now(code)
+                raise typer.Exit(code) from None
 
     return wrapper
+
+
+#: Seconds a stopping command gives the writes in flight in I/O threads to finish.
+STOP_GRACE_SECONDS = 5.0
+
+
+def _abandoned_writes() -> bool:
+    """Let this process's atomic writes in flight finish (up to ``STOP_GRACE_SECONDS``); whether any
+    had to be abandoned (their temporary files are removed)."""
+    io = sys.modules.get("mattecli.io")  # nothing was written when it was never imported
+    if io is None:
+        return False
+    try:
+        return bool(io.abandon_writes(STOP_GRACE_SECONDS))
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, still remove what is left
+        return bool(io.abandon_writes(0))
+
+
+def _exit_now(code: int) -> None:
+    """Exit without joining the I/O thread that is stuck in a write (its temporary file is gone)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 # ----------------------------------------------------------------------------- reporting
@@ -190,8 +363,7 @@ class Reporter:
         if result["status"] == "error":
             print_error(result["error"] or "failed", result.get("hint"))
         if self.json_lines:
-            row = {k: v for k, v in result.items() if k != "hint"}
-            stdout.print(json.dumps(row, ensure_ascii=False), markup=False, highlight=False)
+            print_json({k: v for k, v in result.items() if k != "hint"})
         if self._progress is not None:
             done = [r for r in self.results if r["status"] == "ok"]
             busy = sum(r.get("seconds") or 0.0 for r in done)
@@ -308,7 +480,8 @@ MaxMemoryOpt = Annotated[
     str | None,
     typer.Option(
         help="Peak memory of the run (process RAM on CPU, allocated GPU memory on CUDA), e.g. 6G; tiles and "
-        "batches are sized to stay under it (default: what is in use plus 80% of free GPU memory / half the RAM, 90% with --strategy whole)."
+        "batches are sized to stay under it (default: what is in use plus 80% of free GPU memory / half the RAM, "
+        "90% with --strategy whole)."
     ),
 ]
 ScalesOpt = Annotated[

@@ -87,4 +87,3 @@ def _stderr():
     from mattecli.cli import console
 
     return console.stderr
-

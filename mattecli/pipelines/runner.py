@@ -29,7 +29,7 @@ from mattecli.errors import (
     UsageError,
     WeightsError,
 )
-from mattecli.io import InputItem, find_by_stem, is_image_path, remove_stale_parts
+from mattecli.io import InputItem, find_by_stem, is_image_path, not_regular_output, remove_stale_parts
 
 __all__ = ["Job", "Stages", "plan_jobs", "pair_file", "run_jobs", "check_writable", "is_done", "check_inputs_kept"]
 
@@ -47,8 +47,11 @@ class Job:
 
 
 def is_done(job: Job) -> bool:
-    """Whether every output of ``job`` exists (a rerun skips it unless ``--overwrite``)."""
-    return all(p.exists() for p in job.outputs.values())
+    """Whether every output of ``job`` exists as a regular file (a rerun skips it unless ``--overwrite``).
+
+    A device, pipe or socket (or a folder) where an output belongs is not a finished output:
+    :func:`check_inputs_kept` refuses it up front and :func:`run_jobs` reports it for its job."""
+    return all(p.is_file() for p in job.outputs.values())
 
 
 def _looks_like_file(out: Path) -> bool:
@@ -129,7 +132,8 @@ def check_inputs_kept(
     companions: dict[str, Path | None] | None = None,
     shared: dict[str, Path | None] | None = None,
 ) -> None:
-    """Refuse, before any work, a run that would write over any of its own inputs.
+    """Refuse, before any work, a run that would write over any of its own inputs, or over
+    anything that is not a regular file.
 
     The inputs are every job's image, its companion of each role in ``companions`` (role ->
     the file given for one input, or the folder its file is matched from by stem, as
@@ -140,10 +144,18 @@ def check_inputs_kept(
     holds with or without ``--overwrite``: without it such a run would "skip" the output
     and silently do nothing.
 
+    An existing output path that is a device, a pipe or a socket (symlinks followed) is refused
+    too, with or without ``--overwrite``: replacing it would rename a PNG over ``/dev/null``,
+    and skipping it would report a file as done that was never written.
+
     Raises:
         BadOptionError: an output is an input (the message names both).
         BadOptionError: from :func:`pair_file` (one companion file for several inputs).
+        OutputError: an output path is a device, a pipe or a socket (the message names it).
     """
+    for job in jobs:
+        for out in job.outputs.values():
+            _refuse_special_output(out)
     inputs: dict[tuple[int, int], tuple[str, Path]] = {}
 
     def add(role: str, path: Path | None) -> None:
@@ -173,6 +185,16 @@ def check_inputs_kept(
                     f"output {out} would overwrite the {role} {path}",
                     hint="write the outputs somewhere else: inputs are never overwritten, not even with --overwrite",
                 )
+
+
+def _refuse_special_output(out: Path, job: Job | None = None) -> None:
+    kind = not_regular_output(out)
+    if kind is not None:
+        lead = f"{job.item.path}: output" if job is not None else "output"
+        raise OutputError(
+            f"{lead} {out} is {kind}, not a regular file: it is never written over (nor skipped as done)",
+            hint="remove it or choose another OUT",
+        )
 
 
 def check_writable(folder: Path) -> None:
@@ -225,19 +247,28 @@ def _report(result: dict, job: Job, err: BaseException) -> None:
         )
 
 
+def _real(path: Path) -> Path:
+    """``path`` with symlinks resolved; never raises (a symlink loop stays as it is)."""
+    try:
+        return Path(os.path.realpath(path))
+    except (OSError, ValueError, RuntimeError):
+        return Path(os.path.abspath(path))
+
+
 def _claim(job: Job, claimed: dict[Path, Path]) -> None:
     image = _identity(job.item.path)
     for path in job.outputs.values():
-        key = path.resolve()
+        key = _real(path)
         if key in claimed:
             raise OutputError(
                 f"{job.item.path}: output {path} is also the output of {claimed[key]}",
                 hint="inputs with the same file stem would overwrite each other; rename one",
             )
-        if key == job.item.path.resolve() or (image is not None and _identity(path) == image):
+        if key == _real(job.item.path) or (image is not None and _identity(path) == image):
             raise OutputError(f"{job.item.path}: output would overwrite the input itself")
         if path.is_dir():
             raise OutputError(f"{job.item.path}: output {path} is a folder", hint="move it away or choose another OUT")
+        _refuse_special_output(path, job)
         claimed[key] = job.item.path
 
 
@@ -285,12 +316,18 @@ def run_jobs(
     First, temporary files that killed runs left in the output folders are removed
     (see :func:`mattecli.io.remove_stale_parts`). A job whose outputs all exist is
     skipped unless ``overwrite``. Two jobs that would write the same file, a job that
-    would overwrite its own input, or an output path that is a folder are errors of
-    that job (planners refuse any output that is an input up front, see
+    would overwrite its own input, or an output path that is a folder, a device, a pipe or a
+    socket are errors of that job (planners refuse any output that is an input or not a regular
+    file up front, see
     :func:`check_inputs_kept`). Usage, weights and device errors are wrong for every file and propagate
     (the run stops). Any other exception is reported for that file (typed errors by
     their message; anything else as an internal error, re-raised when
     ``MATTECLI_DEBUG`` is set), and the run goes on.
+
+    Interrupted (``KeyboardInterrupt``, or the exception a CLI's SIGTERM / SIGHUP handler raises,
+    in the consuming thread), it stops at once: queued loads and writes are cancelled, a write in
+    flight in an I/O thread completes or removes its temporary file there, and nothing waits for
+    it (:func:`mattecli.io.abandon_writes` bounds that wait for a stopping process).
 
     Result keys: ``input``, ``output``, ``method``, ``seconds`` (load + compute +
     save time of that file), ``status`` (ok / skipped / error), ``error``, ``hint``
@@ -331,7 +368,9 @@ def run_jobs(
     def save(i: int, outputs):
         return _timed(work.save, jobs[i], outputs) if work.save else (None, 0.0)
 
-    with ThreadPoolExecutor(io_workers, thread_name_prefix="mattecli-io") as pool:
+    pool = ThreadPoolExecutor(io_workers, thread_name_prefix="mattecli-io")
+    interrupted = False
+    try:
         loads: dict[int, Future] = {}
         pending: deque[tuple[int, Future | None]] = deque()  # in job order
         next_load = 0
@@ -386,6 +425,14 @@ def run_jobs(
         finally:
             for future in loads.values():
                 future.cancel()
+    except BaseException as err:
+        # Ctrl-C, a CLI's SIGTERM handler, the consumer closing the generator: stop without waiting
+        # for queued work; a write in flight completes or removes its temporary file in its thread
+        # (see mattecli.io.abandon_writes for one that never returns)
+        interrupted = not isinstance(err, Exception)
+        raise
+    finally:
+        pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
     while emitted < len(results):
         yield results[emitted]
         emitted += 1

@@ -35,6 +35,10 @@ __all__ = [
     "register_architecture",
     "get_architecture",
     "read_checkpoint",
+    "zip_bomb_reason",
+    "checkpoint_limit",
+    "MAX_INFLATION_RATIO",
+    "MAX_CHECKPOINT_BYTES",
     "META",
     "Layout",
     "layout_of",
@@ -109,6 +113,104 @@ def get_architecture(variant: str) -> Architecture:
             f"method {method} is not implemented yet, so weights for {variant} cannot be imported or loaded",
             hint="`mattecli weights list` shows which methods are available",
         ) from None
+
+
+# ----------------------------------------------------------------------------- zip archives
+#: ``torch.save`` stores every member of its zip uncompressed, and tensor data compresses little;
+#: a member that inflates to more than this many times its compressed size is a decompression bomb.
+MAX_INFLATION_RATIO = 100
+#: Members up to this size are never refused for their ratio (small text compresses well).
+RATIO_FLOOR_BYTES = 1 << 20
+#: When the expected size is unknown: the most a checkpoint archive may inflate to.
+MAX_CHECKPOINT_BYTES = 8 << 30
+_INFLATE_CHUNK = 1 << 20
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def zip_bomb_reason(zf: zipfile.ZipFile, *, max_bytes: int, members: list[zipfile.ZipInfo] | None = None) -> str | None:
+    """Why inflating ``members`` of ``zf`` (default: all) is refused, in words, or None when it is safe.
+
+    Checked before anything is inflated for use, on the sizes the archive declares: their total
+    against ``max_bytes``, and each compressed member's ratio against :data:`MAX_INFLATION_RATIO`.
+    Then each compressed member is inflated as a stream (1 MiB at a time, never kept) to check that
+    it holds what it declares: Python's reader stops at the declared size, so a directory that lies
+    (a small size for a huge stream) ends in a checksum error here, not in gigabytes in memory.
+    """
+    infos = [i for i in (members if members is not None else zf.infolist()) if not i.is_dir()]
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+        big = max(infos, key=lambda i: i.file_size)
+        return (
+            f"its members would inflate to {_mb(total)} ({big.filename}: {_mb(big.file_size)}), more than "
+            f"the {_mb(max_bytes)} it may hold"
+        )
+    for info in infos:
+        if info.compress_type == zipfile.ZIP_STORED:
+            continue
+        if info.file_size > RATIO_FLOOR_BYTES and info.file_size > MAX_INFLATION_RATIO * max(info.compress_size, 1):
+            return (
+                f"{info.filename} would inflate from {_mb(info.compress_size)} to {_mb(info.file_size)} "
+                f"({info.file_size // max(info.compress_size, 1)}:1), a decompression bomb"
+            )
+    for info in infos:
+        if info.compress_type == zipfile.ZIP_STORED:
+            continue
+        inflated = 0
+        try:
+            with zf.open(info) as fh:
+                while chunk := fh.read(_INFLATE_CHUNK):
+                    inflated += len(chunk)
+                    if inflated > info.file_size:
+                        break
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as err:
+            return f"{info.filename} does not inflate to the {info.file_size} bytes it declares ({err})"
+        if inflated != info.file_size:
+            return f"{info.filename} inflates to {inflated} bytes, not the {info.file_size} it declares"
+    return None
+
+
+def _refuse_zip_bomb(path: Path, max_bytes: int) -> None:
+    """Refuse a PyTorch zip checkpoint whose members would inflate beyond ``max_bytes`` or by an
+    implausible ratio (see :func:`zip_bomb_reason`), before ``torch.load`` inflates any of them."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            reason = zip_bomb_reason(zf, max_bytes=max_bytes)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+        raise UnknownCheckpointError(f"{path} is a damaged zip file ({err})") from err
+    if reason is not None:
+        raise UnsafeCheckpointError(
+            f"{path} is refused unread: {reason}",
+            hint="a checkpoint written by torch.save is never compressed; get the original file again",
+        )
+
+
+def expected_bytes(layout: Layout) -> int:
+    """The bytes of a module's tensors (parameters and buffers, each once): what its checkpoint holds."""
+    total = 0
+    for key in layout.canonical:
+        count = 1
+        for d in layout.shapes[key]:
+            count *= d
+        total += count * layout.dtypes[key].itemsize
+    return total
+
+
+def checkpoint_limit(layout: Layout | None = None, entry: CheckpointEntry | None = None) -> int:
+    """The most a checkpoint archive may inflate to.
+
+    Twice the manifest's size of the official file plus 64 MiB where the manifest knows it; else four
+    times the module's tensors (room for optimizer state and an EMA copy beside the weights) plus
+    256 MiB; else :data:`MAX_CHECKPOINT_BYTES`.
+    """
+    official = entry.official_file if entry is not None else None
+    if official is not None and official.size:
+        return 2 * official.size + (64 << 20)
+    if layout is not None:
+        return 4 * expected_bytes(layout) + (256 << 20)
+    return MAX_CHECKPOINT_BYTES
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -381,14 +483,25 @@ def _read_mindspore(path: Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def read_checkpoint(path: str | Path) -> tuple[str, Any, dict[str, str]]:
+def read_checkpoint(path: str | Path, *, max_bytes: int | None = None) -> tuple[str, Any, dict[str, str]]:
     """Read any supported checkpoint safely: ``(format, object, safetensors metadata)``.
 
     ``torch`` files go through ``torch.load(weights_only=True)``; ``safetensors`` and MindSpore
-    files are parsed as data. Nothing in a file can run code.
+    files are parsed as data. Nothing in a file can run code. A PyTorch zip checkpoint is checked
+    before ``torch.load`` reads it: its members may inflate to ``max_bytes`` at most (default
+    :data:`MAX_CHECKPOINT_BYTES`; :func:`convert_file` passes :func:`checkpoint_limit` of the
+    module), none by more than :data:`MAX_INFLATION_RATIO` times, and each compressed one must hold
+    what it declares (see :func:`zip_bomb_reason`).
+
+    Raises:
+        UnsafeCheckpointError: a zip bomb (one line naming the file and the member), or a pickle
+            that refers to code.
+        UnknownCheckpointError: not a readable checkpoint.
     """
     path = Path(path)
     fmt = _sniff(path)
+    if fmt == "torch" and zipfile.is_zipfile(path):
+        _refuse_zip_bomb(path, MAX_CHECKPOINT_BYTES if max_bytes is None else max_bytes)
     if fmt == "safetensors":
         from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
@@ -530,8 +643,11 @@ class Converted:
 
 
 def convert_file(path: Path, entry: CheckpointEntry, arch: Architecture, layout: Layout) -> Converted:
-    """Any supported file -> canonical tensors for ``entry.variant`` (checked key by key)."""
-    fmt, obj, meta = read_checkpoint(path)
+    """Any supported file -> canonical tensors for ``entry.variant`` (checked key by key).
+
+    A zip archive larger than the module's tensors could explain is refused before it is inflated
+    (:func:`checkpoint_limit`)."""
+    fmt, obj, meta = read_checkpoint(path, max_bytes=checkpoint_limit(layout, entry))
     named = meta.get(f"{META}variant")
     if named is not None and named != entry.variant:
         raise CheckpointMismatchError(

@@ -41,7 +41,6 @@ import http.cookiejar
 import json
 import os
 import re
-import shutil
 import socket
 import time
 import urllib.error
@@ -160,7 +159,9 @@ def _page_error(text: str, status: int, url: str, title: str) -> FetchError:
     if any(s in low for s in _QUOTA) or status == 429:
         return FetchError("quota", "download quota exceeded (Too many users have viewed or downloaded this file)")
     if status in (401, 403) or any(s in low for s in _PERMISSION) or host.startswith("accounts."):
-        return FetchError("permission", "the file is not shared publicly (the server asks to sign in or request access)")
+        return FetchError(
+            "permission", "the file is not shared publicly (the server asks to sign in or request access)"
+        )
     if status == 404 or any(s in low for s in _NOT_FOUND):
         return FetchError("not-found", "the file does not exist there (removed, or a wrong link)")
     shown = " ".join(title.split())[:80]
@@ -416,9 +417,7 @@ def fetch(
     return Fetched(path, url, state.get("final_url") or url, path.stat().st_size, member)
 
 
-def _attempt(
-    client: _Client, url: str, part: Path, state_file: Path, state: dict, offset: int, bar: _Bar
-) -> int:
+def _attempt(client: _Client, url: str, part: Path, state_file: Path, state: dict, offset: int, bar: _Bar) -> int:
     """One GET (resumed at ``offset`` when possible); returns the complete file's size."""
     body: _Body | None = None
     if offset:
@@ -464,7 +463,9 @@ def _attempt(
                 try:
                     chunk = _read_some(body.response, CHUNK)
                 except (OSError, http.client.HTTPException) as err:
-                    raise FetchError("truncated", f"the transfer stopped after {received} bytes ({_network_reason(err)})") from err
+                    raise FetchError(
+                        "truncated", f"the transfer stopped after {received} bytes ({_network_reason(err)})"
+                    ) from err
                 if not chunk:
                     break
     finally:
@@ -474,8 +475,21 @@ def _attempt(
     return received
 
 
+def _bomb_reason(zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> str | None:
+    """Why extracting ``member`` is refused: a decompression bomb (see
+    :func:`~mattecli.weights.checkpoints.zip_bomb_reason`), or None."""
+    from mattecli.weights.checkpoints import zip_bomb_reason
+
+    return zip_bomb_reason(zf, max_bytes=MAX_MEMBER, members=[member])
+
+
 def _unpack(download: Path, folder: Path, filename: str) -> tuple[Path, str | None]:
-    """``folder/filename``: the download itself, or the member of that name of a zip archive."""
+    """``folder/filename``: the download itself, or the member of that name of a zip archive.
+
+    The member is checked before it is extracted (its declared size, its compression ratio, and
+    that it inflates to what it declares: :func:`~mattecli.weights.checkpoints.zip_bomb_reason`),
+    and extracted as a stream that stops at its declared size. A PyTorch zip checkpoint downloaded
+    as such is checked when it is imported (:func:`~mattecli.weights.checkpoints.read_checkpoint`)."""
     target = folder / filename
     if not zipfile.is_zipfile(download):
         os.replace(download, target)
@@ -495,10 +509,20 @@ def _unpack(download: Path, folder: Path, filename: str) -> tuple[Path, str | No
             member = named[0]
             if member.file_size > MAX_MEMBER:
                 raise FetchError("archive", f"{member.filename} in the archive is {member.file_size} bytes, too large")
+            reason = _bomb_reason(zf, member)
+            if reason is not None:
+                raise FetchError("archive", f"the downloaded zip archive is refused unread: {reason}")
             tmp = folder / f".{filename}.{os.getpid()}.tmp"
             try:
                 with zf.open(member) as src, tmp.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, CHUNK)
+                    written = 0
+                    while chunk := src.read(CHUNK):
+                        written += len(chunk)
+                        if written > member.file_size:  # never more than it declared (and was checked)
+                            raise FetchError(
+                                "archive", f"{member.filename} inflates past the {member.file_size} bytes it declares"
+                            )
+                        dst.write(chunk)
                 os.replace(tmp, target)
             finally:
                 tmp.unlink(missing_ok=True)

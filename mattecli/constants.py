@@ -17,6 +17,7 @@ __all__ = [
     "OPENCV_MAX_PIXELS",
     "MATTECLI_MANIFEST",
     "MATTECLI_OFFLINE",
+    "MATTECLI_KEEP_FREED_MEMORY",
     "IMAGE_EXTENSIONS",
     "offline",
 ]
@@ -48,6 +49,15 @@ MATTECLI_MANIFEST: Path | None = Path(_manifest).expanduser() if _manifest else 
 #: Never download anything (weights, datasets): only what is already cached or imported is used.
 #: ``HF_HUB_OFFLINE=1`` means the same (see :func:`offline`).
 MATTECLI_OFFLINE: bool = _is_true(os.getenv("MATTECLI_OFFLINE"))
+
+#: The CLI's CPU runs without ``--max-memory`` keep freed C-heap blocks for reuse (faster, more resident
+#: memory: :mod:`mattecli.runtime.allocator`); ``MATTECLI_KEEP_FREED_MEMORY=0`` keeps glibc's defaults.
+MATTECLI_KEEP_FREED_MEMORY: bool = (os.getenv("MATTECLI_KEEP_FREED_MEMORY") or "1").strip().lower() not in {
+    "0",
+    "false",
+    "no",
+    "off",
+}
 
 #: Largest image (in pixels) that will be decoded; a guard against decompression bombs.
 #: 200 MP comfortably admits 100 MP camera files and 16K frames. ``io.pixel_limit`` refuses a

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import EXAMPLES, REPO, invoke
-from helpers import assert_equals_at_16_bits, crops, random_net
+from helpers import assert_equals_at_16_bits, crops, matter, random_net
 
 from mattecli import io, methods
 from mattecli.errors import CheckpointMismatchError
@@ -350,8 +350,13 @@ def test_memory_cap_forces_small_tiles_and_keeps_the_result():
 
     net = Pointwise()
     image = np.random.default_rng(5).random((130, 170, 3)).astype(np.float32)
-    policy = TilePolicy(stride=32, halo=8, blend=8, budget=64 * 64 * 4, bytes_per_pixel=4.0)  # as if measured
-    matter = AimProcessor(net, make_context(tiles=policy), "tiled")
+    # declared figures: nothing fixed, 4 bytes per focus pixel; a cap leaving room for one 64 x 64 tile
+    from mattecli.runtime.memory import PLAN_MARGIN, Budget, Footprint, MemoryPlan
+
+    figures = Footprint(fixed=0, image=0.0, passes={"glance": 0.0, "focus": 4.0})
+    plan = MemoryPlan(figures, Budget(int(64 * 64 * 4 / PLAN_MARGIN) + 1, "--max-memory"))
+    policy = TilePolicy(stride=32, halo=8, blend=8)
+    matter = AimProcessor(net, make_context(tiles=policy, memory=plan), "tiled")
     out = matter.process(image)
     alpha, trimap = out.alpha, out.trimap
     tile_sizes = set(net.sizes[1:])  # after the glance pass
@@ -373,8 +378,14 @@ def test_hybrid_focus_out_of_memory_falls_back_to_tiles():
     net = BigInputsOOM()
     image = np.random.default_rng(6).random((333, 517, 3)).astype(np.float32)
     policy = TilePolicy(stride=32, halo=16, tile_size=128, batch_size=2)
-    matter = AimProcessor(net, make_context(tiles=policy), "hybrid")
-    with pytest.warns(RuntimeWarning, match="focus pass out of memory"):
-        alpha = matter.process(image).alpha
-    assert alpha.shape == (333, 517)
+    # on the CPU an out-of-memory error is not caught: the plan, not a reading of free memory, decides
+    with pytest.raises(torch.OutOfMemoryError):
+        AimProcessor(net, make_context(tiles=policy), "hybrid").process(image)
+    # on CUDA a real one is retried on tiles, with a warning that the result records
+    proc = AimProcessor(net, make_context(tiles=policy), "hybrid")
+    proc.executor.device = torch.device("cuda")  # the executor's view; the network stays on the CPU
+    net.sizes.clear()
+    result = matter("aim", proc).predict(image)
+    assert result.alpha.shape == (333, 517)
     assert (160, 256) not in net.sizes[2:]  # the 1/2-scale focus was computed on tiles
+    assert "AIM focus pass ran out of GPU memory" in result.plan["fallback"] and result.plan["strategy"] == "hybrid"

@@ -54,17 +54,58 @@ def test_kept_blocks_stay_resident_and_are_reused_released_ones_go_back():
     assert released["peaks"][-1] - released["peaks"][0] < 16 * mb
 
 
-def test_runs_keep_freed_memory_only_without_a_memory_cap(monkeypatch):
-    from mattecli import methods
-    from mattecli.methods import loading
+def test_library_code_never_changes_the_heap_the_cli_does_for_uncapped_cpu_runs(monkeypatch):
+    from mattecli import constants, methods
     from mattecli.methods.base import EngineOptions, MethodOptions
     from mattecli.runtime import allocator
 
     calls = []
     monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1) or True)
-    spec = methods.get("msia")
-    capped = MethodOptions(device="cpu", engine=EngineOptions(max_memory=3 << 30))
-    for options, expected in ((capped, []), (MethodOptions(device="cpu"), [1])):
-        calls.clear()
-        loading.run_context(spec.resolve(options))
-        assert calls == expected
+    # building and running a method (what a program importing mattecli does) sets nothing process-wide
+    from conftest import synthetic_scene
+
+    image, _, trimap = synthetic_scene()
+    for options in (MethodOptions(device="cpu"), MethodOptions(device="cpu", engine=EngineOptions(max_memory=3 << 30))):
+        methods.get("cf").create(options).predict(image, trimap)
+    assert calls == []
+    # the command line's start-up choice: CPU without a cap only, and never with the variable off
+    assert allocator.configure_for_cli("cpu", None) and calls == [1]
+    calls.clear()
+    allocator.configure_for_cli("cpu", 3 << 30)
+    allocator.configure_for_cli("cuda:0", None)
+    monkeypatch.setattr(constants, "MATTECLI_KEEP_FREED_MEMORY", False)
+    allocator.configure_for_cli("cpu", None)
+    assert calls == []
+
+
+def test_the_matte_command_keeps_freed_memory_unless_told_not_to(tmp_path):
+    """In a child process (the switch is process-wide): ``matte`` on the CPU keeps freed blocks;
+    ``MATTECLI_KEEP_FREED_MEMORY=0`` or ``--max-memory`` keep glibc's defaults."""
+    import os
+    import subprocess
+
+    from conftest import REPO, synthetic_scene, write_rgb
+
+    image, _, trimap = synthetic_scene()
+    write_rgb(tmp_path / "img.png", image)
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "tri.png"), trimap)
+    code = (
+        "import sys\nfrom mattecli.cli import app\nfrom mattecli.runtime import allocator\n"
+        "try:\n    app(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('KEPT' if allocator.keeps_freed_memory() else 'DEFAULT', file=sys.stderr)\n"
+    )
+    base = ["matte", "-m", "cf", str(tmp_path / "img.png"), "--trimap", str(tmp_path / "tri.png"), "--device", "cpu"]
+
+    def run(extra, env=None, out="o"):
+        args = [*base, str(tmp_path / out), *extra]
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *args], cwd=REPO, capture_output=True, text=True, timeout=300,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        return proc.stderr.strip().splitlines()[-1]
+
+    assert run([]) == "KEPT"
+    assert run([], {"MATTECLI_KEEP_FREED_MEMORY": "0"}, "o2") == "DEFAULT"
+    assert run(["--max-memory", "4G"], out="o3") == "DEFAULT"

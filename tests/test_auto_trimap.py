@@ -273,12 +273,14 @@ def _random_clf():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-m", "sim"], "method sim needs a trimap: pass --trimap FILE_OR_FOLDER, or --trimap auto to predict it with aim"),
-        (["-m", "cf"], "or --trimap auto"),
+        # no --trimap: auto, said in one note; offline without AIM's weights that is one line, before any image
+        (["-m", "sim"], "note: sim needs a trimap and none was given: predicting each image's trimap with aim"),
+        (["-m", "cf"], "mattecli weights import aim"),
         (["-m", "aim", "--trimap", "auto"], "method aim is trimap-free and takes no trimap, predicted or given"),
         (["-m", "cf", "--trimap", "auto", "--trimap-method", "cf"], "--trimap-method cf predicts no trimap"),
         (["-m", "cf", "--trimap", "auto", "--trimap-method", "nope"], "nope"),
-        (["-m", "cf", "--trimap-method", "shm"], "--trimap-method applies only with --trimap auto"),
+        (["-m", "cf", "--trimap", EXAMPLES / "trimaps", "--trimap-method", "shm"], "--trimap-method applies only with"),
+        (["-m", "aim", "--trimap-method", "shm"], "--trimap-method applies only with --trimap auto"),
         (["-m", "cf", "--trimap", "auto", "--trimap-method", "shm", "--trimap-variant", "x"], "--trimap-variant of method shm"),
         (["-m", "cf", "--trimap", EXAMPLES / "trimaps", "--save-trimap"], "with --trimap auto, --save-trimap writes"),
     ],
@@ -296,6 +298,23 @@ def test_semantic_trimap_without_a_trimap_names_trimap_auto(runner, tmp_path):
     assert result.exit_code == 2 and "--trimap auto" in result.stderr
 
 
+def test_no_trimap_means_auto_with_one_note(runner, tmp_path, photos, aim_weights):
+    """A trimap-based method run on photos alone predicts the trimaps (AIM's glance), says so once, and
+    writes what ``--trimap auto`` writes; ``--quiet`` drops the note."""
+    plain = invoke(runner, ["matte", "-m", "cf", photos, tmp_path / "plain", "--json"])
+    assert plain.exit_code == 0, plain.output
+    notes = [line for line in plain.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: cf needs a trimap and none was given: predicting each image's trimap with aim (--trimap auto); "
+        "pass --trimap FILE_OR_FOLDER to use your own"
+    ]
+    assert [json.loads(line)["status"] for line in plain.stdout.splitlines()] == ["ok"] * 3
+    auto = invoke(runner, ["matte", "-m", "cf", photos, tmp_path / "auto", "--trimap", "auto", "--quiet"])
+    assert auto.exit_code == 0 and "note:" not in auto.stderr
+    for stem in STEMS:
+        assert (tmp_path / "plain" / f"{stem}.png").read_bytes() == (tmp_path / "auto" / f"{stem}.png").read_bytes()
+
+
 def test_a_folder_named_auto_is_still_a_folder(runner, tmp_path, monkeypatch):
     from mattecli.cli.matte import split_trimap
 
@@ -303,6 +322,8 @@ def test_a_folder_named_auto_is_still_a_folder(runner, tmp_path, monkeypatch):
     assert split_trimap("AUTO", "shm", None) == (None, "shm")
     assert split_trimap("./auto", None, None) == (Path("auto"), None)
     assert split_trimap(None, None, None) == (None, None)
+    assert split_trimap(None, None, None, needs_trimap="cf", quiet=True) == (None, "aim")
+    assert split_trimap(None, "shm", None, needs_trimap="cf", quiet=True) == (None, "shm")
 
 
 def test_offline_without_the_trimap_methods_weights_is_one_line_before_any_image(runner, tmp_path, photos):

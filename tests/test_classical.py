@@ -267,8 +267,20 @@ def test_the_shared_blender_covers_every_pixel_and_keeps_a_constant():
 
 
 def test_auto_strategy_follows_max_memory(monkeypatch):
+    from mattecli.errors import BadOptionError
+    from mattecli.methods.classical.spec import CF
+    from mattecli.runtime.memory import PLAN_MARGIN
+
     image, _, trimap = _disk_scene(64, 64)
-    assert classical.choose_strategy("cf", trimap, max_memory=1) == "tiled"
+    fp = CF.footprint
+    base = fp.fixed + fp.image * trimap.size  # held beside any solve of this image
+
+    def budget(room: float) -> int:  # a --max-memory leaving ``room`` bytes to a solve
+        return int(base + room / PLAN_MARGIN) + 1
+
+    whole = classical.whole_solve_bytes("cf", trimap.size, int(((trimap > 0) & (trimap < 255)).sum()))
+    assert classical.choose_strategy("cf", trimap, max_memory=budget(whole - 1)) == "tiled"
+    assert classical.choose_strategy("cf", trimap, max_memory=budget(whole)) == "whole"
     assert classical.choose_strategy("cf", trimap, max_memory=2**40) == "whole"
     assert classical.whole_solve_bytes("knn", 10**6, 0) > classical.whole_solve_bytes("cf", 10**6, 0)
     shapes = _count_solves(monkeypatch)
@@ -276,12 +288,19 @@ def test_auto_strategy_follows_max_memory(monkeypatch):
     estimate_alpha(image, trimap, "cf", strategy="auto", max_memory=2**40)
     assert shapes == [(64, 64)] * 2
     shapes.clear()
-    estimate_alpha(image, trimap, "cf", max_memory=1, tile_size=40, tile_overlap=4)
+    tile40 = classical.whole_solve_bytes("cf", 40 * 40, 40 * 40)
+    estimate_alpha(image, trimap, "cf", max_memory=budget(tile40), tile_size=40, tile_overlap=4)
     assert len(shapes) == len(_layout(64, 64, 40, 4)) == 4 and all(s[0] < 64 or s[1] < 64 for s in shapes)
     shapes.clear()
-    # tiny budget and no tile size: the default tile shrinks to the minimum
-    estimate_alpha(image, trimap, "cf", max_memory=1, tile_overlap=4)
+    # a budget that holds only the smallest tile: the default tile shrinks to it
+    tile64 = classical.whole_solve_bytes("cf", 64 * 64, 64 * 64)
+    estimate_alpha(image, trimap, "cf", max_memory=budget(tile64), tile_overlap=4)
     assert len(shapes) == 1  # a 64 px image is a single minimum-size tile
+    # a budget below even that is a usage error naming the least that works (never a silent run)
+    shapes.clear()
+    with pytest.raises(BadOptionError, match=r"--max-memory 1 cannot hold .* need about \d") as err:
+        estimate_alpha(image, trimap, "cf", max_memory=1, tile_overlap=4)
+    assert "give --max-memory" in err.value.hint and shapes == []
     assert classical._tile_size_for("cf", 1280, 1) == classical.MIN_TILE_SIZE
     assert classical._tile_size_for("cf", 1280, 1, overlap=128) == 2 * 128 + classical.MIN_CORE
     assert classical._tile_size_for("cf", 1280, 6 * 2**30) == 1280  # a 1280^2 tile, all unknown: ~5 GB
@@ -347,15 +366,18 @@ def test_matter_carries_the_options(monkeypatch):
     engine = EngineOptions(strategy="tiled", tile_size=48, tile_overlap=8, max_memory=2**30)
     matter = methods.get("cf").create(MethodOptions(engine=engine))
     p = matter.processor
-    assert (p.strategy, p.tile_size, p.tile_overlap, p.max_memory) == ("tiled", 48, 8, 2**30)
-    assert methods.get("knn").create(MethodOptions()).processor.strategy == "auto"
-    assert methods.get("knn").create(MethodOptions(engine=EngineOptions(strategy="auto"))).processor.strategy == "auto"
+    assert (p.executor.strategy, p.tile_size, p.tile_overlap) == ("tiled", 48, 8)
+    assert p.executor.memory.budget.bytes == 2**30 and p.executor.memory.budget.capped
+    assert methods.get("knn").create(MethodOptions()).processor.executor.strategy == "auto"
+    knn = methods.get("knn").create(MethodOptions(engine=EngineOptions(strategy="auto")))
+    assert knn.processor.executor.strategy == "auto" and knn.processor.executor.memory.budget.source != "--max-memory"
     spec = methods.get("cf")
     assert spec.stride == 1 and spec.margin == classical.DEFAULT_TILE_OVERLAP
     image, alpha, trimap = _disk_scene()
     shapes = _count_solves(monkeypatch)
-    est = matter.predict(image, trimap).alpha
-    assert len(shapes) > 1 and np.abs(est - alpha)[trimap == 128].mean() < 0.01
+    result = matter.predict(image, trimap)
+    assert len(shapes) > 1 and np.abs(result.alpha - alpha)[trimap == 128].mean() < 0.01
+    assert result.plan["strategy"] == "tiled" and result.plan["tile"] == [48, 48] and result.plan["tiles"] == len(shapes)
 
 
 def test_crop_grows_until_foreground_touches_its_unknown_pixels(monkeypatch):

@@ -24,6 +24,8 @@ from mattecli import io
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("MATTECLI_")}
 #: what README promises in every --json row of a file command
 README_KEYS = {"input", "output", "method", "seconds", "status", "error"}
+#: what ``matte`` adds: what ran (the README names them)
+MATTE_KEYS = README_KEYS | {"strategy", "tile", "tiles", "fallback", "budget"}
 
 
 def _mattecli(args: list, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -220,7 +222,7 @@ def test_json_keys_of_matte_trimap_and_composite(runner, tmp_path):
     a = write_gray(tmp_path / "a.png", alpha)
     (row,) = _json_rows(invoke(runner, ["matte", "-m", "cf", img, tmp_path / "m.png", "-t", tri, "--json"]))
     _check_row(row, "cf")
-    assert set(row) == README_KEYS
+    assert set(row) == MATTE_KEYS and row["strategy"] == "whole" and row["fallback"] is None
     (row,) = _json_rows(invoke(runner, ["trimap", a, tmp_path / "t2.png", "--width", "2", "--json"]))
     _check_row(row, "trimap")
     assert 0 < row["unknown_fraction"] < 1

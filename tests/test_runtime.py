@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mattecli.runtime import device, memory, precision, tensors, tiles
 from mattecli.errors import BadOptionError, DeviceError
+from mattecli.runtime import device, memory, precision, tensors, tiles
 
 
 def test_select_device(monkeypatch):
@@ -61,7 +61,3 @@ def test_plan_tiles_respects_budget_and_stride():
     assert small == 32  # never below one stride
 
 
-def test_activation_estimate_bounds_a_simple_net():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1))
-    bpp = memory.activation_bytes_per_pixel(net, 3, size=32, stride=8)
-    assert bpp == pytest.approx((8 + 8 + 1) * 4)  # three outputs of 8, 8 and 1 float32 channels per pixel

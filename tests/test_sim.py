@@ -302,39 +302,6 @@ def test_unknown_only_tail_equals_the_whole_pass_on_unknown_pixels(nets, monkeyp
     assert bool(far.any()) and bool((part[far] == 0).all())
 
 
-def test_whole_pass_memory_counts_the_tail_on_the_largest_of_this_trimaps_tiles(nets, monkeypatch):
-    """The ``auto`` strategy's estimate of a whole pass: the zero-input probe (every pixel unknown:
-    the whole tail) where the tail is not tiled, else the probe with every pixel known (no tail)
-    plus the tail's memory per pixel over the largest tile of this trimap."""
-    from mattecli.methods.sim import net as simnet
-    from mattecli.runtime import executor
-
-    folded = copy.deepcopy(nets[0]).fold_weight_standardization()
-    proc = SimProcessor(folded, PatchAnalyzer(nets[1], torch.device("cpu")), make_context())
-    monkeypatch.setattr(type(proc.ctx.tiles), "probe", lambda *a, **k: 1000.0)
-    measured = []
-    monkeypatch.setattr(executor, "measure_pass", lambda fwd, *a: measured.append(fwd) or 600.0)
-    h, w = 1015, 1207  # padded to 1016 x 1208
-    tri = np.zeros((h, w), np.uint8)
-    tri[260:300, 400:440] = 128  # one blob: one 16-cell tile at /4 (64 px + halos)
-    assert proc._whole_bytes_per_pixel(tri) == 1000.0  # the network's own forward: whole tail
-    folded.unknown_only = True
-    boxes = simnet.tail_boxes(torch.from_numpy(np.pad(tri, ((0, 1), (0, 1))) == 128)[None, None].float(), 254, 302)
-    assert len(boxes) == 1
-    r0, r1, c0, c1, a0, a1, b0, b1 = boxes[0]
-    tile = 16 * (a1 - a0) * (b1 - b0)
-    assert tile == (64 + 32) ** 2
-    assert proc._whole_bytes_per_pixel(tri) == pytest.approx(600.0 + 400.0 * tile / (1016 * 1208))
-    assert proc._whole_bytes_per_pixel(np.full((h, w), 128, np.uint8)) == 1000.0  # tail whole
-    assert proc._whole_bytes_per_pixel(np.zeros((h, w), np.uint8)) == 600.0  # no unknown pixel: no tail
-    assert len(measured) == 1  # the known probe is measured once
-    x = torch.zeros(1, 34, 32, 32)
-    seen = []
-    monkeypatch.setattr(proc, "_probe_input", lambda t: seen.append(t.clone()))
-    measured[0](x)  # the known probe: every pixel background in the two-channel trimap
-    assert bool((seen[0][:, 3] == 1).all()) and bool((seen[0][:, 4] == 0).all())
-
-
 # ----------------------------------------------------------------------------- encodings (sim.md 2.4)
 def _brute_force_distance(mask: np.ndarray) -> np.ndarray:
     ys, xs = np.nonzero(mask)
@@ -576,6 +543,7 @@ def test_cli_matte_sim_without_classifier_names_it(tmp_path, imported):
     assert result.exit_code == 2 and "mattecli weights import sim-classifier" in result.stderr
 
 
-def test_cli_matte_sim_needs_a_trimap(tmp_path):
+def test_cli_matte_sim_without_a_trimap_predicts_one(tmp_path):
     result = invoke(["matte", EXAMPLES / "images", tmp_path / "o", "--method", "sim"])
-    assert result.exit_code == 2 and "needs a trimap" in result.stderr
+    assert "note: sim needs a trimap and none was given" in result.stderr
+    assert result.exit_code == 2 and "mattecli weights import aim" in result.stderr  # offline, no AIM weights

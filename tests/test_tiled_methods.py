@@ -20,10 +20,9 @@ from helpers import calibrate, make_context, matter, random_net
 
 from mattecli import methods
 from mattecli.errors import BadOptionError
-from mattecli.methods.base import MethodOptions
 from mattecli.methods.aim import processor as aim
 from mattecli.methods.aim.net import AimNet
-from mattecli.methods.base import IMAGENET
+from mattecli.methods.base import IMAGENET, MethodOptions
 from mattecli.methods.msia import processor as msia
 from mattecli.methods.msia.net import MSIANet
 from mattecli.methods.shm import processor as shm
@@ -253,33 +252,39 @@ def test_msia_tiled_matches_whole_and_skips_known_tiles(msia_net):
     assert with_trimap < len(sizes)
 
 
+def _planned(net, strategy: str, cap: int, per_pixel: float = 1000.0) -> _Run:
+    """MSIA on ``net`` with declared figures of ``per_pixel`` bytes per pass pixel under ``cap`` bytes."""
+    from mattecli.runtime.memory import Budget, Footprint, MemoryPlan
+
+    plan = MemoryPlan(Footprint(fixed=0, image=0.0, passes={"whole": per_pixel}), Budget(cap, "--max-memory"))
+    policy = TilePolicy(stride=16, halo=16, blend=8)
+    return _Run("msia", msia.MsiaProcessor(net, make_context(strategy=strategy, tiles=policy, memory=plan)))
+
+
 def test_a_memory_cap_makes_auto_tile_and_a_large_budget_keeps_whole(msia_net):
+    from mattecli.runtime.memory import PLAN_MARGIN
+
     image = _image(70, 90, 3)  # padded to 80 x 96
-    small = TilePolicy(stride=16, halo=16, blend=8, budget=72 * 72 * 1000, bytes_per_pixel=1000.0)
-    big = TilePolicy(stride=16, halo=16, blend=8, budget=1 << 40, bytes_per_pixel=1000.0)
-    # the context pass's memory per pixel, as pass_fits would measure it: RSS readings of a network this
-    # small range over 200-600 B/px from run to run, across this budget's 660 B/px threshold
-    measured = {"pass": 300.0}
+    small = int(72 * 72 * 1000 / PLAN_MARGIN) + 1  # room for 72^2 px at 1000 B/px
     sizes = []
     _counting(msia_net, sizes)
-    _msia(msia_net, "auto", big).predict(image)
-    assert sizes == [(1, 3, 80, 96)]  # one whole (padded) pass
+    big = _planned(msia_net, "auto", 1 << 40).matter.predict(image)
+    assert sizes == [(1, 3, 80, 96)] and big.plan["strategy"] == "whole"  # one whole (padded) pass
     sizes.clear()
-    auto = _msia(msia_net, "auto", small)
-    auto.processor._bpp.update(measured)
-    got = auto.predict(image)
+    with pytest.warns(RuntimeWarning, match="does not fit --max-memory .*: run at 48x32"):
+        got = _planned(msia_net, "auto", small).matter.predict(image)
     msia_net._forward_pre_hooks.clear()
-    # memory probes first (the context pass checks it fits the budget), then the context pass on the whole
-    # padded image (the image is below CONTEXT_PIXELS; it fits) ...
-    assert sizes.count((1, 3, 80, 96)) == 1
-    tiles = sizes[sizes.index((1, 3, 80, 96)) + 1 :]
-    assert len(tiles) > 2 and all(s[-1] * s[-2] <= 72 * 72 for s in tiles)  # ... then tiles within the budget
-    tiled = _msia(msia_net, "tiled", small)
-    tiled.processor._bpp.update(measured)
-    np.testing.assert_array_equal(got, tiled.predict(image))
+    # the context pass, halved until it fits (80 x 96 -> 32 x 48), then tiles within the cap
+    assert sizes[0] == (1, 3, 32, 48) and got.plan["passes"] == {"whole": [32, 48]}
+    tiles = sizes[1:]
+    assert len(tiles) > 2 and all(s[0] * s[-1] * s[-2] <= 72 * 72 for s in tiles)
+    assert got.plan["strategy"] == "tiled" and got.plan["tiles"] >= 2 and "run at 48x32" in got.plan["fallback"]
+    with pytest.warns(RuntimeWarning):
+        tiled = _planned(msia_net, "tiled", small).predict(image)
+    np.testing.assert_array_equal(got.alpha, tiled)
 
 
-def test_whole_pass_out_of_memory_falls_back_to_tiles(msia_net):
+def test_whole_pass_out_of_memory_falls_back_to_tiles_on_cuda_only(msia_net):
     class OomAbove(torch.nn.Module):
         def __init__(self, inner, limit):
             super().__init__()
@@ -291,16 +296,19 @@ def test_whole_pass_out_of_memory_falls_back_to_tiles(msia_net):
             return self.inner(x)
 
     image = _image(70, 90, 3)  # padded to 80 x 96
-    policy = _policy(16, tile=64, halo=16, batch=1)
-    want = _msia(msia_net, "tiled", policy)
+    want = _msia(msia_net, "tiled", _policy(16, tile=64, halo=16, batch=1))
     guarded = OomAbove(msia_net, 80 * 96 - 1)  # the whole image no longer fits, tiles do
+    with pytest.raises(torch.OutOfMemoryError):  # the CPU never relies on catching one
+        _msia(guarded, "whole", _policy(16, tile=64, halo=16, batch=1)).predict(image)
     got = _msia(guarded, "whole", _policy(16, tile=64, halo=16, batch=1))
-    with pytest.warns(RuntimeWarning, match="out of memory"):
-        alpha = got.predict(image)
-    # the fallback runs the tiles; its context pass (the whole image here) is refused too and
+    got.processor.executor.device = torch.device("cuda")  # the executor's view; the network stays on the CPU
+    with pytest.warns(RuntimeWarning, match="out of GPU memory"):
+        result = got.matter.predict(image)
+    # the fallback runs the tiles; its context pass (the whole image here) runs out too and is
     # retried at half size, hence a tolerance rather than equality with the unguarded run
-    assert not np.isnan(alpha).any() and alpha.shape == (70, 90)
-    assert float(np.abs(alpha - want.predict(image)).max()) < 0.1
+    assert not np.isnan(result.alpha).any() and result.alpha.shape == (70, 90)
+    assert float(np.abs(result.alpha - want.predict(image)).max()) < 0.1
+    assert "computed on tiles" in result.plan["fallback"] and result.plan["passes"]["whole"] == [32, 48]
 
 
 # ----------------------------------------------------------------------------- options and CLI

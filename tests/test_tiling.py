@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mattecli.runtime import context, executor, memory, tiles
 from mattecli.errors import DeviceError
+from mattecli.runtime import context, tiles
 
 
 @pytest.mark.parametrize(
@@ -313,58 +313,3 @@ def test_non_oom_errors_are_not_swallowed():
         tiles.tiled_apply_safe(broken, torch.rand(1, 1, 8, 8), tile=8, blend=0)
 
 
-def test_memory_cap_makes_the_policy_tile_and_the_result_is_unchanged():
-    net = _Local().eval()
-    x = torch.rand(1, 3, 160, 240)
-    big = executor.TilePolicy(stride=8, halo=48, blend=8, budget=1 << 40)
-    small = executor.TilePolicy(stride=8, halo=48, blend=8, budget=150 * 150 * 600)
-    for policy in (big, small):
-        policy.bytes_per_pixel = 600.0  # as if measured
-    assert big.fits(160 * 240) and not small.fits(160 * 240)
-    tile, _ = small.plan()
-    assert tile < 240 and tile % 8 == 0 and tile >= small.min_tile
-    with torch.inference_mode():
-        ctx = context.GlobalContext(net)
-        with ctx.record():
-            whole = net(x)
-        with ctx.replay():
-            out = small.run(net, x)
-    torch.testing.assert_close(out, whole, atol=1e-6, rtol=0)
-
-
-def test_memory_already_in_use_counts_against_max_memory(monkeypatch):
-    """--max-memory bounds the run's peak: weights, images and full-size maps held now leave less for tiles."""
-    cpu = torch.device("cpu")
-    policy = executor.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0, device=cpu)
-    monkeypatch.setattr(memory, "memory_in_use", lambda device: 0)
-
-    def largest(room):  # the largest multiple of the stride whose tile^2 x 1000 B fit the planning share of room
-        return int((room * executor.PLAN_MARGIN / 1000) ** 0.5) // 8 * 8
-
-    free_tile, free_batch = policy.plan()
-    assert (free_tile, free_batch) == (largest(2**30), 1) and free_tile > 900
-    monkeypatch.setattr(memory, "memory_in_use", lambda device: 2**30 - 300 * 300 * 1000)
-    tile, batch = policy.plan()
-    assert tile == largest(300 * 300 * 1000) and tile * tile * 1000 <= 300 * 300 * 1000 and batch == 1
-    assert policy.fits(250 * 250) and not policy.fits(350 * 350)
-    with pytest.warns(RuntimeWarning, match="leaves"):
-        assert policy.plan(reserve=2**30)[0] == policy.min_tile  # nothing left: the smallest tile, with a warning
-    without_device = executor.TilePolicy(stride=8, halo=16, blend=8, budget=2**30, bytes_per_pixel=1000.0)
-    assert without_device.plan() == (largest(2**30), 1)  # a bare policy plans from the budget alone
-
-
-def test_default_budget_is_what_is_in_use_plus_free_memory():
-    cpu = torch.device("cpu")
-    in_use = memory.memory_in_use(cpu)
-    budget = memory.memory_budget(cpu)
-    assert budget > in_use and memory.memory_budget(cpu, "3G") == 3 * 2**30
-    assert memory.memory_headroom(cpu, budget) > 0
-
-
-def test_measured_bytes_per_pixel_is_linear_and_sane():
-    conv = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1)).eval()
-    bpp = memory.measure_bytes_per_pixel(conv, lambda s: torch.zeros(1, 3, s, s), torch.device("cpu"))
-    if bpp is None:
-        pytest.skip("peak RSS cannot be reset on this system")
-    # at least one 64-channel float32 map is alive, at most the four maps a naive count gives
-    assert 64 * 4 * 0.8 <= bpp <= 4 * 64 * 4 * 1.5

@@ -103,6 +103,10 @@ def render_report(report: dict) -> None:
         + (f", CUDA {_bytes(mem['cuda_peak_bytes'])}" if mem.get("cuda_peak_bytes") else "")
         + f"  (device {device})"
     )
+    from mattecli.pipelines.report_html import plan_line
+
+    if plan_line(report):
+        common.stderr.print(escape(plan_line(report)))
     source = ds.get("source") or {}
     if source.get("repo_id"):
         common.stderr.print(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -26,19 +27,56 @@ def _methods() -> list[str]:
     return list_methods()
 
 
-def split_trimap(trimap: str | None, trimap_method: str | None, trimap_variant: str | None):
+def _default_method() -> str:
+    from mattecli.methods import DEFAULT_METHOD
+
+    return DEFAULT_METHOD
+
+
+def split_trimap(
+    trimap: str | None,
+    trimap_method: str | None,
+    trimap_variant: str | None,
+    *,
+    needs_trimap: str | None = None,
+    quiet: bool = False,
+):
     """``--trimap`` as given -> ``(path or None, trimap method or None)``: ``auto`` predicts the trimaps
-    (``--trimap-method``, default the first method that predicts one); ``./auto`` is a folder named auto.
+    (``--trimap-method``, default :data:`mattecli.methods.DEFAULT_TRIMAP_METHOD`); ``./auto`` is a folder
+    named auto. Without ``--trimap``, ``needs_trimap`` (the name of a method or command that cannot run
+    without one) makes it ``auto``, said in one note on stderr (unless ``quiet``).
 
     Raises:
         UsageError: ``--trimap-method`` / ``--trimap-variant`` without ``--trimap auto``.
     """
+    from mattecli.methods import DEFAULT_TRIMAP_METHOD
+
+    if trimap is None and needs_trimap is not None:
+        method = trimap_method or DEFAULT_TRIMAP_METHOD
+        if not quiet:
+            print(
+                f"note: {needs_trimap} needs a trimap and none was given: predicting each image's trimap with "
+                f"{method} (--trimap auto); pass --trimap FILE_OR_FOLDER to use your own",
+                file=sys.stderr,
+            )
+        return None, method
     if trimap is not None and trimap.strip().lower() == "auto":
-        return None, trimap_method or common.trimap_predictors()[0]
+        return None, trimap_method or DEFAULT_TRIMAP_METHOD
     for flag, value in (("--trimap-method", trimap_method), ("--trimap-variant", trimap_variant)):
         if value is not None:
             raise common.UsageError(f"{flag} applies only with --trimap auto")
     return (None if trimap is None else Path(trimap)), None
+
+
+def _needs_trimap(method: str) -> str | None:
+    """``method`` when it is a registered method that cannot run without a trimap (else None: unknown
+    methods are refused by the pipeline, with the list of known ones)."""
+    from mattecli import methods
+
+    try:
+        return method if methods.get(method).needs_trimap else None
+    except methods.UnknownMethodError:
+        return None
 
 
 @common.handles_errors
@@ -47,14 +85,15 @@ def matte(
     out: OutArg,
     method: Annotated[
         str, typer.Option("--method", "-m", help=f"Matting method: {', '.join(_methods())}.")
-    ] = _methods()[0],
+    ] = _default_method(),
     trimap: Annotated[
         str | None,
         typer.Option(
             "--trimap",
             "-t",
             help="Trimap file (one input) or folder of trimaps matched by file stem; 'auto' predicts each "
-            "image's trimap (see --trimap-method) and mattes it in the same run (a folder named auto: ./auto).",
+            "image's trimap (see --trimap-method) and mattes it in the same run (a folder named auto: ./auto). "
+            "Methods that need a trimap use 'auto' when none is given, with a note.",
         ),
     ] = None,
     trimap_method: common.TrimapMethodOpt = None,
@@ -120,7 +159,9 @@ def matte(
     common.check_bit_depth(bit_depth)
     if jobs < 1:
         raise common.UsageError("--jobs must be >= 1")
-    trimap_path, auto = split_trimap(trimap, trimap_method, trimap_variant)
+    trimap_path, auto = split_trimap(
+        trimap, trimap_method, trimap_variant, needs_trimap=_needs_trimap(method), quiet=quiet
+    )
     settings = MatteSettings(
         cutout=cutout,
         foreground=foreground,
@@ -146,6 +187,10 @@ def matte(
             compile_model=compile_model,
         ),
     )
+    # a process-wide heap setting, made here by the CLI (never by the library): runtime/allocator.py
+    from mattecli.runtime.allocator import configure_for_cli
+
+    configure_for_cli(device, settings.options.engine.max_memory)
     backend = backends.backend_for(device, ray=ray, ray_address=ray_address)
     total, results = backends.matte(
         inputs,

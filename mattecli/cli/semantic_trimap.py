@@ -73,15 +73,15 @@ def semantic_trimap(
     the metadata) and <OUT>/<stem>_classes.png (class index 0-19 of the best class in the unknown
     region, 255 elsewhere); --preview adds <OUT>/<stem>_preview.png. With one input, OUT may be
     NAME.png (the class-index PNG; the others beside it) or NAME.safetensors. Existing outputs are
-    skipped unless --overwrite. --trimap auto predicts each trimap first (AIM's glance decoder, or
-    --trimap-method shm), so photos alone are enough.
+    skipped unless --overwrite. Without --trimap (or with --trimap auto) each trimap is predicted
+    first (AIM's glance decoder, or --trimap-method shm), so photos alone are enough.
     """
     from mattecli.cli.matte import split_trimap
     from mattecli.methods.sim.semantic import parse_patch_sizes
     from mattecli.pipelines.semantic_trimap import SemanticSettings, semantic_trimap_files
 
     common.check_max_pixels(max_pixels)
-    trimap_path, auto = split_trimap(trimap, trimap_method, trimap_variant)
+    trimap_path, auto = split_trimap(trimap, trimap_method, trimap_variant, needs_trimap="semantic-trimap", quiet=quiet)
     settings = SemanticSettings(
         scores=scores,
         preview=preview,

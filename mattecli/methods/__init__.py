@@ -42,6 +42,8 @@ __all__ = [
     "Published",
     "Resolved",
     "Variant",
+    "DEFAULT_METHOD",
+    "DEFAULT_TRIMAP_METHOD",
     "get",
     "list_methods",
     "specs",
@@ -50,9 +52,14 @@ __all__ = [
     "create",
 ]
 
-#: In the order methods are listed to users (the first is the default of ``matte``).
+#: In the order methods are listed to users.
 _SPECS: tuple[MethodSpec, ...] = (_AIM, _CF, _KNN, _SIM, _SHM, _MSIA)
 _REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
+
+#: ``matte`` and ``bench`` without ``--method``: automatic matting of any photo.
+DEFAULT_METHOD = "aim"
+#: ``--trimap auto`` (and a trimap-based method run without ``--trimap``) without ``--trimap-method``.
+DEFAULT_TRIMAP_METHOD = "aim"
 
 
 def get(name: str) -> MethodSpec:
@@ -89,11 +96,14 @@ def variant(name: str) -> tuple[MethodSpec, Variant]:
     raise KeyError(name)
 
 
-def published_for(method: str | None, dataset: str) -> list[Published]:
-    """The numbers published for ``method`` on ``dataset`` (empty if none)."""
+def published_for(method: str | None, dataset: str, variant: str | None = None) -> list[Published]:
+    """The numbers published for ``method`` (its ``variant``, default the method's default) on ``dataset``
+    (empty if none)."""
     if method not in _REGISTRY:
         return []
-    return [p for p in _REGISTRY[method].published if p.dataset == dataset]
+    spec = _REGISTRY[method]
+    variant = variant or (spec.variants[0].name if spec.variants else None)
+    return [p for p in spec.published if p.dataset == dataset and p.variant in (None, variant)]
 
 
 def create(name: str, options: MethodOptions | None = None) -> Matter:

@@ -30,6 +30,7 @@ import numpy as np
 from mattecli.errors import BadOptionError, TrimapError
 
 if TYPE_CHECKING:
+    from mattecli.runtime.memory import Budget, Footprint
     from mattecli.weights.checkpoints import Architecture
 
 __all__ = [
@@ -102,6 +103,8 @@ class Variant:
     the input's mean/std (None where a method encodes its input another way, named in
     ``params``). ``default_strategy`` and ``margin`` override the spec's for this variant (SHM's
     two networks differ in both); ``params`` holds what else a processor reads per variant.
+    ``footprint`` is its declared memory (:class:`~mattecli.runtime.memory.Footprint`, companions
+    included), what every memory plan of a run is made of.
     """
 
     name: str
@@ -112,6 +115,7 @@ class Variant:
     default_strategy: str | None = None
     margin: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    footprint: Footprint | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "build", lazy(self.build))  # always callable
@@ -149,7 +153,8 @@ class Published:
     """Numbers a paper or an official repository reports for a method on a dataset.
 
     ``metrics`` use our keys and units (MSE raw, not x1e3); ``groups`` maps a group key
-    (``"class"``, ``"type"``, ``"category"``) to per-group SAD.
+    (``"class"``, ``"type"``, ``"category"``) to per-group SAD; ``variant`` the weights variant the
+    numbers belong to (None: the method's, whichever variant runs).
     """
 
     method: str
@@ -158,6 +163,7 @@ class Published:
     metrics: dict[str, float]
     groups: dict[str, dict[str, float]] = field(default_factory=dict)
     note: str = ""
+    variant: str | None = None
 
     @property
     def label(self) -> str:
@@ -222,10 +228,18 @@ class Resolved:
     strategy: str
     scales: tuple[float, ...] | None
     halo: int
+    budget: Budget | None = None
 
     @property
     def engine(self) -> EngineOptions:
         return self.options.engine
+
+    @property
+    def footprint(self) -> Footprint | None:
+        """The declared memory of what this run loads: the variant's, else the method's."""
+        if self.variant is not None and self.variant.footprint is not None:
+            return self.variant.footprint
+        return self.spec.footprint
 
     def weights_to_fetch(self) -> tuple[str, ...]:
         """Manifest variants this run loads from the cache (files given by the caller excluded)."""
@@ -254,6 +268,8 @@ class Provenance:
     variant: str | None = None
     weights: tuple[WeightsFile, ...] = ()
     device: str = "cpu"
+    #: the run's memory budget (:meth:`mattecli.runtime.memory.Budget.to_json`), which plans its passes
+    budget: Mapping[str, Any] | None = None
 
     @property
     def weights_sha256(self) -> str | None:
@@ -274,11 +290,14 @@ class Prediction:
 @dataclass(frozen=True)
 class MatteResult:
     """One image matted: ``alpha`` float32 ``HxW`` in [0, 1], exactly 0 / 1 where the given trimap
-    is known; ``trimap`` the one the method predicted (None when it predicts none); ``extras``."""
+    is known; ``trimap`` the one the method predicted (None when it predicts none); ``extras``;
+    ``plan`` what ran (:meth:`mattecli.runtime.executor.Executor.record`: strategy, tile, tiles,
+    batch, reduced passes, fallback; empty for a processor without an executor)."""
 
     alpha: np.ndarray
     trimap: np.ndarray | None = None
     extras: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    plan: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 class Processor(Protocol):
@@ -320,6 +339,9 @@ class Matter:
             raise TrimapError(f"method {self.spec.name} needs a trimap", hint="pass --trimap FILE_OR_FOLDER")
         if trimap is not None and tuple(trimap.shape[:2]) != (h, w):
             raise TrimapError(f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is {w}x{h}")
+        executor = self.executor
+        if executor is not None:
+            executor.begin(h * w)
         out = self.processor.process(image, trimap if self.spec.capabilities.takes_trimap else None, extras=extras)
         alpha = np.asarray(out.alpha, dtype=np.float32)
         if alpha.shape != (h, w):
@@ -327,7 +349,22 @@ class Matter:
         alpha = np.clip(alpha, 0.0, 1.0, out=alpha if alpha.flags.writeable else None)  # in place: no copy
         if trimap is not None:
             clamp_known(alpha, trimap)
-        return MatteResult(alpha, out.trimap, MappingProxyType(dict(out.extras)))
+        plan = MappingProxyType(executor.record() if executor is not None else {})
+        return MatteResult(alpha, out.trimap, MappingProxyType(dict(out.extras)), plan)
+
+    @property
+    def executor(self):
+        """The processor's :class:`~mattecli.runtime.executor.Executor` (None if it has none)."""
+        ctx = getattr(self.processor, "ctx", None)
+        return getattr(ctx, "executor", None) if ctx is not None else getattr(self.processor, "executor", None)
+
+    def share_memory(self, other: Matter) -> None:
+        """Plan this method's passes with ``other``'s fixed memory held beside it (two methods loaded
+        in one run: ``--trimap auto``). Nothing changes for a processor without a memory plan."""
+        mine, theirs = self.executor, other.executor
+        if mine is None or mine.memory is None or theirs is None or theirs.memory is None:
+            return
+        mine.memory = replace(mine.memory, held=theirs.memory.footprint.fixed)
 
     def predict_trimap(self, image: np.ndarray) -> np.ndarray:
         """The trimap this method predicts for ``image`` (uint8 ``HxW`` in {0, 128, 255}): the one
@@ -340,6 +377,8 @@ class Matter:
         if not self.spec.capabilities.predicts_trimap:
             raise TrimapError(f"method {self.spec.name} predicts no trimap")
         alone = getattr(self.processor, "predict_trimap", None)
+        if self.executor is not None:
+            self.executor.begin(image.shape[0] * image.shape[1])
         trimap = alone(image) if alone is not None else self.processor.process(image, None).trimap
         trimap = np.ascontiguousarray(trimap, dtype=np.uint8)
         if trimap.shape != tuple(image.shape[:2]):
@@ -376,6 +415,8 @@ class MethodSpec:
         compiles: whether ``--compile`` applies.
         batches: whether ``--batch-size`` applies.
         published: the numbers its papers and repositories report.
+        footprint: the declared memory of a method without weights variants (the classical
+            solvers); a variant's own ``footprint`` wins.
     """
 
     name: str
@@ -397,6 +438,7 @@ class MethodSpec:
     compiles: bool = True
     batches: bool = True
     published: tuple[Published, ...] = ()
+    footprint: Footprint | None = None
 
     # ------------------------------------------------------------------ derived
     @property
@@ -510,7 +552,10 @@ class MethodSpec:
                 f"overlap by {2 * halo} px, so give at least {2 * halo + self.min_core}",
                 hint="or lower --tile-overlap",
             )
-        return Resolved(self, o, variant, strategy, scales, halo)
+        from mattecli.runtime.memory import resolve_budget
+
+        budget = resolve_budget(e.max_memory, device.type, device.index)
+        return Resolved(self, o, variant, strategy, scales, halo, budget)
 
     def create(self, options: MethodOptions | None = None) -> Matter:
         """Resolve ``options`` and build the method (weights loaded once): a ready :class:`Matter`.
@@ -522,4 +567,3 @@ class MethodSpec:
         processor = lazy(self.load)(resolved)
         provenance = getattr(processor, "provenance", None) or Provenance(self.name, device="cpu")
         return Matter(self, processor, provenance, resolved)
-

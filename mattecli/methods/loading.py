@@ -19,7 +19,7 @@ __all__ = ["RunContext", "run_context", "make_context", "load_network"]
 
 @dataclass
 class RunContext:
-    """The runtime of one loaded method: ``device``, ``precision`` and the ``executor`` of its strategy."""
+    """The runtime of one loaded method: ``device``, ``precision`` and the ``executor`` of its passes."""
 
     device: Any  # torch.device
     precision: str
@@ -29,7 +29,7 @@ class RunContext:
     @property
     def tiles(self):
         """The executor's :class:`~mattecli.runtime.executor.TilePolicy`."""
-        return self.executor.policy
+        return self.executor.tiles_policy
 
     def autocast(self):
         from mattecli.runtime.precision import autocast
@@ -38,44 +38,45 @@ class RunContext:
 
 
 def run_context(resolved: Resolved, *, strategy: str | None = None, **policy: Any) -> RunContext:
-    """The device, precision and executor for ``resolved`` (``strategy``: what the executor decides
-    between, for methods whose own strategies are not ``auto``/``whole``/``tiled``)."""
-    from mattecli.runtime.allocator import keep_freed_memory
+    """The device, precision and executor for ``resolved``: tiles from its engine options, memory plan
+    from the variant's declared :class:`~mattecli.runtime.memory.Footprint` and the run's budget
+    (``strategy``: the executor's default mode, for methods whose own strategies are not
+    ``auto``/``whole``/``tiled``; ``policy``: :class:`~mattecli.runtime.executor.TilePolicy` fields).
+    Has no effect outside the objects it returns."""
     from mattecli.runtime.device import select_device
-    from mattecli.runtime.executor import Executor, tile_policy
-    from mattecli.runtime.memory import RAM_SHARE, WHOLE_RAM_SHARE
+    from mattecli.runtime.executor import Executor, TilePolicy
+    from mattecli.runtime.memory import MemoryPlan, resolve_budget
 
     spec, e = resolved.spec, resolved.engine
     device = select_device(resolved.options.device)
-    if device.type == "cpu" and e.max_memory is None:  # fast reuse of freed maps; a budget keeps glibc exact
-        keep_freed_memory()
-    tiles = tile_policy(
-        stride=spec.stride,
-        halo=resolved.halo,
-        tile_size=e.tile_size,
-        batch_size=e.batch_size,
-        max_memory=e.max_memory,
-        device=device,
-        min_tile_size=spec.min_tile_size,
-        ram_share=WHOLE_RAM_SHARE if resolved.strategy == "whole" else RAM_SHARE,
-        **policy,
+    tiles = TilePolicy(stride=spec.stride, halo=resolved.halo, tile_size=e.tile_size, batch_size=e.batch_size, **policy)
+    footprint = resolved.footprint
+    budget = resolved.budget or resolve_budget(e.max_memory, device.type, device.index)
+    memory = MemoryPlan(footprint, budget) if footprint is not None else None
+    return RunContext(
+        device, resolved.options.precision, Executor(device, strategy or resolved.strategy, tiles, memory), e.compile
     )
-    return RunContext(device, resolved.options.precision, Executor(tiles, strategy or resolved.strategy), e.compile)
 
 
 def make_context(
-    device: Any = "cpu", precision: str = "fp32", strategy: str = "auto", tiles: Any = None, *, compile: bool = False
+    device: Any = "cpu",
+    precision: str = "fp32",
+    strategy: str = "auto",
+    tiles: Any = None,
+    *,
+    compile: bool = False,
+    memory: Any = None,
 ) -> RunContext:
     """A :class:`RunContext` by hand (Python callers with a network of their own, tests): ``tiles`` a
-    :class:`~mattecli.runtime.executor.TilePolicy` (default: stride 1, halo 64, no budget)."""
+    :class:`~mattecli.runtime.executor.TilePolicy` (default: stride 1, halo 64), ``memory`` a
+    :class:`~mattecli.runtime.memory.MemoryPlan` (default: none, nothing is tiled for memory)."""
     import torch
 
     from mattecli.runtime.device import select_device
-    from mattecli.runtime.executor import Executor, TilePolicy
+    from mattecli.runtime.executor import Executor
 
     dev = device if isinstance(device, torch.device) else select_device(device)
-    tiles = tiles if tiles is not None else TilePolicy(stride=1, halo=64)
-    return RunContext(dev, precision, Executor(tiles, strategy), compile)
+    return RunContext(dev, precision, Executor(dev, strategy, tiles, memory), compile)
 
 
 def load_network(

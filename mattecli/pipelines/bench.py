@@ -65,11 +65,12 @@ __all__ = [
 REPORT_FORMAT = "mattecli-bench/1"
 
 
-def published_for(method: str | None, dataset: str):
-    """The numbers published for ``method`` on ``dataset`` (from the method's spec; empty if none)."""
+def published_for(method: str | None, dataset: str, variant: str | None = None):
+    """The numbers published for ``method`` (``variant``: its weights, default the method's default) on
+    ``dataset`` (from the method's spec; empty if none)."""
     from mattecli import methods
 
-    return methods.published_for(method, dataset)
+    return methods.published_for(method, dataset, variant)
 
 
 # ----------------------------------------------------------------------------- settings
@@ -364,6 +365,11 @@ def build_report(meta: dict, rows: Iterable[dict], failures: Iterable[dict] = ()
         values = sorted({r["groups"][key] for r in ok if key in r.get("groups", {})})
         groups[key] = {v: _mean_table([r for r in ok if r.get("groups", {}).get(key) == v]) for v in values}
     runs = list(meta.get("runs", []))
+    strategies: dict[str, int] = {}
+    for r in ok:
+        if r.get("plan"):
+            strategies[r["plan"].get("strategy") or "-"] = strategies.get(r["plan"].get("strategy") or "-", 0) + 1
+    fallbacks = sum(1 for r in ok if (r.get("plan") or {}).get("fallback"))
     cuda_peaks = [r["memory"]["cuda_peak_bytes"] for r in runs if r.get("memory", {}).get("cuda_peak_bytes")]
     rss_peaks = [r["memory"]["peak_rss_bytes"] for r in runs if r.get("memory", {}).get("peak_rss_bytes")]
     dataset_name = meta.get("dataset", {}).get("name", "")
@@ -380,7 +386,11 @@ def build_report(meta: dict, rows: Iterable[dict], failures: Iterable[dict] = ()
                 "peak_rss_bytes": max(rss_peaks) if rss_peaks else None,
                 "cuda_peak_bytes": max(cuda_peaks) if cuda_peaks else None,
             },
-            "published": [p.to_json() for p in published_for(meta.get("method"), dataset_name)],
+            "published": [
+                p.to_json()
+                for p in published_for(meta.get("method"), dataset_name, (meta.get("settings") or {}).get("variant"))
+            ],
+            "plan": {"budget": meta.get("budget"), "strategies": strategies, "fallbacks": fallbacks},
         }
     )
     return report
@@ -479,6 +489,7 @@ def _score_one(
     from mattecli import io
 
     t_start = time.perf_counter()
+    plan = None
     io_seconds = 0.0
     model_seconds = 0.0
     t0 = time.perf_counter()
@@ -504,7 +515,8 @@ def _score_one(
             )
         t0 = time.perf_counter()
         model_trimap = trimaps[1] if (needs_trimap and trimaps is not None) else None
-        pred = matter.predict(image, model_trimap).alpha  # type: ignore[union-attr]
+        result = matter.predict(image, model_trimap)  # type: ignore[union-attr]
+        pred, plan = result.alpha, dict(result.plan)
         model_seconds = time.perf_counter() - t0
         pred = np.asarray(pred)
         if np.issubdtype(pred.dtype, np.floating):
@@ -553,6 +565,8 @@ def _score_one(
         "metric_seconds": metric_seconds,
         "total_seconds": time.perf_counter() - t_start,
     }
+    if plan is not None:  # what ran on this image: strategy, tiles, reduced passes, fallbacks
+        row["plan"] = {k: plan.get(k) for k in ("strategy", "tile", "tiles", "passes", "fallback")}
     if settings.thumbnails:  # for bench --html; not timed
         from mattecli.thumbnails import sample_thumbnails
 
@@ -611,6 +625,7 @@ def run_bench(
     needs_trimap = False
     weights_sha = None
     device = None
+    budget = None
     if settings.predictions is not None:
         index = PredictionIndex(settings.predictions)
         source = "predictions"
@@ -644,6 +659,7 @@ def run_bench(
         matter = spec.create(resolved)
         weights_sha = matter.provenance.weights_sha256
         device = matter.provenance.device
+        budget = resolved.budget.to_json() if resolved.budget is not None else None
         source = "model"
         clamp = needs_trimap if settings.clamp_known is None else settings.clamp_known
 
@@ -664,6 +680,8 @@ def run_bench(
         "quantize": settings.quantize,
         "clamp_known": clamp,
         "version": __version__,
+        # the memory plan's budget: outputs depend on it only through tiling of large images
+        "budget": None if budget is None else {k: budget[k] for k in ("bytes", "source")},
     }
     if settings.dataset_source and settings.dataset_source.get("revision"):
         identity["dataset_revision"] = settings.dataset_source["revision"]
@@ -733,6 +751,7 @@ def run_bench(
         "predictions": identity["predictions"],
         "weights_sha256": weights_sha,
         "device": device,
+        "budget": budget,
         "settings": {
             "grad_norm": settings.grad_norm,
             "quantize": settings.quantize,

@@ -39,6 +39,7 @@ __all__ = [
     "trimap_method_options",
     "resolve_trimap_method",
     "prefetch_trimap_method",
+    "plan_fields",
 ]
 
 
@@ -62,10 +63,8 @@ class MatteSettings:
 
 
 def default_trimap_method() -> str:
-    """The method ``--trimap auto`` uses unless ``--trimap-method`` says otherwise: the first that predicts trimaps."""
-    from mattecli.pipelines.trimap import predictors
-
-    return predictors()[0]
+    """The method ``--trimap auto`` uses unless ``--trimap-method`` says otherwise."""
+    return methods.DEFAULT_TRIMAP_METHOD
 
 
 def trimap_method_options(settings: MatteSettings) -> MethodOptions:
@@ -183,15 +182,26 @@ class MatteRunner:
             self.trimap_matter = self.trimap_resolved.spec.create(self.trimap_resolved)
         return self.trimap_matter.predict_trimap(image)
 
-    def compute(self, job: runner.Job, inputs) -> dict:
-        image, tri = inputs
-        if self.trimap_resolved is not None:
-            tri = self.predict_trimap(image)
+    def _matter(self) -> Matter:
+        """The matting method, built on first use; with ``--trimap auto`` each method's memory plan counts
+        the other's fixed memory (both are loaded in this process)."""
         if self.matter is None:
             self.matter = self.spec.create(self.resolved)
-        result = self.matter.predict(image, tri)
+            if self.trimap_matter is not None:
+                self.matter.share_memory(self.trimap_matter)
+                self.trimap_matter.share_memory(self.matter)
+        return self.matter
+
+    def compute(self, job: runner.Job, inputs) -> dict:
+        image, tri = inputs
+        trimap_plan = None
+        if self.trimap_resolved is not None:
+            tri = self.predict_trimap(image)
+            executor = self.trimap_matter.executor
+            trimap_plan = executor.record() if executor is not None else None
+        result = self._matter().predict(image, tri)
         s = self.settings
-        out = {"main": result.alpha}
+        out = {"main": result.alpha, "plan": plan_fields(result.plan, trimap_plan, self.resolved)}
         used = tri if tri is not None else result.trimap  # given or predicted
         if s.save_trimap:
             out["trimap"] = used
@@ -201,7 +211,7 @@ class MatteRunner:
             out["image"], out["used_trimap"] = image, used
         return out
 
-    def save(self, job: runner.Job, out: dict) -> None:
+    def save(self, job: runner.Job, out: dict) -> dict:
         bits = self.settings.bit_depth
         if "trimap" in out:
             io.atomic_write_bytes(job.outputs["trimap"], io.encode_png(out["trimap"]))
@@ -215,15 +225,41 @@ class MatteRunner:
         if self.settings.cutout:
             io.write_rgba(job.outputs["cutout"], out["fg"], out["main"], bit_depth=bits)
         io.write_alpha(job.output, out["main"], bit_depth=bits)  # last: its presence marks the job done
+        return out["plan"]
 
     def run(self, jobs: list[runner.Job], *, overwrite: bool = False) -> Iterator[dict]:
-        """Results per job; weights are fetched first when any job is left to do."""
+        """Results per job; weights are fetched first when any job is left to do (and a default budget
+        lowered to this machine's memory is said once, before the first image)."""
         if overwrite or any(not runner.is_done(job) for job in jobs):
+            budget = self.resolved.budget
+            if budget is not None and budget.note:
+                import warnings
+
+                warnings.warn(budget.note, RuntimeWarning, stacklevel=2)
             self.fetch_weights()
         stages = runner.Stages(compute=self.compute, load=self.load, save=self.save)
         return runner.run_jobs(
             jobs, stages, overwrite=overwrite, method=self.spec.name, io_workers=self.settings.io_workers
         )
+
+
+def plan_fields(plan, trimap_plan=None, resolved: Resolved | None = None) -> dict:
+    """The ``--json`` fields of what ran on one image (:attr:`MatteResult.plan`): ``strategy``, ``tile``
+    (``[h, w]`` or None), ``tiles``, ``fallback`` (why a pass deviated from the plan, or None; the
+    trimap method's, with ``--trimap auto``, prefixed by its name) and ``budget`` (``bytes``,
+    ``source``: ``default``, ``machine`` or ``--max-memory``)."""
+    plan = dict(plan or {})
+    fallbacks = [plan.get("fallback")]
+    if trimap_plan and trimap_plan.get("fallback"):
+        fallbacks.insert(0, f"trimap: {trimap_plan['fallback']}")
+    budget = resolved.budget if resolved is not None else None
+    return {
+        "strategy": plan.get("strategy"),
+        "tile": plan.get("tile"),
+        "tiles": plan.get("tiles"),
+        "fallback": "; ".join(f for f in fallbacks if f) or None,
+        "budget": None if budget is None else {"bytes": budget.bytes, "source": budget.source},
+    }
 
 
 def finished_run(jobs: list[runner.Job], *, overwrite: bool, method: str) -> Iterator[dict] | None:
@@ -314,7 +350,11 @@ def plan_matte(
     spec = methods.get(method)
     resolved = spec.resolve(settings.options)
     check_trimap_options(spec, trimap, save_trimap=settings.save_trimap, trimap_method=settings.trimap_method)
-    resolve_trimap_method(spec, settings)  # --trimap auto: the trimap method's options too, before any image
+    trimap_resolved = resolve_trimap_method(spec, settings)  # --trimap auto: its options too, before any image
+    from mattecli.runtime.memory import check_budget
+
+    loaded = [r.footprint for r in (resolved, trimap_resolved) if r is not None and r.footprint is not None]
+    check_budget(resolved.budget, loaded)  # an impossible --max-memory: a usage error, before any image
     io.pixel_limit(settings.max_pixels)  # a bad --max-pixels / MATTECLI_MAX_PIXELS is a usage error
     items = io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard)
     jobs = runner.plan_jobs(items, Path(out), roles=output_roles(settings))

@@ -134,9 +134,24 @@ def _speed_lines(report: dict) -> list[str]:
     return lines
 
 
+def plan_line(report: dict) -> str | None:
+    """One line on what ran: the memory budget, how many images ran with each strategy, fallbacks."""
+    plan = report.get("plan") or {}
+    if not plan.get("strategies"):
+        return None
+    budget = plan.get("budget") or {}
+    parts = [", ".join(f"{n} {name}" for name, n in sorted(plan["strategies"].items()))]
+    if budget.get("bytes"):
+        parts.append(f"budget {format_bytes(budget['bytes'])} ({budget.get('source')})")
+    if budget.get("note"):
+        parts.append(budget["note"])
+    parts.append(f"{plan.get('fallbacks') or 0} fallback(s)")
+    return "plan: " + "; ".join(parts)
+
+
 def _notes(report: dict) -> list[str]:
     ds = report["dataset"]
-    notes = []
+    notes = [line for line in (plan_line(report),) if line]
     source = ds.get("source") or {}
     if source.get("repo_id"):
         notes.append(

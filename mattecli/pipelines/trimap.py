@@ -17,7 +17,8 @@ def predictors() -> list[str]:
     """The methods that predict trimaps (``trimap --from-image``, ``--trimap auto``), the default first."""
     from mattecli import methods
 
-    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+    names = [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+    return sorted(names, key=lambda name: name != methods.DEFAULT_TRIMAP_METHOD)
 
 
 def resolve_trimap_predictor(method: str, options=None, *, flag: str = "--trimap-method"):

@@ -1,29 +1,22 @@
-"""How the C heap hands memory back: kept for reuse (fast) or returned to the OS (exact budgets).
+"""How the C heap hands memory back: kept for reuse (fast) or returned to the OS (glibc's default).
 
-glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh mapping and
-unmaps it on free. A large image's feature maps are far above that (SIM's layer-4 map of a
-5.2 MP photo is 668 MB), so each new map is page-faulted in, zero-filled by the kernel,
-and handed back when freed, over and over: on one core allocating and touching 668 MB took
-0.42 s against 0.08 s for writing the same bytes in place. Once freed blocks were kept, SIM's
-matting network alone at 2 MP ran 36 s instead of 48-50 s, and ``matte --method sim`` at
-5.2 MP took 297 s instead of 520 s on its first image and 212 s instead of 233 s on the next
-(``bench/RESULTS.md``, "Issue 22"). This is the reason PyTorch's CPU tuning guides
-preload jemalloc or tcmalloc; here the same effect comes from glibc's own ``mallopt``.
+glibc serves every block above its mmap threshold (at most 32 MiB) with a fresh mapping and unmaps
+it on free. A large image's feature maps are far above that, so each new map is page-faulted in,
+zero-filled by the kernel and handed back when freed, over and over. :func:`keep_freed_memory`
+turns mappings off (``M_MMAP_MAX`` 0) and heap trimming off (``M_TRIM_THRESHOLD``), so freed blocks
+stay resident and are reused -- the effect PyTorch's CPU tuning guides get by preloading jemalloc or
+tcmalloc, here from glibc's own ``mallopt``. The price is memory: the heap keeps its high-water
+mark, up to about 30% above the live peak (``bench/RESULTS.md`` has the measurements).
 
-:func:`keep_freed_memory` turns mappings off (``M_MMAP_MAX`` 0) and heap trimming off
-(``M_TRIM_THRESHOLD``), so freed blocks stay resident and are reused. The price is memory:
-the heap keeps its high-water mark, and torch's aligned allocations cannot reuse a freed block
-of exactly their own size, so the heap grows for a few rounds before it settles: SIM's peak
-RSS was 22% higher at 2 MP and 28% at 5.2 MP, then flat over repeated passes (+7% on the
-second, nothing after); a bare loop of four blocks settled at 1.3-2.9x its live size, after 2 to
-15 rounds. That is why a run under ``--max-memory`` leaves glibc as it is: the budget planner
-measures what a pass adds, and memory handed back keeps that measurement true. Elsewhere than
-glibc (no ``mallopt``) nothing changes.
+This is a setting of the whole process, so library code never makes it: the command line does,
+at start-up, through :func:`configure_for_cli` -- for CPU runs without ``--max-memory`` (a memory
+cap keeps glibc's defaults, whose returned memory keeps the cap's figures true), unless
+``MATTECLI_KEEP_FREED_MEMORY=0``. Elsewhere than glibc (no ``mallopt``) nothing changes.
 """
 
 from __future__ import annotations
 
-__all__ = ["keep_freed_memory", "keeps_freed_memory"]
+__all__ = ["keep_freed_memory", "keeps_freed_memory", "configure_for_cli"]
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -43,7 +36,8 @@ def _mallopt():
 
 def keep_freed_memory() -> bool:
     """Keep freed C-heap blocks for reuse from now on in this process (see the module docstring);
-    True when glibc took both settings. Idempotent."""
+    True when glibc took both settings. Idempotent. A process-wide setting: for programs (the CLI),
+    not for libraries."""
     global _KEEPING
     if _KEEPING:
         return True
@@ -57,3 +51,21 @@ def keep_freed_memory() -> bool:
 def keeps_freed_memory() -> bool:
     """Whether :func:`keep_freed_memory` is in effect."""
     return _KEEPING
+
+
+def configure_for_cli(device: str | None, max_memory: int | None) -> bool:
+    """The command line's start-up choice: keep freed memory for a run on the CPU (``device`` ``cpu``, or
+    ``auto`` / None without CUDA) without ``max_memory``, unless ``MATTECLI_KEEP_FREED_MEMORY=0``.
+    Returns whether freed memory is kept."""
+    from mattecli import constants
+
+    if max_memory is not None or not constants.MATTECLI_KEEP_FREED_MEMORY:
+        return keeps_freed_memory()
+    kind = (device or "auto").strip().lower().split(",")[0].split(":")[0]
+    if kind == "auto":
+        import torch
+
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    if kind != "cpu":
+        return keeps_freed_memory()
+    return keep_freed_memory()

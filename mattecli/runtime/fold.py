@@ -49,9 +49,7 @@ def folded_pairs(net: nn.Module) -> list[tuple[nn.Module, tuple[str, ...], str]]
                     pairs.append((module, (a,), b))
         for convs, bn in getattr(module, "fold_pairs", ()):
             convs = (convs,) if isinstance(convs, str) else tuple(convs)
-            if isinstance(children.get(bn), nn.BatchNorm2d) and all(
-                isinstance(children.get(c), _CONVS) for c in convs
-            ):
+            if isinstance(children.get(bn), nn.BatchNorm2d) and all(isinstance(children.get(c), _CONVS) for c in convs):
                 pairs.append((module, convs, bn))
     return pairs
 

@@ -1,220 +1,242 @@
-"""Memory of a run: ``--max-memory`` budgets, what is in use, and measured memory per pixel.
+"""Memory plans from declared figures: what a method needs, what a run may use, never what happens to be free.
 
-The budget bounds the run's peak: weights, decoded images and full-size maps count against it, and
-planned tiles take what is left (see :class:`mattecli.runtime.executor.TilePolicy`). On the CPU
-memory is the process's resident set (with the C heap trimmed first, so freed pages are not
-counted), on CUDA torch's allocated memory.
+A method's memory is declared once per weights variant (:class:`Footprint`, in its spec): bytes held
+once it is loaded, bytes per image pixel held at full size beside its network passes, and bytes per
+input pixel of each pass at its peak. ``bench/memory_figures.py`` measures them on the CPU in fp32
+and records them in ``bench/memory_figures.md``.
+
+A run's :class:`Budget` is a bound on its peak: ``--max-memory`` when given, else the declared
+:data:`DEFAULT_BUDGET` (what a 16 GB machine can give one run). It depends only on the options and
+on the machine's *total* memory (a fixed property: on a machine with less than the default needs,
+the default is lowered once, with a warning that the results record), never on free memory, so the
+same command plans the same tiles, and writes the same bytes, on an idle and on a busy machine.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from mattecli.errors import BadOptionError
 
-if TYPE_CHECKING:
-    import torch
-
 __all__ = [
     "parse_memory",
-    "memory_budget",
-    "RAM_SHARE",
-    "WHOLE_RAM_SHARE",
-    "memory_in_use",
-    "memory_headroom",
-    "activation_bytes_per_pixel",
-    "measure_bytes_per_pixel",
+    "format_memory",
+    "Footprint",
+    "Budget",
+    "DEFAULT_BUDGET",
+    "REFERENCE_MEMORY",
+    "MACHINE_SHARE",
+    "PLAN_MARGIN",
+    "machine_memory",
+    "resolve_budget",
+    "MemoryPlan",
+    "check_budget",
 ]
 
-# ----------------------------------------------------------------------------- memory
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+#: The machine the default plan is made for, and the share of it one run may plan to fill: the rest
+#: is the OS's, the decoded images' ahead of the one being matted, and the C heap's kept blocks (a
+#: CPU run keeps freed blocks for reuse, up to about 30% over the live peak: ``runtime/allocator.py``).
+REFERENCE_MEMORY = 16 << 30
+DEFAULT_BUDGET = 10 << 30
+#: On a machine with less total memory than :data:`REFERENCE_MEMORY` needs, the default budget is
+#: this share of it (rounded down to 256 MiB), with a warning.
+MACHINE_SHARE = 0.6
+#: Share of what is left under the budget (after the fixed and full-size figures) that a pass or a
+#: batch of tiles may plan to fill; the rest absorbs allocator fragmentation and rounding.
+PLAN_MARGIN = 0.85
+_GRAIN = 256 << 20
 
 
 def parse_memory(text: str) -> int:
-    """``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"2000000"`` -> bytes."""
+    """``"8G"``, ``"512M"``, ``"1.5GiB"``, ``"2000000"`` -> bytes (int).
+
+    Raises:
+        BadOptionError: not a size.
+    """
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)(I?B)?\s*", text.upper())
     if not match:
         raise BadOptionError(f"cannot read memory size {text!r}", hint="use e.g. 8G or 512M")
     return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
-def _available_ram() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+def format_memory(n: float) -> str:
+    """Bytes as ``--max-memory`` reads them, rounded up to what a user would type: ``"3.2G"``, ``"640M"``."""
+    for unit, size in (("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= size:
+            value = math.ceil(n / size * 10) / 10
+            return f"{value:g}{unit}"
+    return f"{int(math.ceil(n))}"
 
 
-def memory_in_use(device: torch.device) -> int:
-    """Bytes this run holds now on ``device``: CUDA memory allocated by torch, or on the CPU the
-    process's resident memory (0 where it cannot be read)."""
-    import torch
+@dataclass(frozen=True)
+class Footprint:
+    """A method variant's declared memory on the CPU in fp32 (the figures a plan is made of).
 
-    if device.type == "cuda":
-        return torch.cuda.memory_allocated(device)
-    _trim_heap()
-    return _proc_status("VmRSS") or 0
-
-
-#: share of the available RAM a run without ``--max-memory`` may add: ``auto`` leaves half to the
-#: pipeline and the OS; an explicit ``--strategy whole`` asks for the whole pass, and is refused
-#: (tiled, with a warning) only where it would not fit in memory at all
-RAM_SHARE = 0.5
-WHOLE_RAM_SHARE = 0.9
-
-
-def memory_budget(device: torch.device, max_memory: str | int | None = None, *, ram_share: float = RAM_SHARE) -> int:
-    """The most memory a run may hold on ``device`` (``--max-memory``): a bound on the peak, what is
-    already in use (weights, decoded images, full-size maps) included.
-
-    Default: what is in use now plus 80% of the free memory of a CUDA device, or plus
-    ``ram_share`` of the available RAM on the CPU (half: the rest is left for the pipeline and
-    the OS; :data:`WHOLE_RAM_SHARE` for an explicit ``--strategy whole``).
+    ``fixed``: bytes the process holds once the method is loaded (interpreter, libraries, weights and
+    their transformed copies). ``image``: bytes per image pixel held at full size beside the network
+    passes (the decoded image, full-size maps, blend accumulators, the output). ``passes``: bytes per
+    input pixel of each named pass at its peak (a whole pass, a tile, a reduced global pass), on top
+    of the other two. Each figure is a measured peak slope, so ``fixed + image * N + passes[p] * P``
+    bounds the peak of pass ``p`` over ``P`` pixels on an image of ``N`` pixels.
     """
-    import torch
 
-    if max_memory is not None:
-        return max_memory if isinstance(max_memory, int) else parse_memory(max_memory)
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return memory_in_use(device) + int(free * 0.8)
-    return memory_in_use(device) + int(_available_ram() * ram_share)
+    fixed: int
+    image: float
+    passes: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self):
+        object.__setattr__(self, "passes", MappingProxyType(dict(self.passes)))
+
+    def per_pixel(self, name: str) -> float:
+        """Bytes per input pixel of pass ``name``.
+
+        Raises:
+            KeyError: the footprint declares no such pass.
+        """
+        try:
+            return self.passes[name]
+        except KeyError:
+            raise KeyError(
+                f"no memory figure declared for pass {name!r} (declared: {', '.join(self.passes)})"
+            ) from None
 
 
-def memory_headroom(device: torch.device, budget: int) -> int:
-    """Bytes still free under ``budget`` (see :func:`memory_budget`): ``budget`` minus what is in use now."""
-    return budget - memory_in_use(device)
+@dataclass(frozen=True)
+class Budget:
+    """The most memory a run plans to hold at its peak, in bytes, and where that figure comes from.
 
-
-def activation_bytes_per_pixel(
-    net: torch.nn.Module, in_channels: int, *, size: int = 64, stride: int = 32, forward=None
-) -> float:
-    """An upper bound of a network's activation memory per input pixel, from one small probe forward.
-
-    Sums the bytes of every module's output (as if none were freed) on a
-    ``size x size`` input and divides by its pixel count. Convolutional nets scale
-    linearly with the pixel count, so this bounds the memory of larger inputs.
+    ``source``: ``"--max-memory"``, ``"default"``, or ``"machine"`` (the default lowered to this
+    machine's total memory; ``note`` says so in one line, for stderr and the results).
     """
-    import torch
 
-    size = max(stride, size - size % stride)
-    total = 0
-    device = next(iter(net.parameters()), torch.zeros(0)).device
+    bytes: int
+    source: str
+    note: str | None = None
 
-    def hook(_module, _inputs, output):
-        nonlocal total
-        for t in output if isinstance(output, (tuple, list)) else (output,):
-            if isinstance(t, torch.Tensor):
-                total += t.numel() * t.element_size()
+    @property
+    def capped(self) -> bool:
+        """Whether the user set it (``--max-memory``)."""
+        return self.source == "--max-memory"
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if not list(m.children())]
-    try:
-        with torch.inference_mode():
-            x = torch.zeros(1, in_channels, size, size, device=device)
-            (forward or net)(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return total / (size * size)
+    def to_json(self) -> dict:
+        return {"bytes": self.bytes, "source": self.source, "note": self.note}
 
 
-def _proc_status(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
+def _cgroup_limit() -> int | None:
+    """The memory limit of this process's cgroup (v2 ``memory.max`` or v1 ``limit_in_bytes``), if any."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as fh:
+                text = fh.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < (1 << 60):
+            return int(text)
     return None
 
 
-def _trim_heap() -> None:
-    """Give the C heap's free pages back to the OS (glibc ``malloc_trim``), so that RSS counts live data:
-    freed-but-resident memory would let a probe reuse it unseen and measure too little."""
-    global _MALLOC_TRIM
-    if _MALLOC_TRIM is None:
-        try:
-            import ctypes
+def machine_memory(device_type: str = "cpu", index: int | None = None) -> int | None:
+    """The total memory of the machine (``MemTotal``, or a smaller cgroup limit: a container's size),
+    or of CUDA device ``index``: a fixed property, never what is free. None where it cannot be read."""
+    if device_type == "cuda":
+        import torch
 
-            _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _MALLOC_TRIM = False
-    if _MALLOC_TRIM:
-        _MALLOC_TRIM(0)
-
-
-_MALLOC_TRIM = None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (VmHWM) to its current RSS (Linux ``clear_refs`` 5)."""
+        return int(torch.cuda.get_device_properties(index or 0).total_memory)
+    total = None
     try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    total = int(line.split()[1]) * 1024
+                    break
     except OSError:
-        return False
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            total = None
+    limit = _cgroup_limit()
+    if limit is not None and (total is None or limit < total):
+        total = limit
+    return total
 
 
-def _peak_bytes(run, device: torch.device) -> int | None:
-    """Peak memory ``run()`` adds on ``device``: CUDA allocator peak, or the process's peak RSS on the CPU."""
-    import torch
+def resolve_budget(max_memory: int | None, device_type: str = "cpu", index: int | None = None) -> Budget:
+    """The run's :class:`Budget`: ``max_memory`` (bytes, ``--max-memory``) when given; else
+    :data:`DEFAULT_BUDGET`, lowered to :data:`MACHINE_SHARE` of a machine (or GPU) whose total memory
+    is below :data:`REFERENCE_MEMORY` (``source="machine"``, with a note)."""
+    if max_memory is not None:
+        return Budget(int(max_memory), "--max-memory")
+    total = machine_memory(device_type, index)
+    if total is None or total >= REFERENCE_MEMORY * 0.85:  # a "16 GB" machine reports 15-15.6 GiB
+        return Budget(DEFAULT_BUDGET, "default")
+    lowered = max(_GRAIN, int(total * MACHINE_SHARE) // _GRAIN * _GRAIN)
+    if lowered >= DEFAULT_BUDGET:
+        return Budget(DEFAULT_BUDGET, "default")
+    where = "this GPU" if device_type == "cuda" else "this machine"
+    note = (
+        f"{where} has {format_memory(total)} of memory, less than the {REFERENCE_MEMORY >> 30}G the default plan "
+        f"assumes: planning for {format_memory(lowered)} (large images may be tiled where a {REFERENCE_MEMORY >> 30}G "
+        "machine runs them whole); pass --max-memory to choose"
+    )
+    return Budget(lowered, "machine", note)
 
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        run()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - base
-    _trim_heap()
-    if not _reset_peak_rss():
-        return None
-    base = _proc_status("VmRSS")
-    run()
-    peak = _proc_status("VmHWM")
-    return None if base is None or peak is None else peak - base
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """What fits: a :class:`Footprint` against a :class:`Budget`, plus ``held`` bytes of other methods
+    loaded in the same run (``--trimap auto``'s trimap method). Pure arithmetic on declared figures."""
+
+    footprint: Footprint
+    budget: Budget
+    held: int = 0
+
+    def base(self, image_pixels: int) -> float:
+        """Bytes held beside any pass on an image of ``image_pixels``: fixed, other methods, full-size maps."""
+        f = self.footprint
+        return f.fixed + self.held + f.image * image_pixels
+
+    def room(self, image_pixels: int) -> float:
+        """Bytes a pass may plan to fill on an image of ``image_pixels`` (may be negative)."""
+        return (self.budget.bytes - self.base(image_pixels)) * PLAN_MARGIN
+
+    def fits(self, name: str, pixels: int, image_pixels: int, *, extra: float = 0.0) -> bool:
+        """Whether pass ``name`` over ``pixels`` input pixels (plus ``extra`` bytes: a solver's own
+        model of what it adds) fits on an image of ``image_pixels``."""
+        return self.footprint.per_pixel(name) * pixels + extra <= self.room(image_pixels)
+
+    def least_budget(self, name: str, pixels: int, image_pixels: int, *, extra: float = 0.0) -> int:
+        """The smallest budget under which pass ``name`` over ``pixels`` (+ ``extra`` bytes) fits, rounded
+        up to 64 MiB."""
+        need = self.base(image_pixels) + (self.footprint.per_pixel(name) * pixels + extra) / PLAN_MARGIN
+        grain = 64 << 20
+        return int(-(-need // grain) * grain)
 
 
-def measure_bytes_per_pixel(forward, make_input, device: torch.device, *, sizes=(256, 512)) -> float | None:
-    """Measured peak memory per input pixel of ``forward(make_input(side))``, or None if it cannot be measured.
+def check_budget(budget: Budget, footprints: list[Footprint], smallest_pass: int = 64 * 64) -> None:
+    """Refuse, before any image, a ``--max-memory`` that cannot hold the run at all: below the fixed
+    memory of the methods it loads plus their costliest pass over ``smallest_pass`` pixels (a tile
+    of the smallest size). Larger images need more; each image is checked when it is planned.
 
-    Runs square probes of the two ``sizes`` and takes the slope of peak memory against the
-    pixel count, so fixed costs (weights, allocator pools) drop out. On CUDA the allocator's
-    peak is exact; on the CPU the process's peak RSS is reset (Linux ``clear_refs``) before
-    each probe (after returning the C heap's free pages), and the larger of two slopes is
-    kept. The larger probe is also run first once, untimed, to warm allocator caches.
+    Raises:
+        BadOptionError: the message names the least cap that could work.
     """
-    import torch
-
-    from mattecli.runtime.winograd import single_row_bands
-
-    small, large = sizes
-
-    def run(side: int):
-        # Winograd's bands: as on a large image (runtime/winograd.py), not the whole small map at once
-        with torch.inference_mode(), single_row_bands():
-            forward(make_input(side))
-
-    slopes = []
-    try:
-        run(large)
-        for _ in range(1 if device.type == "cuda" else 2):  # RSS is noisy: the larger of two slopes
-            p_small = _peak_bytes(lambda: run(small), device)
-            p_large = _peak_bytes(lambda: run(large), device)
-            if p_small is not None and p_large is not None and p_large > p_small:
-                slopes.append((p_large - p_small) / (large * large - small * small))
-    except Exception as err:  # a probe that does not fit says nothing useful
-        from mattecli.runtime.device import is_oom
-
-        if is_oom(err):
-            return None
-        raise
-    return max(slopes) if slopes else None
+    if not budget.capped or not footprints:
+        return
+    fixed = sum(f.fixed for f in footprints)
+    per = max((max(f.passes.values(), default=0.0) for f in footprints), default=0.0)
+    least = fixed + per * smallest_pass / PLAN_MARGIN
+    if budget.bytes >= least:
+        return
+    least = -(-least // (64 << 20)) * (64 << 20)
+    raise BadOptionError(
+        f"--max-memory {format_memory(budget.bytes)} cannot hold this run: loading the method and running its "
+        f"smallest pass need about {format_memory(least)}",
+        hint=f"give --max-memory {format_memory(least)} or more (large images need more)",
+    )

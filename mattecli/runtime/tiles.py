@@ -300,6 +300,7 @@ def tiled_apply(
     retry_oom: bool = False,
     by_area: bool = False,
     max_batch: int = 8,
+    info: dict | None = None,
 ) -> torch.Tensor:
     """Run ``fn`` on overlapping tiles and blend the results into ``(1, out_channels, H, W)``.
 
@@ -318,6 +319,8 @@ def tiled_apply(
         by_area: ``tile`` only bounds a tile's pixels (``tile * tile``), the shape follows the
             image (:func:`area_tile_shape`): fewer overlapping pixels for the same memory; the
             batch then grows (up to ``max_batch``) to keep its ``batch_size * tile^2`` pixels.
+        info: filled with what ran: ``tile`` ``[th, tw]``, ``tiles`` (how many ran), ``batch``, and
+            ``fallback`` (why the batch shrank, if it did).
     """
     crop, (h, w), device = _cropper(source, size)
     overlap = 2 * halo + blend
@@ -333,6 +336,9 @@ def tiled_apply(
     else:
         layout = tile_boxes(h, w, tile, overlap, stride)
     boxes = [b for b in layout if skip is None or not skip(*b)]
+    if info is not None:
+        th, tw = layout[0][1] - layout[0][0], layout[0][3] - layout[0][2]
+        info.update(tile=[th, tw], tiles=len(boxes), batch=min(batch_size, max(1, len(boxes))))
     out = weight = None
     i = 0
     while i < len(boxes):
@@ -348,7 +354,11 @@ def tiled_apply(
             if batch_size == 1:
                 raise _TileTooLarge() from None
             batch_size //= 2
-            warnings.warn(f"out of memory: retrying with batch size {batch_size}", RuntimeWarning, stacklevel=3)
+            message = f"out of memory: retrying with batch size {batch_size}"
+            if info is not None:
+                info["batch"] = batch_size
+                info["fallback"] = message
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
             continue
         if out is None:
             device = result.device
@@ -364,14 +374,19 @@ def tiled_apply(
     return out.div_(weight.clamp_min_(1e-12))  # in place: no full-size temporaries
 
 
-def tiled_apply_safe(fn, source, *, tile: int, halo: int = 0, blend: int = 16, stride: int = 1, **kwargs):
-    """:func:`tiled_apply` that survives running out of memory, never losing the image.
+def tiled_apply_safe(
+    fn, source, *, tile: int, halo: int = 0, blend: int = 16, stride: int = 1, retry_oom: bool = True, **kwargs
+):
+    """:func:`tiled_apply` that survives running out of memory (``retry_oom``), never losing the image.
 
     On an out-of-memory error the batch is halved and the same tiles are retried; at
     batch 1 the tile is halved (kept a multiple of ``stride`` and larger than the
     overlap) and the image restarted with the smaller tiles. Only when no smaller tile
-    is possible does it give up with a :class:`DeviceError`. Each fallback warns.
+    is possible does it give up with a :class:`DeviceError`. Each fallback warns (and is
+    recorded in ``info`` when given). Without ``retry_oom``: :func:`tiled_apply` as it is.
     """
+    if not retry_oom:
+        return tiled_apply(fn, source, tile=tile, halo=halo, blend=blend, stride=stride, **kwargs)
     minimum = 2 * halo + blend + stride
     while True:
         try:
@@ -385,7 +400,10 @@ def tiled_apply_safe(fn, source, *, tile: int, halo: int = 0, blend: int = 16, s
                 ) from None
             tile = smaller
             kwargs["batch_size"] = 1
-            warnings.warn(f"out of memory: retrying with {tile}x{tile} tiles", RuntimeWarning, stacklevel=2)
+            message = f"out of memory: retrying with {tile}x{tile} tiles"
+            if kwargs.get("info") is not None:
+                kwargs["info"]["fallback"] = message
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
 
 
 def resize_crop(small: torch.Tensor, size: tuple[int, int], box: Box) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 Paper: Li, Zhang, Tao, "Deep Automatic Natural Image Matting", IJCAI 2021.
 Official code: github.com/JizhiziLi/AIM (MIT) at 48e3dc8, ``core/test.py`` and
-``core/util.py`` (digest: ``shared/refs/aim.md``). The network is in ``net.py``, the declaration in ``spec.py``.
+``core/util.py``. The network is in ``net.py``, the declaration in ``spec.py``.
 
 Test strategies (``--strategy``):
 
@@ -20,9 +20,9 @@ Test strategies (``--strategy``):
     once at full resolution, with the glance pass's global statistics (squeeze-and-
     excitation, the PSP image bin) replayed. Fused as in ``hybrid``.
 ``tiled`` (mattecli's addition, for large images)
-    ``whole`` with the focus pass on overlapping full-resolution tiles (the engine's
-    :class:`~mattecli.runtime.executor.TilePolicy`: tile side from ``tile_size`` or the memory
-    budget, halo ``tile_overlap``, default 64, raised-cosine blending). Tiles whose
+    ``whole`` with the focus pass on overlapping full-resolution tiles (the runtime's tiles:
+    side from ``--tile-size`` or the variant's declared memory against the budget, halo
+    ``--tile-overlap``, default 64, raised-cosine blending). Tiles whose
     area holds no transition pixel are skipped. This keeps 8K detail that the 1/2-scale
     focus pass loses, with memory bounded by the tile size. The PSP module's 3x3 and
     5x5 bins stay tile-local, the one difference from ``whole`` besides tile borders.
@@ -43,6 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mattecli.methods.base import Prediction, Provenance, Resolved
+from mattecli.methods.network import NetworkProcessor
 
 __all__ = [
     "STRATEGIES",
@@ -175,7 +176,7 @@ def _focus_size(h: int, w: int, ratio: float) -> tuple[int, int]:
     return scaled_size(h, w, ratio)
 
 
-class AimProcessor:
+class AimProcessor(NetworkProcessor):
     """A loaded AimNet with a test strategy; needs no trimap and predicts one (the glance trimap).
 
     ``scales`` is ``(glance, focus)``: the glance pass runs on the image scaled by the first,
@@ -184,9 +185,9 @@ class AimProcessor:
     global statistics (:class:`mattecli.runtime.context.GlobalContext`), so the two differ only
     by the tiling.
 
-    Memory: a glance pass that runs out of memory is retried at half the size; a whole focus
-    pass falls back to blended tiles at the same scale (the shared executor); tiles and batches
-    follow the run's tile policy and shrink further on out-of-memory errors. Every fallback warns.
+    Memory (the runtime's, from the variant's declared figures): a glance pass that does not fit
+    the plan runs at half the size; a whole focus pass that does not fit runs on blended tiles at
+    the same scale; every such deviation warns and is recorded with the image's result.
     """
 
     def __init__(
@@ -200,20 +201,11 @@ class AimProcessor:
         provenance: Provenance | None = None,
     ):
         from mattecli.methods.base import IMAGENET
-        from mattecli.runtime.context import GlobalContext
 
-        self.net = net
-        self.ctx = ctx
+        super().__init__(net, ctx, provenance=provenance)
         self.strategy = strategy
         self.normalization = normalization or IMAGENET
         self.scales = scales or (GLANCE_RATIO, FOCUS_RATIO if strategy == "hybrid" else 1.0)
-        self.provenance = provenance
-        self.context = GlobalContext(net)
-        self._bpp: dict = {}  # measured memory per pixel of the whole passes (see _fits)
-
-    @property
-    def device(self):
-        return self.ctx.device
 
     def _forward(self, x, *, replay: bool = False, glance: bool = True, focus: bool = True):
         """``(glance, focus)`` of one pass, float32; only the decoders these need run (the other is None)."""
@@ -229,24 +221,14 @@ class AimProcessor:
                 g, f = (g if glance else None), (f if focus else None)
         return None if g is None else g.float(), None if f is None else f.float()
 
-    def _fits(self, key: str, pixels: int, forward, reserve: int) -> bool:
-        """Whether one whole pass of ``forward`` over ``pixels`` fits ``--max-memory`` with ``reserve``
-        bytes still to come (see :func:`mattecli.runtime.executor.pass_fits`)."""
-        from mattecli.runtime.executor import pass_fits
-
-        return pass_fits(self.ctx.tiles, pixels, self.net, forward, 3, reserve=reserve, cache=self._bpp, key=key)
-
     def _glance(self, source, h: int, w: int, x_small=None):
-        """The glance pass at ``scales[0]`` (records the global context), halved until it fits the memory
-        budget or memory. ``source()`` gives the full-size input; ``x_small``, when given, is it already
+        """The glance pass at ``scales[0]`` (records the global context), halved while it does not fit
+        the plan. ``source()`` gives the full-size input; ``x_small``, when given, is it already
         resized to the official glance size (so that the caller could drop the full-size input)."""
-        from mattecli.runtime.executor import run_shrinking
         from mattecli.runtime.tensors import resize
 
         official = scaled_size(h, w, self.scales[0])
         with_focus = self.strategy == "resize"  # only the resize strategy uses this pass's focus
-        # still to come beside the pass: the full-size trimap (1 B/px) and alpha (4 B/px)
-        reserve = 5 * h * w
 
         def glance(size):
             from mattecli.methods.aim.net import fuse_glance_focus
@@ -257,11 +239,7 @@ class AimProcessor:
                 g, focus = self._forward(x, focus=with_focus)
             return g, focus, None if focus is None else fuse_glance_focus(g, focus)
 
-        def fits(size):
-            probe = lambda b: self._forward(b, focus=with_focus)  # noqa: E731
-            return self._fits("glance", size[0] * size[1], probe, reserve)
-
-        return run_shrinking(glance, official, STRIDE, "AIM glance pass", fits=fits)
+        return self.executor.run_global("glance", glance, official, STRIDE, "AIM glance pass")
 
     def _focus_tiles(self, x, transition: np.ndarray | None):
         """Focus alpha of a normalised ``(1,3,H,W)`` tensor on blended tiles (tiles without transition skipped).
@@ -285,21 +263,19 @@ class AimProcessor:
             mask = np.zeros((hp, wp), bool)
             mask[:h, :w] = transition
         replay = self.strategy in ("whole", "tiled")
-        tiles = self.ctx.tiles
-        tiles.probe(self.net, lambda b: self._forward(b, replay=replay, glance=False), 3, self.device)
-        out = tiles.run(
+        out = self.executor.tiles(
+            "focus",
             lambda b: self._forward(b, replay=replay, glance=False)[1],
             source,
             size=(hp, wp),
             skip=None if mask is None else (lambda y0, y1, x0, x1: not mask[y0:y1, x0:x1].any()),
+            what="AIM focus pass",
         )
         return out[:, :, :h, :w]
 
-    def _focus_at(self, x, out_size: tuple[int, int]):
-        """The focus alpha of a whole-image pass over ``x`` (already at the focus size); blended tiles
-        if it does not fit the memory budget (``out_size``: the image's, whose full-size maps are still
-        to come) or runs out of memory."""
-        from mattecli.runtime.executor import Executor
+    def _focus_at(self, x):
+        """The focus alpha of a whole-image pass over ``x`` (already at the focus size), or of blended
+        tiles where the plan says the pass does not fit (``hybrid``: a recorded deviation)."""
         from mattecli.runtime.tensors import pad_to_multiple
 
         h, w = x.shape[-2:]
@@ -310,24 +286,25 @@ class AimProcessor:
             padded, _ = pad_to_multiple(x, STRIDE, mode="replicate")
             return self._forward(padded, replay=replay, glance=False)[1][:, :, :h, :w]
 
-        def fits():
-            # beside the pass: a padded copy of its input, and the full-size alpha (4 B/px) to come
-            pad = 0 if (hp, wp) == (h, w) else 12 * hp * wp
-            probe = lambda b: self._forward(b, replay=replay, glance=False)  # noqa: E731
-            return self._fits("focus", hp * wp, probe, pad + 4 * out_size[0] * out_size[1])
-
-        return Executor.whole_or_tiles(whole, lambda: self._focus_tiles(x, None), "AIM focus pass", fits=fits)
+        mode = "whole" if self.strategy == "whole" else "official"
+        return self.executor.run(
+            "focus",
+            whole=whole,
+            tiled=lambda: self._focus_tiles(x, None),
+            pixels=hp * wp,
+            what="AIM focus pass",
+            mode=mode,
+        )
 
     def process(self, image: np.ndarray, trimap: np.ndarray | None = None, *, extras: bool = False) -> Prediction:
         """Alpha (float32 ``HxW``) and the glance trimap (uint8 {0,128,255}) at the image's size.
 
-        Memory: the full-size input tensor is dropped as soon as only reduced copies of it are needed
+        The full-size input tensor is dropped as soon as only reduced copies of it are needed
         (hybrid, resize); the upsampled trimap and alpha and the fusion are computed in row bands
-        straight into the two outputs (:func:`upsampled_trimap`, :func:`upsampled_alpha`); every
-        whole pass first checks that it fits ``--max-memory`` (else it runs smaller or on tiles,
-        as it would after running out of memory)."""
+        straight into the two outputs (:func:`upsampled_trimap`, :func:`upsampled_alpha`)."""
         from mattecli.runtime.tensors import image_to_tensor, resize
 
+        self.executor.note(strategy=self.strategy)
         h, w = image.shape[:2]
         n = self.normalization
         held = [image_to_tensor(image, self.device, n.mean, n.std)]
@@ -358,7 +335,7 @@ class AimProcessor:
                 focus = self._focus_tiles(x_focus, transition)
                 del transition
             else:
-                focus = self._focus_at(x_focus, (h, w))
+                focus = self._focus_at(x_focus)
             held[0] = x_focus = None
             alpha = upsampled_alpha(focus, (h, w), predicted)
         return Prediction(alpha, predicted)
@@ -389,7 +366,7 @@ def load(resolved: Resolved) -> AimProcessor:
         import torch
 
         net.run = torch.compile(net.run)
-    provenance = Provenance("aim", variant.name, (weights,), str(ctx.device))
+    provenance = Provenance("aim", variant.name, (weights,), str(ctx.device), resolved.budget.to_json())
     return AimProcessor(
         net, ctx, resolved.strategy, variant.normalization, scales=resolved.scales, provenance=provenance
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mattecli.methods.aim import convert
 from mattecli.methods.base import Capabilities, MethodSpec, Published, Variant
+from mattecli.runtime.memory import Footprint
 
 __all__ = ["SPEC"]
 
@@ -16,7 +17,16 @@ SPEC = MethodSpec(
     paper="Li, Zhang, Tao: Deep Automatic Natural Image Matting, IJCAI 2021",
     capabilities=Capabilities(predicts_trimap=True),
     load="mattecli.methods.aim.processor:load",
-    variants=(Variant("aim", "mattecli.methods.aim.net:AimNet", convert.remap_official, convert.is_official),),
+    variants=(
+        Variant(
+            "aim",
+            "mattecli.methods.aim.net:AimNet",
+            convert.remap_official,
+            convert.is_official,
+            # bench/memory_figures.md
+            footprint=Footprint(fixed=704 << 20, image=100, passes={"glance": 850, "focus": 1300}),
+        ),
+    ),
     strategies=("hybrid", "resize", "whole", "tiled"),
     default_strategy="hybrid",
     stride=32,

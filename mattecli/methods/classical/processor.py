@@ -1,69 +1,35 @@
 """Classical trimap-based matting that needs no weights: closed-form (Levin et al.) and KNN (``--method cf|knn``).
 
-The solvers are pymatting's; this module validates inputs, converts pymatting's
-errors into ours and keeps its console chatter off stdout. (Solving only on the
-unknown region's bounding box was tried and measured: pymatting already skips
-fully known windows, so it gave no speed-up -- x1.07 on the lemur, x0.88 on a
-5 MP photo -- and was removed.)
+The solvers are pymatting's (``estimate_alpha_cf``, ``estimate_alpha_knn``); this module validates
+inputs, handles the degenerate ones, converts pymatting's errors into ours and keeps its console
+chatter off stdout.
 
 Two strategies:
 
-* ``whole``: one pymatting solve of the whole image. Its memory grows with the
-  image, not only with the unknown region: pymatting builds the Laplacian's
-  arrays for every pixel (see ``_WHOLE_BYTES``): cf needs ~0.4 KB per pixel plus
-  ~2.6 KB per unknown pixel, knn ~3.6 KB per pixel: a 33 MP photo would need
-  15-100 GB for cf and ~120 GB for knn.
-* ``tiled``: the shared tiler (:mod:`mattecli.runtime.tiles`, as the deep methods') cuts the
-  image into tiles of ``tile_size`` px (default ``DEFAULT_TILE_SIZE``: a core of 1024 px for cf,
-  512 for knn, plus ``2 * tile_overlap``), neighbours overlapping by ``2 * tile_overlap``; every
-  tile holding unknown pixels is solved on its box, and the solved tiles are blended with the
-  tiler's raised-cosine weights: 0 over the outer ``tile_overlap / 2`` px of a side shared with a
-  neighbour (so no blended pixel is nearer than that to the crop's artificial border), then a ramp
+* ``whole``: one pymatting solve of the whole image (the official rule). Its memory grows with the
+  image, not only with the unknown region: pymatting builds the Laplacian's arrays for every pixel
+  (the spec's declared ``solve`` and ``unknown`` figures: cf ~0.4 KB per pixel plus ~2.6 KB per
+  unknown pixel, knn ~3.7 KB per pixel), so a 33 MP photo would need 15-100 GB for cf and ~120 GB
+  for knn.
+* ``tiled``: the shared tiler (:mod:`mattecli.runtime.tiles`) cuts the image into tiles of
+  ``tile_size`` px (default :data:`DEFAULT_TILE_SIZE`: a core of 1024 px for cf, 512 for knn, plus
+  ``2 * tile_overlap``), neighbours overlapping by ``2 * tile_overlap``; every tile holding unknown
+  pixels is solved on its box, and the solved tiles are blended with the tiler's raised-cosine
+  weights: 0 over the outer ``tile_overlap / 2`` px of a side shared with a neighbour, then a ramp
   over ``tile_overlap`` px. While a box's unknown pixels have no known foreground or no known
   background within 2 px (cf's window reach; without it pymatting's CG breaks down on a zero
   right-hand side), the solved crop grows beyond the box: first towards the nearest 16-px block
-  that holds such anchors (coarse maps built once, on first need), then, should that not do, by
-  doubling its margin up to the whole image. (Doubling alone grew one knn crop of the 33 MP scene
-  below to 1.5 MP and its peak to 5.8 GiB; the directed growth keeps its largest crop at 0.7 MP.)
+  that holds such anchors, then, should that not do, by doubling its margin up to the whole image.
   Tiles without unknown pixels are not solved (the trimap is their answer), and known pixels stay
-  exactly 0/1. KNN's spatial feature weights are rescaled by the crop's size relative to the
-  image, since pymatting normalises coordinates by the solved image's size (this halved the
-  tiled-vs-whole difference: 0.036 -> 0.019 mean on a 1.4 MP scene). Peak memory is bounded by the
-  tile, not by the image, plus two float32 planes (sum and weights) of the image's size -- unless
-  a crop must grow far to reach anchors (a trimap whose foreground lies far from some unknown
-  region), which costs memory in proportion to that distance. (Before 0.3 classical matting had a
-  tiler of its own: near-equal cores, ramps across core boundaries; the measurements below were
-  made with it, with the same crops and the same blend widths.)
+  exactly 0/1. KNN's spatial feature weights are rescaled by the crop's size relative to the image,
+  since pymatting normalises coordinates by the solved image's size. Peak memory is bounded by the
+  tile plus a few full-size planes, unless a crop must grow far to reach anchors.
 
-``strategy="auto"`` (or None) solves whole when the estimated peak of the whole
-solve fits the memory budget (``max_memory``; default: what is in use plus half of MemAvailable),
-else tiled: the shared executor's choice, with pymatting's memory model as the estimate.
-
-Accuracy and defaults, measured on synthetic scenes (smooth colour gradients, a
-soft disk with hair-like strands, composited; the trimap's unknown band is the
-soft region dilated by 1% of the short side: 22-25% of the pixels): a crop's
-free border makes its solution differ from the whole solve where the unknown
-region is wide and its anchors far away, so bigger tiles and halos agree better
-(below, mean / max: mean absolute tiled-vs-whole difference over the unknown
-pixels / largest one). cf, 1.4 MP, tile/halo (blend ramp over the whole halo): 256/64 mean 0.0015 max
-0.054; 512/32 mean 0.0018 max 0.16; 512/64 mean 0.0009 max 0.051 (ramp over half
-the halo: 0.0006, 0.045); 1024/64 mean 0.0002 max 0.018. On a 3 MP scene whose
-disk edge falls on a 512-px core boundary 512/64 gave mean 0.0125 max 0.66 and
-512/128 mean 0.0066 max 0.53, while 1024/64 gave mean 0.0010 max 0.050 and
-1024/128 mean 0.0005 max 0.014 (mean absolute error vs the true alpha: whole
-0.0500, tiled 0.0503); a 1024 tile was also faster than 512 (fewer pixels
-solved twice, fewer CG iterations): 218 s vs 442 s, whole 165 s. knn agrees only
-loosely, since its neighbours are non-local and a crop offers fewer of them:
-3 MP, 512/64 mean 0.029 max 0.45; 512/128 mean 0.020 max 0.36; 768/128 mean 0.022
-max 0.21 (vs the true alpha: whole 0.083, tiled 0.088 / 0.083). Hence the
-defaults: cf 1024 px cores, knn 512 (by ``_WHOLE_BYTES`` a knn crop of 768^2
-px peaks at ~2.2 GB, one of 1024^2 at ~3.9 GB), halo 128 px for both. With them,
-peak RSS of the whole process (3 MP scene): cf 2.7 GiB whole / 1.2 GiB tiled,
-knn 10.4 / 2.4 GiB; 33 MP (7680x4320, 7.3% unknown): cf tiled 2.2 GiB in 670 s
-(mean abs error vs the true alpha 0.015), knn tiled 3.4 GiB in 403 s (0.059), on
-2 shared CPU cores. The tiled solve is slower than a whole solve that fits in
-memory (3 MP: cf 209 s vs 162 s, knn 230 s vs 94 s; pixels near core boundaries
-are solved twice), so auto prefers whole.
+``auto`` (default) solves whole when the declared figures of the whole solve fit the run's budget
+(``--max-memory``, else the default plan: :mod:`mattecli.runtime.memory`), else tiled: the same
+choice for the same image and trimap on every machine. The tiled solve differs from the whole one
+where the unknown region is wide and its anchors far away; ``bench/RESULTS.md`` ("Classical
+tiling") has the measurements behind the default tile sizes and halo.
 """
 
 from __future__ import annotations
@@ -108,30 +74,6 @@ MIN_TILE_SIZE = 64
 #: pixels a tile must keep between its halos (``--tile-size >= 2 * --tile-overlap + MIN_CORE``)
 MIN_CORE = 32
 
-#: Peak extra resident memory of one pymatting solve, in bytes:
-#: ``base + per_pixel * pixels + per_unknown * unknown_pixels``.
-#: Measured with pymatting 1.1.16 / scipy on x86-64 Linux: each solve ran in a fresh
-#: subprocess (after a tiny warm-up solve that loads numba's cached kernels) and
-#: the increase of /proc/self/status VmHWM over VmRSS before the call was fitted
-#: by least squares over 0.25, 0.7 and 1.4 MP images with 5%, 25% and 50% unknown
-#: (a vertical unknown band). Both methods grow with *all* pixels, not only the
-#: unknown ones: cf_laplacian allocates 25 float64 values + 25 int64 indices per
-#: pixel (400 B) before it drops the known rows; knn_laplacian, its KNN search and
-#: its CG run over every pixel. cf: 406 B/pixel + 2456 B/unknown pixel (the ichol
-#: factor and the CG vectors), within 7%; knn: 3335 B/pixel, unknown count
-#: irrelevant, within 3.3%. Rounded up: a 3 MP hair scene measured 843 B/pixel for
-#: cf (25% unknown; the model says 1090) and 3583 B/pixel for knn.
-_WHOLE_BYTES: dict[str, tuple[float, float, float]] = {
-    "cf": (0.0, 440.0, 2600.0),
-    "knn": (0.0, 3700.0, 0.0),
-}
-
-
-#: Full-size host memory of the tiled solve per image pixel, beside a tile's solve: the blend's sum
-#: and weight planes (float32), the unknown mask and the anchor maps (bool) and the clamped output
-#: (float32), which the tile size must leave room for under ``max_memory``.
-_TILED_BYTES_PER_PIXEL = 16
-
 
 def _validate(image: np.ndarray, trimap: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3:
@@ -168,39 +110,41 @@ def trivial_alpha(trimap: np.ndarray) -> np.ndarray | None:
     return np.full(trimap.shape, 1.0 if has_fg else 0.0, np.float32)
 
 
-def _policy(max_memory: int | None, tile_overlap: int):
-    """The shared tile policy of a classical solve on the CPU (``max_memory`` bounds the peak)."""
-    import torch
-
-    from mattecli.runtime.executor import tile_policy
-
-    return tile_policy(
-        stride=1,
-        halo=tile_overlap // 2,
-        blend=tile_overlap,
-        max_memory=None if max_memory is None else int(max_memory),
-        device=torch.device("cpu"),
-    )
-
-
 def whole_solve_bytes(method: str, pixels: int, unknown: int) -> int:
-    """Estimated peak extra bytes of one pymatting solve over ``pixels`` pixels, ``unknown`` of them unknown."""
-    base, per_pixel, per_unknown = _WHOLE_BYTES[method]
-    return int(base + per_pixel * pixels + per_unknown * unknown)
+    """Declared peak bytes one pymatting solve adds over ``pixels`` pixels, ``unknown`` of them unknown
+    (the spec's ``solve`` and ``unknown`` figures)."""
+    figures = _footprint(method).passes
+    return int(figures["solve"] * pixels + figures["unknown"] * unknown)
+
+
+def _footprint(method: str):
+    from mattecli.methods.classical.spec import CF, KNN
+
+    return {"cf": CF, "knn": KNN}[method].footprint
+
+
+def _executor(method: str, strategy: str | None, tile_overlap: int, max_memory: int | None):
+    """An executor for a standalone call: the method's declared figures against ``max_memory`` (or the
+    default budget), tiles of the shared tiler's geometry."""
+    from mattecli.runtime.executor import Executor, TilePolicy
+    from mattecli.runtime.memory import MemoryPlan, resolve_budget
+
+    tiles = TilePolicy(stride=1, halo=tile_overlap // 2, blend=tile_overlap)
+    memory = MemoryPlan(_footprint(method), resolve_budget(max_memory))
+    return Executor("cpu", strategy or "auto", tiles, memory)
+
+
+def _unknown_count(trimap: np.ndarray) -> int:
+    return int(np.count_nonzero((trimap > 0) & (trimap < 255)))
 
 
 def choose_strategy(method: str, trimap: np.ndarray, max_memory: int | None = None) -> str:
-    """``"whole"`` if the whole solve's estimated peak fits under ``max_memory`` (a bound on the
-    process's peak memory; default what is in use plus half of MemAvailable), else ``"tiled"``."""
-    from mattecli.runtime.executor import Executor
-
-    executor = Executor(_policy(max_memory, DEFAULT_TILE_OVERLAP), "auto")
-    return executor.choose(trimap.size, estimate=lambda: _whole_bytes(method, trimap))
-
-
-def _whole_bytes(method: str, trimap: np.ndarray) -> int:
-    unknown = int(np.count_nonzero((trimap > 0) & (trimap < 255)))
-    return whole_solve_bytes(method, trimap.size, unknown)
+    """``"whole"`` if the whole solve's declared figures fit under ``max_memory`` (bytes; default the
+    default budget of :mod:`mattecli.runtime.memory`), else ``"tiled"``."""
+    executor = _executor(method, "auto", DEFAULT_TILE_OVERLAP, max_memory)
+    executor.begin(trimap.size)
+    extra = _footprint(method).passes["unknown"] * _unknown_count(trimap)
+    return "whole" if executor.fits("solve", trimap.size, extra=extra) else "tiled"
 
 
 #: closed-form matting's windows are 3x3: a thinner image has none (its Laplacian is zero)
@@ -255,8 +199,8 @@ def _solve(func, method: str, image: np.ndarray, trimap: np.ndarray, **kwargs) -
     return alpha
 
 
-def _tile_size_for(method: str, tile: int, room: int | None, overlap: int = 0) -> int:
-    """Halve the default tile until a fully unknown tile's estimated solve fits ``room`` bytes (never below
+def _tile_size_for(method: str, tile: int, room: float | None, overlap: int = 0) -> int:
+    """Halve the default tile until a fully unknown tile's declared solve fits ``room`` bytes (never below
     :data:`MIN_TILE_SIZE`, nor below what the tile overlap needs)."""
     low = max(MIN_TILE_SIZE, 2 * overlap + MIN_CORE)
     while room is not None and tile > low and whole_solve_bytes(method, tile * tile, tile * tile) > room:
@@ -381,8 +325,9 @@ def _crop_box(box, margin: int, trimap: np.ndarray, unknown: np.ndarray, blocks)
     return box
 
 
-def _solve_tiled(func, method: str, image: np.ndarray, trimap: np.ndarray, policy, tile: int) -> np.ndarray:
-    """Solve every tile holding unknown pixels (on its anchored crop) and blend them (the shared tiler)."""
+def _solve_tiled(func, method: str, image: np.ndarray, trimap: np.ndarray, policy, tile: int):
+    """``(alpha, tiles solved)``: every tile holding unknown pixels solved (on its anchored crop) and
+    blended by the shared tiler."""
     from mattecli.runtime.tiles import blend_boxes, tile_boxes
 
     h, w = trimap.shape
@@ -399,7 +344,7 @@ def _solve_tiled(func, method: str, image: np.ndarray, trimap: np.ndarray, polic
 
     boxes = [b for b in tile_boxes(h, w, tile, overlap) if unknown[b[0] : b[1], b[2] : b[3]].any()]
     # every unknown pixel lies where some solved tile has a positive weight
-    return blend_boxes(h, w, boxes, solve, halo=policy.halo, blend=policy.blend)
+    return blend_boxes(h, w, boxes, solve, halo=policy.halo, blend=policy.blend), len(boxes)
 
 
 def estimate_alpha(
@@ -411,6 +356,7 @@ def estimate_alpha(
     tile_size: int | None = None,
     tile_overlap: int | None = None,
     max_memory: int | None = None,
+    executor=None,
 ) -> np.ndarray:
     """Solve for alpha with a classical method.
 
@@ -424,8 +370,10 @@ def estimate_alpha(
             halved while a tile would not fit the budget).
         tile_overlap: halo around each tile's core, px (default ``DEFAULT_TILE_OVERLAP``):
             neighbouring tiles overlap by twice this, blended over its inner half.
-        max_memory: a bound on the process's peak memory, bytes (default what is in use plus
-            half of the available RAM).
+        max_memory: a bound on the process's peak memory, bytes (default: the default budget of
+            :mod:`mattecli.runtime.memory`, the same on every machine of 16 GB or more).
+        executor: the :class:`~mattecli.runtime.executor.Executor` of a loaded method, already begun
+            on this image (it plans and records); None: one made from ``strategy`` / ``max_memory``.
 
     Returns:
         float32 ``HxW`` alpha in [0, 1], exactly 0/1 in the known regions.
@@ -437,7 +385,8 @@ def estimate_alpha(
 
     Raises:
         TrimapError: wrong size, or every pixel unknown.
-        BadOptionError: unknown strategy, or a tile size / overlap out of range.
+        BadOptionError: unknown strategy, a tile size / overlap out of range, or a ``max_memory`` that
+            cannot hold even the smallest tile (the message names the least that works).
     """
     import pymatting
 
@@ -450,29 +399,41 @@ def estimate_alpha(
     overlap = DEFAULT_TILE_OVERLAP if tile_overlap is None else int(tile_overlap)
     if tile_size is not None and tile_size < 2 * overlap + MIN_CORE:
         raise BadOptionError(
-            f"tile size {tile_size} is too small for a {overlap} px tile overlap: give at least {2 * overlap + MIN_CORE}"
+            f"tile size {tile_size} is too small for a {overlap} px tile overlap: "
+            f"give at least {2 * overlap + MIN_CORE}"
         )
     _validate(image, trimap)
     trivial = trivial_alpha(trimap)
     if trivial is not None:  # nothing to solve (see trivial_alpha)
         return trivial
-    from mattecli.runtime.executor import Executor
-
-    policy = _policy(max_memory, overlap)
-    executor = Executor(policy, strategy or "auto")
+    if executor is None:
+        executor = _executor(method, strategy, overlap, max_memory)
+        executor.begin(trimap.size)
     func = getattr(pymatting, CLASSICAL_METHODS[method])
+    per_unknown = _footprint(method).passes["unknown"]
 
     def tiled():
-        default = DEFAULT_TILE_SIZE[method]
-        # the full-size maps of the tiled solve count against the budget besides a tile's solve
-        room = policy.headroom(reserve=_TILED_BYTES_PER_PIXEL * trimap.size)
-        tile = int(tile_size) if tile_size is not None else _tile_size_for(method, default, room, overlap)
-        return _solve_tiled(func, method, image, trimap, policy, tile)
+        room = executor.room()
+        tile = (
+            int(tile_size)
+            if tile_size is not None
+            else _tile_size_for(method, DEFAULT_TILE_SIZE[method], room, overlap)
+        )
+        need = whole_solve_bytes(method, tile * tile, tile * tile)
+        if room is not None and need > room and executor.memory.budget.capped:
+            executor.refuse("solve", tile * tile, f"{method} solve", extra=per_unknown * tile * tile)
+        alpha, count = _solve_tiled(func, method, image, trimap, executor.tiles_policy, tile)
+        executor.note(tile=[tile, tile], tiles=count, batch=1)
+        return alpha
 
-    if executor.choose(trimap.size, estimate=lambda: _whole_bytes(method, trimap)) == "whole":
-        alpha = _solve(func, method, image, trimap)
-    else:
-        alpha = tiled()
+    alpha = executor.run(
+        "solve",
+        whole=lambda: _solve(func, method, image, trimap),
+        tiled=tiled,
+        pixels=trimap.size,
+        what=f"{method} solve",
+        extra=per_unknown * _unknown_count(trimap),
+    )
     return clamp_known(alpha, trimap)
 
 
@@ -480,26 +441,33 @@ class ClassicalProcessor:
     """A pymatting solver run by the shared executor (needs a trimap; no weights, CPU only)."""
 
     def __init__(self, method: str, resolved):
+        from mattecli.methods.base import Provenance
+        from mattecli.runtime.executor import Executor, TilePolicy
+        from mattecli.runtime.memory import MemoryPlan
+
         self.method = method
         e = resolved.engine
-        self.strategy = resolved.strategy
         self.tile_size = e.tile_size
         self.tile_overlap = resolved.halo
-        self.max_memory = e.max_memory
+        tiles = TilePolicy(stride=1, halo=resolved.halo // 2, blend=resolved.halo)
+        memory = MemoryPlan(resolved.footprint, resolved.budget)
+        self.executor = Executor("cpu", resolved.strategy, tiles, memory)
+        self.provenance = Provenance(method, device="cpu", budget=resolved.budget.to_json())
 
     def process(self, image: np.ndarray, trimap: np.ndarray | None, *, extras: bool = False):
         from mattecli.methods.base import Prediction
 
         if trimap is None:
             raise TrimapError(f"method {self.method} needs a trimap", hint="pass --trimap FILE_OR_FOLDER")
+        if trivial_alpha(trimap) is not None:
+            self.executor.note(strategy="whole")
         alpha = estimate_alpha(
             image,
             trimap,
             self.method,
-            strategy=self.strategy,
             tile_size=self.tile_size,
             tile_overlap=self.tile_overlap,
-            max_memory=self.max_memory,
+            executor=self.executor,
         )
         return Prediction(alpha)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mattecli.methods.base import Capabilities, MethodSpec, Published, Variant
+from mattecli.runtime.memory import Footprint
 
 __all__ = ["SPEC"]
 
@@ -15,7 +16,14 @@ SPEC = MethodSpec(
     paper="Qiao, Liu, Zhu, Yang, Wang, Zhang, Wei: Multi-scale Information Assembly for Image Matting",
     capabilities=Capabilities(accepts_trimap=True),
     load="mattecli.methods.msia.processor:load",
-    variants=(Variant("msia", "mattecli.methods.msia.net:MSIANet"),),  # no official checkpoint: our layout only (identity mapping)
+    # no official checkpoint: our layout only (identity mapping); figures: bench/memory_figures.md
+    variants=(
+        Variant(
+            "msia",
+            "mattecli.methods.msia.net:MSIANet",
+            footprint=Footprint(fixed=832 << 20, image=68, passes={"whole": 400}),
+        ),
+    ),
     strategies=("auto", "whole", "tiled"),
     default_strategy="auto",
     stride=16,

@@ -14,14 +14,17 @@ _MS_WRAPPER = re.compile(r"^(?:(?:network|_backbone|backbone)\.)+(?=[tm]_net\.)"
 
 _MS_SENTINELS = ("t_net.feature.head_conv.1.moving_variance", "m_net.deconv_4.weight")
 
+
 def _ms_name(key: str) -> str:
     """Drop training-wrapper prefixes (defensive: ``save_checkpoint(net)`` writes none)."""
     return _MS_WRAPPER.sub("", key)
+
 
 def is_mindspore(state_dict: Mapping) -> bool:
     """Whether a state dict is the MindSpore model zoo's SHM ``net`` (BN ``moving_variance`` and M-Net deconv)."""
     names = {_ms_name(k) for k in state_dict}
     return all(s in names for s in _MS_SENTINELS)
+
 
 def remap_mindspore(state_dict: dict) -> dict:
     """MindSpore SHM parameter names -> ours.

@@ -10,16 +10,16 @@ networks and every architectural assumption are documented in ``net.py``, the de
     ``semantichumanmatting_ascend_v180_MattingHumanDatasets_official_cv_avesad5.49.ckpt``
     (sha256 ``1a11ded5...2e8c6``) is imported with
     ``mattecli weights import shm-mindspore FILE``: the MindSpore ``.ckpt`` is read without
-    MindSpore and its names are mapped by :func:`~mattecli.methods.shm.convert.remap_mindspore`. Its T-Net is MobileNetV2 +
-    U-Net and its M-Net a small 4-level encoder-decoder, not the paper's PSPNet-50 / VGG16. This is
-    the only SHM with published weights, hence the default.
+    MindSpore and its names are mapped by :func:`~mattecli.methods.shm.convert.remap_mindspore`. Its
+    T-Net is MobileNetV2 + U-Net and its M-Net a small 4-level encoder-decoder, not the paper's
+    PSPNet-50 / VGG16. This is the only SHM with published weights, hence the default.
 ``shm``
     The paper's architecture (PSPNet-50 T-Net, VGG16-based M-Net); no weights exist, only a
     ``.safetensors`` file of our layout can be imported (for users who train it).
 
 Test strategies (``--strategy``):
 
-``paper`` (default for ``shm``; called ``whole`` before 0.2): the paper's test rule (section 4.5)
+``paper`` (default for ``shm``): the paper's test rule (section 4.5)
     "the feed forward is conducted on the entire image": when the longer side exceeds 1500 px the
     image is first scaled (aspect kept) so that it is 1500; the network runs on the whole image,
     padded bottom/right to a multiple of 16 (reflection) and cropped back; the alpha (and the
@@ -35,8 +35,9 @@ Test strategies (``--strategy``):
     The T-Net runs as in ``paper`` (the image scaled to at most 1500 px); its softmax is upsampled
     bilinearly to the image, and the M-Net and the fusion run at full resolution in one pass.
 ``tiled``
-    ``whole`` with the M-Net on full-resolution tiles (the engine's tile policy: memory budget,
-    halo ``tile_overlap``, raised-cosine blending). Tiles whose T-Net unknown probability stays
+    ``whole`` with the M-Net on full-resolution tiles (the runtime's tiles: side from
+    ``--tile-size`` or the declared memory against the budget, halo ``--tile-overlap``,
+    raised-cosine blending). Tiles whose T-Net unknown probability stays
     below 1e-3 skip the M-Net (their alpha is ``Fs``; the fused alpha moves less than that). The
     M-Nets have no global pooling, so with a halo covering their receptive field tiles give the
     ``whole`` answer.
@@ -58,6 +59,7 @@ from __future__ import annotations
 import numpy as np
 
 from mattecli.methods.base import Prediction, Provenance, Resolved
+from mattecli.methods.network import NetworkProcessor
 
 __all__ = [
     "ShmProcessor",
@@ -159,22 +161,15 @@ def _m_net_input(image: np.ndarray, prob: np.ndarray, encoding: str, block: int 
 
 
 # ----------------------------------------------------------------------------- inference
-class ShmProcessor:
+class ShmProcessor(NetworkProcessor):
     """A loaded SHM network with its test strategy and input encoding; needs no trimap, predicts one."""
 
     def __init__(self, net, ctx, strategy: str = "paper", encoding: str = "imagenet", *, provenance=None):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown SHM strategy {strategy!r}")
-        self.net = net
-        self.ctx = ctx
+        super().__init__(net, ctx, provenance=provenance)
         self.strategy = strategy
         self.encoding = encoding
-        self.provenance = provenance
-        self._bpp: dict = {}  # measured memory per pixel of whole passes (executor.pass_fits)
-
-    @property
-    def device(self):
-        return self.ctx.device
 
     def _forward(self, image: np.ndarray):
         """``HxWx3`` image in [0, 1] (already at the network size) -> (softmax ``3xHxW``, alpha ``HxW``)."""
@@ -226,26 +221,19 @@ class ShmProcessor:
             return alpha_r
 
         ph, pw = source.shape[-2] - h, source.shape[-1] - w
-        if not tiled:
-            import warnings
 
-            from mattecli.runtime.executor import pass_fits
-
-            # beside the pass: its output's full-size copy and the fused alpha (float32)
-            pixels = source.shape[-2] * source.shape[-1]
-            if not pass_fits(
-                self.ctx.tiles, pixels, self.net.m_net, m_net, 6, reserve=8 * h * w, cache=self._bpp, key="m_net"
-            ):
-                warnings.warn(
-                    "SHM M-Net does not fit --max-memory: computing it on tiles", RuntimeWarning, stacklevel=2
-                )
-                tiled = True
-        if tiled:
+        def tiles():
             unknown = np.pad(us_map, ((0, ph), (0, pw)), mode="edge") >= SKIP_BELOW
-            self.ctx.tiles.probe(self.net.m_net, m_net, 6, self.device)
-            alpha_r = self.ctx.tiles.run(m_net, source, skip=lambda y0, y1, x0, x1: not unknown[y0:y1, x0:x1].any())
+            skip = lambda y0, y1, x0, x1: not unknown[y0:y1, x0:x1].any()  # noqa: E731
+            return self.executor.tiles("m_net", m_net, source, skip=skip, what="SHM M-Net")
+
+        if tiled:
+            alpha_r = tiles()
         else:
-            alpha_r = m_net(source)
+            pixels = source.shape[-2] * source.shape[-1]
+            alpha_r = self.executor.run(
+                "m_net", whole=lambda: m_net(source), tiled=tiles, pixels=pixels, what="SHM M-Net", mode="whole"
+            )
         alpha_r = alpha_r[0, 0, :h, :w].cpu().numpy()
         trimap = np.asarray(TRIMAP_CLASSES, np.uint8)[trimap_idx]
         return fs + us_map * alpha_r, trimap
@@ -255,16 +243,11 @@ class ShmProcessor:
         import cv2
 
         from mattecli.methods.shm.net import TRIMAP_CLASSES
-        from mattecli.runtime.executor import Executor
 
         h, w = image.shape[:2]
+        self.executor.note(strategy=self.strategy)
         if self.strategy == "whole":
-            alpha, predicted = Executor.whole_or_tiles(
-                lambda: self._full_resolution(image, tiled=False),
-                lambda: self._full_resolution(image, tiled=True),
-                "SHM M-Net",
-            )
-            return Prediction(alpha, predicted)
+            return Prediction(*self._full_resolution(image, tiled=False))
         if self.strategy == "tiled":
             return Prediction(*self._full_resolution(image, tiled=True))
         if self.strategy == "resize":
@@ -327,5 +310,5 @@ def load(resolved: Resolved) -> ShmProcessor:
         import torch
 
         net.t_net, net.m_net = torch.compile(net.t_net), torch.compile(net.m_net)
-    provenance = Provenance("shm", variant.name, (weights,), str(ctx.device))
+    provenance = Provenance("shm", variant.name, (weights,), str(ctx.device), resolved.budget.to_json())
     return ShmProcessor(net, ctx, resolved.strategy, variant.params["encoding"], provenance=provenance)

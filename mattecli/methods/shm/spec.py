@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mattecli.methods.base import IMAGENET, Capabilities, MethodSpec, Published, Variant
 from mattecli.methods.shm import convert
+from mattecli.runtime.memory import Footprint
 
 __all__ = ["SPEC"]
 
@@ -28,6 +29,7 @@ SPEC = MethodSpec(
             default_strategy="resize",
             margin=96,
             params={"encoding": "mindspore"},
+            footprint=Footprint(fixed=320 << 20, image=200, passes={"m_net": 300}),  # bench/memory_figures.md
         ),
         # the paper's PSPNet-50 / VGG16 network; its M-Net reaches 1e-4 of the whole pass at 128 px
         Variant(
@@ -37,6 +39,7 @@ SPEC = MethodSpec(
             default_strategy="paper",
             margin=128,
             params={"encoding": "imagenet"},
+            footprint=Footprint(fixed=2368 << 20, image=128, passes={"m_net": 900}),  # bench/memory_figures.md
         ),
     ),
     strategies=("paper", "resize", "whole", "tiled"),

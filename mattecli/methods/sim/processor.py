@@ -2,11 +2,11 @@
 
 Paper: Sun, Tang, Tai, "Semantic Image Matting", CVPR 2021.
 Official code: github.com/nowsyn/SIM at dc5ed5a (no licence file: clean-room reimplementation),
-``scripts/main.py`` and ``data/util.py`` (digest: ``shared/refs/sim.md``). Networks in
+``scripts/main.py`` and ``data/util.py``. Networks in
 ``net.py``, the input encodings in ``encode.py``, the semantic trimap (patch analysis) in
 ``semantic.py``, the declaration in ``spec.py``.
 
-Test pipeline (``sim.md`` section 4), per image, no resizing and no test-time augmentation:
+Test pipeline (``scripts/main.py`` ``run()``), per image, no resizing and no test-time augmentation:
 
 1. pad image and trimap at the bottom/right by ``(h // 8 + 1) * 8 - h`` (always 1..8 px) with
    OpenCV ``BORDER_REFLECT`` (edge pixel repeated: ``fedcba|abcdef``);
@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from mattecli.methods.base import Prediction, Provenance, Resolved
+from mattecli.methods.network import NetworkProcessor
 from mattecli.methods.sim.encode import (
     CLICK_LENGTH,
     PAD_STRIDE,
@@ -55,7 +56,7 @@ STRATEGIES = ("auto", "whole", "tiled")
 _SPLIT = (3, 2, 3, 6, 20)
 
 
-class SimProcessor:
+class SimProcessor(NetworkProcessor):
     """A loaded SIM matting network plus its patch analyzer; ``process`` needs a trimap.
 
     Strategies (``strategy``):
@@ -76,23 +77,13 @@ class SimProcessor:
         context pass at full size, tiles differ from ``whole`` only by the network's
         receptive field beyond the halo.
     ``auto`` (default)
-        ``whole`` when its measured memory fits the budget, else ``tiled``; a ``whole`` pass
-        that runs out of memory falls back to ``tiled``.
+        ``whole`` up to the size the variant's declared memory allows under the run's budget,
+        else ``tiled``.
     """
 
     def __init__(self, net, analyzer, ctx, *, provenance=None):
-        from mattecli.runtime.context import GlobalContext
-
-        self.net = net
+        super().__init__(net, ctx, provenance=provenance)
         self.analyzer = analyzer  # mattecli.methods.sim.semantic.PatchAnalyzer
-        self.ctx = ctx
-        self.provenance = provenance
-        self.context = GlobalContext(net)
-        self._bpp: dict = {}  # measured memory per pixel of the context pass (executor.pass_fits)
-
-    @property
-    def device(self):
-        return self.ctx.device
 
     def _forward(self, args, *, replay: bool = False):
         import torch
@@ -100,45 +91,6 @@ class SimProcessor:
         args = [t.contiguous(memory_format=torch.channels_last) for t in args]
         with torch.inference_mode(), self.ctx.autocast(), self.context.replaying(replay):
             return self.net(*args).float()
-
-    def _probe_input(self, x):
-        """The network's five inputs from one probe tensor ``(N, 34, H, W)`` (memory measurement)."""
-        return self._forward(list(x.split(_SPLIT, dim=1)))
-
-    def _probe_known(self, x):
-        """:meth:`_probe_input` with every pixel known (background): the network without its
-        last stages, which run only around unknown pixels (``SIMNet.unknown_only``)."""
-        x[:, _SPLIT[0]] = 1.0  # the two-channel trimap's background channel
-        return self._probe_input(x)
-
-    def _whole_bytes_per_pixel(self, trimap) -> float:
-        """Measured memory per padded pixel of this image's whole pass.
-
-        The zero-input probe (:meth:`TilePolicy.probe`) holds no known pixel, so it runs the
-        network's last stages on the whole image. With the pipeline's ``unknown_only`` they run
-        on this trimap's tiles (:func:`~mattecli.methods.sim.net.tail_boxes`) one at a time: the
-        pass then takes the network without them (a probe with every pixel known) plus their
-        memory per pixel over the largest tile.
-        """
-        import torch
-
-        from mattecli.methods.sim.net import tail_boxes
-        from mattecli.runtime.executor import measure_pass
-
-        policy = self.ctx.tiles
-        full = policy.probe(self.net, self._probe_input, sum(_SPLIT), self.device)
-        if not self.net.unknown_only:
-            return full
-        tri = pad_reflect(np.asarray(trimap, np.uint8), *pad_amounts(*trimap.shape))
-        unknown = torch.from_numpy((tri != 0) & (tri != 255))[None, None].float()
-        boxes = tail_boxes(unknown, tri.shape[0] // 4, tri.shape[1] // 4)
-        if boxes is None:
-            return full
-        if "whole:known" not in self._bpp:
-            self._bpp["whole:known"] = measure_pass(self._probe_known, sum(_SPLIT), self.device, policy.stride)
-        head = min(self._bpp["whole:known"] or full, full)
-        tile = 16 * max(((a1 - a0) * (b1 - b0) for *_, a0, a1, b0, b1 in boxes), default=0)
-        return head + (full - head) * tile / tri.size
 
     def _whole(self, image, trimap, semantic: bool = True):
         from mattecli.methods.sim.semantic import SemanticTrimap
@@ -157,7 +109,6 @@ class SimProcessor:
 
         from mattecli.methods.sim.semantic import UNKNOWN, SemanticTrimap
         from mattecli.runtime.context import context_size
-        from mattecli.runtime.executor import pass_fits, run_shrinking
         from mattecli.runtime.tiles import resize_crop
 
         # The padded image is never built at full size (a 33 MP float32 copy is 400 MB): tiles take
@@ -187,19 +138,7 @@ class SimProcessor:
             return raw, ref
 
         small = context_size(*size, PAD_STRIDE)
-
-        def fits(shape):  # the 34-channel encoding and the network; beside them the tiles' accumulators
-            return pass_fits(
-                self.ctx.tiles,
-                shape[0] * shape[1],
-                self.net,
-                self._probe_input,
-                sum(_SPLIT),
-                reserve=12 * size[0] * size[1] + 4 * sum(_SPLIT) * shape[0] * shape[1],
-                cache=self._bpp,
-            )
-
-        raw, ref = run_shrinking(context_pass, small, PAD_STRIDE, "SIM context pass", fits=fits)
+        raw, ref = self.executor.run_global("whole", context_pass, small, PAD_STRIDE, "SIM context pass")
         dists = distance_maps(tri)
         unknown = tri == UNKNOWN
 
@@ -214,12 +153,13 @@ class SimProcessor:
             scores = resize_crop(raw, ref, (y0, y1, x0, x1)) * mask.to(torch.float32)
             return torch.cat([part["image"], part["two_chan"], part["image_n"], part["clicks"], scores], dim=1)
 
-        self.ctx.tiles.probe(self.net, self._probe_input, sum(_SPLIT), self.device)
-        alpha = self.ctx.tiles.run(
+        alpha = self.executor.tiles(
+            "tile",
             lambda b: self._forward(list(b.split(_SPLIT, dim=1)), replay=True),
             crop,
             size=size,
             skip=lambda y0, y1, x0, x1: not unknown[y0:y1, x0:x1].any(),
+            what="SIM matting pass",
         )
         dists = unknown = None  # free the full-size maps before the caller's output is made
         scores = None
@@ -238,7 +178,6 @@ class SimProcessor:
         """
         semantic = extras
         from mattecli.errors import TrimapError
-        from mattecli.runtime.executor import Probe
 
         if trimap is None:
             raise TrimapError("method sim needs a trimap", hint="pass --trimap FILE_OR_FOLDER")
@@ -246,11 +185,11 @@ class SimProcessor:
         if image.shape[:2] != (h, w):
             raise TrimapError(f"trimap is {w}x{h} but the image is {image.shape[1]}x{image.shape[0]}")
         ph, pw = pad_amounts(h, w)
-        alpha, st = self.ctx.executor.run(
+        alpha, st = self.executor.run(
+            "whole",
             whole=lambda: self._whole(image, trimap, semantic),
             tiled=lambda: self._tiled(image, trimap, semantic),
             pixels=(h + ph) * (w + pw),
-            probe=Probe(self.net, self._probe_input, sum(_SPLIT), lambda: self._whole_bytes_per_pixel(trimap)),
             what="SIM whole-image pass",
         )
         # clamp, then the known pixels exactly 0 / 1; one host-side HxW float32 array, no full-size temporaries
@@ -287,7 +226,7 @@ def load(resolved: Resolved) -> SimProcessor:
     import torch
 
     analyzer = semantic.PatchAnalyzer(semantic.place_classifier(cnet), ctx.device, ctx.precision, sizes, batch_size)
-    provenance = Provenance("sim", variant.name, (weights, cweights), str(ctx.device))
+    provenance = Provenance("sim", variant.name, (weights, cweights), str(ctx.device), resolved.budget.to_json())
     return SimProcessor(net, analyzer, ctx, provenance=provenance)
 
 

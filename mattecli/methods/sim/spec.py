@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mattecli.methods.base import Capabilities, MethodSpec, Published, Variant
 from mattecli.methods.sim import convert
+from mattecli.runtime.memory import Footprint
 
 __all__ = ["SPEC", "CLASSIFIER", "VARIANTS", "DEFAULT_VARIANT"]
 
@@ -18,9 +19,20 @@ CLASSIFIER = Variant(
     convert.remap_official_classifier,
     convert.is_official_classifier,
 )
+#: both matting networks with the classifier (bench/memory_figures.md): ``whole`` per padded pixel of
+#: the official pipeline, ``tile`` per pixel of the matting network's tiles
+FOOTPRINT = Footprint(fixed=900 << 20, image=60, passes={"whole": 3000, "tile": 2500})
 VARIANTS = (
-    Variant("sim-comp1k", "mattecli.methods.sim.net:SIMNet", convert.remap_official, convert.is_official),
-    Variant("sim-simd", "mattecli.methods.sim.net:SIMNet", convert.remap_official, convert.is_official),
+    Variant(
+        "sim-comp1k",
+        "mattecli.methods.sim.net:SIMNet",
+        convert.remap_official,
+        convert.is_official,
+        footprint=FOOTPRINT,
+    ),
+    Variant(
+        "sim-simd", "mattecli.methods.sim.net:SIMNet", convert.remap_official, convert.is_official, footprint=FOOTPRINT
+    ),
 )
 DEFAULT_VARIANT = VARIANTS[0].name
 

@@ -78,7 +78,6 @@ class Fields:
             raise self.error(extra[0], "is not a known field (typo?)")
 
 
-
 _CACHE: dict[tuple[str, str, int, int], Any] = {}
 
 

@@ -52,8 +52,10 @@ class FakeHub:
     """A threaded HTTP server on 127.0.0.1 (random free port) serving repo files like the Hub.
 
     Use as a context manager (or ``start``/``stop``). ``add_file`` publishes bytes under a repo
-    and a commit (``main`` points at the latest); ``drop_after[filename] = n`` makes the *first*
-    ``GET`` of that file send only ``n`` bytes of its body and then drop the connection.
+    and a commit (``main``, or the ``ref`` named, points at the latest; a request names a commit or a
+    ref, e.g. ``refs/pr/3``, which ``hf_hub_download`` sends URL-quoted); ``drop_after[filename] = n``
+    makes the *first* ``GET`` of that file send only ``n`` bytes of its body and then drop the
+    connection.
     """
 
     def __init__(self) -> None:
@@ -67,12 +69,17 @@ class FakeHub:
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------ content
-    def add_file(self, repo_id: str, filename: str, content: bytes, *, commit: str | None = None) -> str:
-        """Publish ``content``; returns the 40-hex commit it lives at."""
+    def add_file(
+        self, repo_id: str, filename: str, content: bytes, *, commit: str | None = None, ref: str | None = "main"
+    ) -> str:
+        """Publish ``content``; returns the 40-hex commit it lives at. ``ref`` (a branch, or a pull
+        request's ``refs/pr/N``) is moved to that commit; ``None`` leaves every ref where it is
+        (the file is then reachable by its commit only)."""
         commit = commit or hashlib.sha1(repo_id.encode() + filename.encode() + content).hexdigest()
         repo = self.repos.setdefault(repo_id, {"refs": {}, "commits": {}})
         repo["commits"].setdefault(commit, {})[filename] = content
-        repo["refs"]["main"] = commit
+        if ref is not None:
+            repo["refs"][ref] = commit
         return commit
 
     def add_dataset(self, repo_id: str, files: dict[str, bytes], *, commit: str | None = None) -> str:

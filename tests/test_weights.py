@@ -227,7 +227,10 @@ def write_official(path: Path, obj, **kwargs) -> Path:
 # ============================================================================ manifest
 def test_repo_manifest_is_valid_and_publishes_nothing_yet():
     manifest = weights.load_manifest(REPO / "weights_manifest.json")
-    assert manifest.variants() == ["sim-comp1k", "sim-simd", "sim-classifier", "aim", "shm", "shm-mindspore", "msia"]
+    assert manifest.variants() == [
+        "sim-comp1k", "sim-simd", "sim-classifier", "aim", "shm", "shm-mindspore", "msia",
+        "vitmatte-s-comp1k", "vitmatte-b-comp1k", "vitmatte-s-d646", "vitmatte-b-d646",
+    ]  # fmt: skip
     for entry in manifest.entries.values():
         assert entry.hub is None and not entry.published  # no invented checksums
         assert entry.filename == f"{entry.variant}.safetensors"

@@ -72,7 +72,9 @@ def list_(
 
     Status is one of missing (downloadable: `weights pull` or first use fetches it), cached /
     imported (local), checksum ok / mismatch (with --check), unpublished (no weights are published
-    anywhere: import a file of mattecli's layout).
+    anywhere: import a file of mattecli's layout). For the authors' own files on the Hugging Face
+    Hub the source says whether the commit and sha256 are pinned in the manifest or recorded on
+    first use (with the recorded commit once there is one).
     """
     from mattecli import weights
     from mattecli.weights.store import size_of
@@ -84,13 +86,16 @@ def list_(
         return
     table = Table(title="weights", title_justify="left", show_edge=False)
     unimplemented = any(not row.implemented for row in rows)
-    for col in ("variant", "method", "status", "source", "size", "licence") + (("model code",) if unimplemented else ()):
+    columns = ("variant", "method", "status", "source", "size", "licence")
+    for col in columns + (("model code",) if unimplemented else ()):
         table.add_column(col, no_wrap=col in ("variant", "method", "status", "size"), overflow="fold")
     for row in rows:
         state = row.state
         entry = row.entry
         origin = entry.origin()
-        if row.active is not None:
+        if entry.official_hub is not None:
+            source = _authors_hub_source(row)
+        elif row.active is not None:
             source = row.active.kind  # hub / imported
         else:
             source = "[dim]none[/]" if origin == "none" else escape(origin)
@@ -110,6 +115,12 @@ def list_(
             "[dim]missing: `mattecli weights pull VARIANT` downloads it (first use of a method does too); "
             "offline, download the authors' file by hand and `mattecli weights import VARIANT FILE`[/]"
         )
+    if any(row.entry.official_hub is not None for row in rows):
+        common.stderr.print(
+            "[dim]authors' files on the Hugging Face Hub: pinned = the manifest gives their commit and sha256; "
+            "recorded on first use = the first fetch records the commit and sha256, later uses are checked "
+            "against them[/]"
+        )
     unpublished = [row.entry.variant for row in rows if row.state == "unpublished"]
     if unpublished:
         common.stderr.print(
@@ -119,10 +130,41 @@ def list_(
         )
 
 
+def _authors_hub_source(row) -> str:
+    """The source cell of a variant whose weights are the authors' file on the Hub: the repository,
+    then pinned / recorded on first use (and the recorded commit once there is one)."""
+    from mattecli.weights.store import hub_revision
+
+    info = hub_revision(row.entry)
+    if info["pinned"]:
+        how = f"pinned {info['commit'][:12]}"
+    elif info["commit"]:
+        how = f"recorded on first use: {info['commit'][:12]}"
+    elif info["recorded"]:
+        how = "recorded on first use: the sha256 of an imported file"
+    else:
+        how = f"recorded on first use (not yet; {info['requested']})"
+    lead = "imported, " if row.active is not None and row.active.kind == "imported" else ""
+    return f"{lead}{escape(info['repo_id'])}\n[dim]{escape(how)}[/]"
+
+
 def _report_pull(result) -> None:
     where = escape(str(result.path))
     if result.source == "cache":
         common.stderr.print(f"[green]ok[/] {result.variant} is already here: {where} (--force downloads it again)")
+        return
+    if result.repo_id is not None:  # the authors' file on the Hugging Face Hub
+        at = f"{result.repo_id}@{result.revision[:12]}" if result.revision else result.repo_id
+        common.stderr.print(f"[green]pulled[/] {result.variant} from the Hugging Face Hub ({escape(at)}): {where}")
+        if result.pinned:
+            common.stderr.print(f"[dim]pinned commit {result.revision} and sha256 {result.official_sha256} checked[/]")
+        elif result.first_download:
+            common.stderr.print(
+                f"[dim]first use: commit {result.revision} and sha256 {result.official_sha256} recorded (the "
+                "manifest pins none); later uses and `mattecli weights verify` are checked against them[/]"
+            )
+        else:
+            common.stderr.print(f"[dim]sha256 recorded on first use checked: {result.official_sha256}[/]")
         return
     common.stderr.print(f"[green]pulled[/] {result.variant} from {escape(result.source)}: {where}")
     if result.first_download:
@@ -171,8 +213,9 @@ def pull(
     all_: AllOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Download weights: our converted copy on the Hugging Face Hub where one is published, else the
-    authors' own links (Google Drive, MindSpore), checked and converted into the HF cache.
+    """Download weights: our converted copy on the Hugging Face Hub where one is published, the
+    authors' own safetensors file on the Hub (ViTMatte), else the authors' own links (Google Drive,
+    MindSpore), checked (and converted) into the HF cache.
 
     Behind a firewall: download the authors' file by hand and run `mattecli weights import VARIANT FILE`.
     """
@@ -221,7 +264,12 @@ def import_(
         f"[green]imported[/] {variant} from {escape(result.source.name)} "
         f"({result.source_format}, {result.tensors} tensors): {escape(str(result.path))}"
     )
-    if result.official_match is True:
+    if result.recorded:
+        common.stderr.print(
+            f"[dim]sha256 of {escape(result.source.name)}: {result.source_sha256} (the manifest pins none; "
+            "recorded now, later downloads and `mattecli weights verify` are checked against it)[/]"
+        )
+    elif result.official_match is True:
         common.stderr.print("[dim]the source file's sha256 matches the official checkpoint[/]")
     elif result.official_match is False:
         common.stderr.print(

@@ -1,6 +1,6 @@
 """The matting methods: name -> :class:`~mattecli.methods.base.MethodSpec`, each declared once.
 
-Every method lives in its own folder (``aim/``, ``sim/``, ``shm/``, ``msia/``, ``classical/``) whose
+Every method lives in its own folder (``aim/``, ``vitmatte/``, ``sim/``, ``shm/``, ``msia/``, ``classical/``) whose
 ``spec.py`` is its one declaration (see :mod:`mattecli.methods.base`). Importing this package
 imports the specs only (networks load when a method is created) and plugs every weights variant's
 architecture into :mod:`mattecli.weights`, which itself imports no method.
@@ -30,6 +30,7 @@ from mattecli.methods.classical.spec import KNN as _KNN
 from mattecli.methods.msia.spec import SPEC as _MSIA
 from mattecli.methods.shm.spec import SPEC as _SHM
 from mattecli.methods.sim.spec import SPEC as _SIM
+from mattecli.methods.vitmatte.spec import SPEC as _VITMATTE
 
 __all__ = [
     "Capabilities",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 #: In the order methods are listed to users.
-_SPECS: tuple[MethodSpec, ...] = (_AIM, _CF, _KNN, _SIM, _SHM, _MSIA)
+_SPECS: tuple[MethodSpec, ...] = (_AIM, _VITMATTE, _CF, _KNN, _SIM, _SHM, _MSIA)
 _REGISTRY: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 
 #: ``matte`` and ``bench`` without ``--method``: automatic matting of any photo.

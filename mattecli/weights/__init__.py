@@ -10,21 +10,30 @@ Where weights come from
 -----------------------
 ``weights_manifest.json`` lists one entry per checkpoint *variant* (``sim-comp1k``, ``aim`` ...):
 the paper, the licence, the authors' official file and its links, the location of our converted
-``.safetensors`` file on the Hugging Face Hub (``"hub": null`` while it is not published) and how
-the conversion is done. A variant's weights are found, in this order:
+``.safetensors`` file on the Hugging Face Hub (``"hub": null`` while it is not published), the
+authors' own ``.safetensors`` file on the Hub where they publish one (``"official_hub"``: repo,
+filename, revision, sha256, size, licence; ViTMatte) and how the conversion is done. A variant's
+weights are found, in this order:
 
 1. the hub copy in the standard Hugging Face cache, at the manifest's pinned commit
    (``models--{org}--{name}/snapshots/{revision}/{filename}``), checked against the manifest's
    sha256;
-2. an *imported* copy: made by :func:`import_checkpoint` from the authors' file fetched by hand,
+2. the authors' hub file in the same cache, at the commit the manifest pins, or, where no full
+   commit and sha256 could be confirmed, at the commit its first fetch recorded, checked against
+   the pinned (or recorded) sha256; it is loaded as it is, its keys strictly equal to the network's;
+3. an *imported* copy: made by :func:`import_checkpoint` from the authors' file fetched by hand,
    or by :func:`pull` from the authors' own links;
-3. a download (:func:`pull`, on ``weights pull`` or the first use of a method, never offline):
+4. a download (:func:`pull`, on ``weights pull`` or the first use of a method, never offline):
    ``huggingface_hub.hf_hub_download(repo_id, filename, revision=pinned)`` when a hub copy is
-   published, else the official links in manifest order, each fetched from its ``url`` exactly as
-   written (``download``: Google Drive's confirmation form, zip archives, resumed transfers),
-   then converted like an import. A link marked ``manual`` (Baidu Netdisk, behind a password) is
-   only named in messages. When every source fails, one line lists what was tried and the manual
-   route (the links, passwords and the ``weights import`` command).
+   published, else the authors' hub file (``hf_hub_download`` at the pinned commit; unpinned, at
+   ``main`` the first time, the resolved commit and the file's sha256 then recorded in
+   ``official_sha256.json``: trust on first use, see :func:`hub_revision`), else the official
+   links in manifest order, each fetched from its ``url`` exactly as written (``download``:
+   Google Drive's confirmation form, zip archives, resumed transfers), then converted like an
+   import. A link marked ``manual`` (Baidu Netdisk, behind a password) is only named in messages.
+   When every source fails, one line lists what was tried and the manual route (the links,
+   passwords and the ``weights import`` command). A pickle (``pytorch_model.bin``) is never
+   fetched from the Hub: the manifest names only ``.safetensors`` files there.
 
 A file is hashed before its first load in a process (hashes are remembered per process, keyed by
 inode, size and mtime) and never loaded when its sha256 differs from what is expected
@@ -96,6 +105,7 @@ from mattecli.weights.manifest import (
     HubLocation,
     Manifest,
     OfficialFile,
+    OfficialHubFile,
     OfficialLink,
     OfficialSource,
     Paper,
@@ -113,9 +123,11 @@ from mattecli.weights.store import (
     PullResult,
     WeightsStatus,
     ensure_weights,
+    hub_revision,
     import_checkpoint,
     load_model,
     local_path,
+    official_hub_copy,
     prefetch,
     pull,
     sha256_file,
@@ -131,6 +143,7 @@ __all__ = [
     "OfficialFile",
     "OfficialSource",
     "HubLocation",
+    "OfficialHubFile",
     "Conversion",
     "CheckpointEntry",
     "Manifest",
@@ -157,6 +170,8 @@ __all__ = [
     "prefetch",
     "pull",
     "trusted_source",
+    "hub_revision",
+    "official_hub_copy",
     "import_checkpoint",
     "verify",
     "load_model",

@@ -23,6 +23,7 @@ __all__ = [
     "OfficialFile",
     "OfficialSource",
     "HubLocation",
+    "OfficialHubFile",
     "Conversion",
     "CheckpointEntry",
     "Manifest",
@@ -34,6 +35,13 @@ __all__ = [
 
 _VARIANT = re.compile(r"[a-z0-9][a-z0-9-]*")
 SOURCE_FORMATS = ("torch", "mindspore-ckpt", "safetensors")
+#: A branch, tag or pull-request ref of a hub repository (``main``, ``v1.0``, ``refs/pr/3``); a
+#: full 40-hex commit matches it too
+_HUB_REF = re.compile(r"[A-Za-z0-9](?:[\w.-]*[\w-])?(?:/[A-Za-z0-9](?:[\w.-]*[\w-])?)*")
+#: Where the authors' hub files are, for messages to people (downloads use ``HF_ENDPOINT``)
+HUB_SITE = "https://huggingface.co"
+#: What an unpinned hub file is fetched at the first time
+DEFAULT_BRANCH = "main"
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,48 @@ class HubLocation:
 
 
 @dataclass(frozen=True)
+class OfficialHubFile:
+    """The authors' own weights file on the Hugging Face Hub, used as it is (no conversion).
+
+    ``revision`` is the full 40-hex commit that added the file and ``sha256``/``size`` the file's,
+    where they could be confirmed; otherwise ``revision`` is a branch or ref (``None``: ``main``)
+    and the first fetch records the commit it resolved to and the file's sha256, which every later
+    use is checked against (trust on first use). ``filename`` is always a ``.safetensors`` file: a
+    pickle (``pytorch_model.bin``) is never fetched. ``license`` is the licence tag of the repo.
+    """
+
+    repo_id: str
+    filename: str
+    revision: str | None
+    sha256: str | None
+    size: int | None
+    license: str
+    note: str | None = None
+
+    @property
+    def commit(self) -> str | None:
+        """The pinned commit (``revision`` when it is a full 40-hex hash), else ``None``."""
+        return self.revision if self.revision is not None and HEX40.fullmatch(self.revision) else None
+
+    @property
+    def pinned(self) -> bool:
+        """Both the commit and the file's sha256 are in the manifest (nothing is trusted on first use)."""
+        return self.commit is not None and self.sha256 is not None
+
+    @property
+    def requested_revision(self) -> str:
+        """What is asked of the hub the first time: the pinned commit, the ref, or ``main``."""
+        return self.revision or DEFAULT_BRANCH
+
+    def url(self, revision: str | None = None) -> str:
+        """The file's download address on huggingface.co (at ``revision``, default the requested one)."""
+        from urllib.parse import quote
+
+        rev = quote(revision or self.requested_revision, safe="")
+        return f"{HUB_SITE}/{self.repo_id}/resolve/{rev}/{quote(self.filename)}"
+
+
+@dataclass(frozen=True)
 class Conversion:
     """How an official file becomes our safetensors file.
 
@@ -124,7 +174,12 @@ class Conversion:
 
 @dataclass(frozen=True)
 class CheckpointEntry:
-    """One manifest entry; ``hub is None`` means our converted file is not published yet."""
+    """One manifest entry; ``hub is None`` means our converted file is not published yet.
+
+    Sources, in the order ``weights pull`` tries them: ``hub`` (our converted copy on the Hub),
+    ``official_hub`` (the authors' own ``.safetensors`` file on the Hub, used as it is), then the
+    ``official`` links (the authors' files elsewhere, converted like an import).
+    """
 
     variant: str
     method: str
@@ -136,6 +191,7 @@ class CheckpointEntry:
     hub: HubLocation | None
     conversion: Conversion
     raw: dict = field(repr=False, compare=False, default_factory=dict)
+    official_hub: OfficialHubFile | None = None
 
     @property
     def published(self) -> bool:
@@ -155,13 +211,16 @@ class CheckpointEntry:
 
     @property
     def downloadable(self) -> bool:
-        """A hub copy or an official link that mattecli can fetch by itself."""
-        return self.published or bool(self.download_links)
+        """A hub copy, the authors' hub file or an official link that mattecli can fetch by itself."""
+        return self.published or self.official_hub is not None or bool(self.download_links)
 
     def origin(self) -> str:
-        """Where ``weights pull`` gets it first: ``hub``, the official link's host, or ``none``."""
+        """Where ``weights pull`` gets it first: ``hub`` (our copy), ``authors' hub`` (the authors'
+        file on the Hub), the official link's host, or ``none``."""
         if self.published:
             return "hub"
+        if self.official_hub is not None:
+            return "authors' hub"
         links = self.download_links
         return links[0].host if links else "none"
 
@@ -172,12 +231,18 @@ class CheckpointEntry:
 
     def import_command(self) -> str:
         """The exact ``mattecli weights import`` command for this variant's official file."""
+        if self.official_hub is not None:
+            return f"mattecli weights import {self.variant} {self.official_hub.filename.rsplit('/', 1)[-1]}"
         files = self.official.files if self.official else ()
         return f"mattecli weights import {self.variant} {files[0].filename if files else 'FILE'}"
 
     def manual_route(self) -> str:
         """How to get the file by hand: ``download FILE by hand from LINK [or LINK (password P)] and
         run `mattecli weights import ...```; for a variant with no official file, what to import."""
+        if self.official_hub is not None:
+            src = self.official_hub
+            name = src.filename.rsplit("/", 1)[-1]
+            return f"download {name} by hand from {src.url()} and run `{self.import_command()}`"
         f = self.official_file
         if f is None:
             return (
@@ -190,6 +255,8 @@ class CheckpointEntry:
 
     def where_to_get(self) -> str:
         """One line saying where the authors' file is (for error hints)."""
+        if self.official_hub is not None:
+            return f"the authors' {self.official_hub.filename} from {self.official_hub.url()}"
         files = self.official.files if self.official else ()
         if not files:
             return "no official checkpoint exists for this variant; import a converted .safetensors file"
@@ -220,7 +287,6 @@ class Manifest:
 
     def variants(self) -> list[str]:
         return list(self.entries)
-
 
 
 def _parse_entry(f: Fields) -> CheckpointEntry:
@@ -295,6 +361,22 @@ def _parse_entry(f: Fields) -> CheckpointEntry:
         )
         h.done()
 
+    official_hub = None
+    a = f.sub("official_hub", nullable=True, required=False)
+    if a is not None:
+        official_hub = OfficialHubFile(
+            a.get("repo_id", str, pattern=_REPO_ID),
+            a.get("filename", str, pattern=re.compile(r"(?:[\w.-]+/)*[\w.-]+\.safetensors")),
+            a.get("revision", str, nullable=True, pattern=_HUB_REF),
+            a.get("sha256", str, nullable=True, pattern=HEX64),
+            a.get("size", int, nullable=True),
+            a.get("license", str),
+            a.get("note", str, required=False),
+        )
+        if official_hub.revision is not None and ".." in official_hub.revision:
+            raise a.error("revision", f"has an invalid value {official_hub.revision!r}")
+        a.done()
+
     c = f.sub("conversion")
     conversion = Conversion(
         c.get("source_format", str),
@@ -306,8 +388,20 @@ def _parse_entry(f: Fields) -> CheckpointEntry:
         raise c.error("source_format", f"must be one of {', '.join(SOURCE_FORMATS)}, not {conversion.source_format!r}")
     c.done()
     f.done()
+    if official_hub is not None and conversion.source_format != "safetensors":
+        raise c.error("source_format", "must be 'safetensors' for the authors' hub file (it is used as it is)")
     return CheckpointEntry(
-        variant, method, description, paper, license_, license_note, official, hub, conversion, raw=f.data
+        variant,
+        method,
+        description,
+        paper,
+        license_,
+        license_note,
+        official,
+        hub,
+        conversion,
+        raw=f.data,
+        official_hub=official_hub,
     )
 
 
@@ -351,7 +445,9 @@ def default_manifest_path() -> Path:
 
 def load_manifest(path: str | Path | None = None) -> Manifest:
     """Read and validate a manifest (default: :func:`default_manifest_path`); cached per file version."""
-    return read_manifest(Path(path) if path is not None else default_manifest_path(), "weights manifest", parse_manifest)
+    return read_manifest(
+        Path(path) if path is not None else default_manifest_path(), "weights manifest", parse_manifest
+    )
 
 
 def get_entry(variant: str) -> CheckpointEntry:

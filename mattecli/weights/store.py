@@ -36,7 +36,14 @@ from mattecli.weights.checkpoints import (
     layout_of,
     load_into,
 )
-from mattecli.weights.manifest import HEX64, CheckpointEntry, OfficialLink, get_entry, load_manifest
+from mattecli.weights.manifest import (
+    HEX40,
+    HEX64,
+    CheckpointEntry,
+    OfficialLink,
+    get_entry,
+    load_manifest,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -51,6 +58,8 @@ __all__ = [
     "PullResult",
     "sha256_file",
     "trusted_source",
+    "hub_revision",
+    "official_hub_copy",
     "prefetch",
     "status",
     "local_path",
@@ -136,7 +145,8 @@ def _imports_repo(variant: str) -> Path:
 
 @dataclass(frozen=True)
 class LocalCopy:
-    """A weights file on disk: ``kind`` is ``hub`` (pulled) or ``imported``.
+    """A weights file on disk: ``kind`` is ``hub`` (our converted copy, pulled), ``official-hub``
+    (the authors' own file, pulled from their hub repo) or ``imported``.
 
     ``ok`` is ``True``/``False`` once the file has been hashed in this process, else ``None``.
     """
@@ -167,6 +177,24 @@ def hub_copy(entry: CheckpointEntry) -> LocalCopy | None:
     if not isinstance(found, str) or not os.path.isfile(found):
         return None
     return LocalCopy(entry.variant, "hub", Path(found), entry.hub.sha256)
+
+
+def official_hub_copy(entry: CheckpointEntry) -> LocalCopy | None:
+    """The authors' hub file in the HF cache, if it is there (no network, no hashing): at the pinned
+    commit, or at the commit recorded by its first fetch. ``None`` while neither is known (an
+    unpinned file is looked for only once its first fetch has recorded what to expect)."""
+    src = entry.official_hub
+    if src is None:
+        return None
+    expected = hub_revision(entry)
+    if expected["commit"] is None or expected["sha256"] is None:
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(src.repo_id, src.filename, cache_dir=hub_cache(), revision=expected["commit"])
+    if not isinstance(found, str) or not os.path.isfile(found):
+        return None
+    return LocalCopy(entry.variant, "official-hub", Path(found), expected["sha256"])
 
 
 def imported_copy(entry: CheckpointEntry) -> LocalCopy | None:
@@ -203,11 +231,12 @@ class WeightsStatus:
     implemented: bool
     hub: LocalCopy | None
     imported: LocalCopy | None
+    official_hub: LocalCopy | None = None
 
     @property
     def active(self) -> LocalCopy | None:
         """The copy :func:`load_model` would use."""
-        return self.hub or self.imported
+        return self.hub or self.official_hub or self.imported
 
     @property
     def state(self) -> str:
@@ -217,12 +246,12 @@ class WeightsStatus:
         if active is None:
             return "missing" if self.entry.downloadable else "unpublished"
         if active.ok is None:
-            return "cached" if active.kind == "hub" else "imported"
+            return "imported" if active.kind == "imported" else "cached"
         return "checksum ok" if active.ok else "checksum mismatch"
 
     def to_json(self) -> dict:
         e = self.entry
-        return {
+        out = {
             "variant": e.variant,
             "method": e.method,
             "state": self.state,
@@ -238,12 +267,18 @@ class WeightsStatus:
             "hub": self.hub.to_json() if self.hub else None,
             "imported": self.imported.to_json() if self.imported else None,
         }
+        if e.official_hub is not None:
+            out["official_hub"] = self.official_hub.to_json() if self.official_hub else None
+            out["revision"] = hub_revision(e)
+        return out
 
 
 def size_of(entry: CheckpointEntry) -> int | None:
     """Bytes to download where the manifest knows them (hub copy, else the official file)."""
     if entry.hub is not None:
         return entry.hub.size
+    if entry.official_hub is not None:
+        return hub_revision(entry)["size"]
     f = entry.official_file
     return f.size if f is not None else None
 
@@ -267,6 +302,7 @@ def status(variant: str | None = None, *, check: bool = False) -> list[WeightsSt
             _implemented(e.variant),
             _with_ok(hub_copy(e), check=check),
             _with_ok(imported_copy(e), check=check),
+            _with_ok(official_hub_copy(e), check=check),
         )
         for e in entries
     ]
@@ -279,10 +315,15 @@ def local_path(variant: str) -> Path:
         WeightsNotCachedError: neither pulled nor imported (``WeightsUnavailableError`` when unpublished).
     """
     entry = get_entry(variant)
-    copy = hub_copy(entry) or imported_copy(entry)
+    copy = _local_copy(entry)
     if copy is None:
         raise not_available(entry)
     return copy.path
+
+
+def _local_copy(entry: CheckpointEntry) -> LocalCopy | None:
+    """The copy :func:`load_model` uses: our hub copy, the authors' hub file, else an imported one."""
+    return hub_copy(entry) or official_hub_copy(entry) or imported_copy(entry)
 
 
 def not_available(entry: CheckpointEntry, reason: str | None = None) -> WeightsError:
@@ -333,6 +374,16 @@ def verified_path(copy: LocalCopy, *, use_cache: bool = True) -> Path:
             use_cache=use_cache,
             hint=hint,
         )
+    elif copy.kind == "official-hub":
+        _check_digest(
+            copy.path,
+            copy.expected_sha256,
+            copy.variant,
+            "cached file",
+            size=hub_revision(entry)["size"],
+            use_cache=use_cache,
+            hint=_hub_mismatch_hint(entry),
+        )
     else:
         hint = f"import it again with `{entry.import_command()}`"
         _check_digest(copy.path, copy.expected_sha256, copy.variant, "imported file", use_cache=use_cache, hint=hint)
@@ -350,7 +401,7 @@ def ensure_weights(variant: str, *, download: bool = True, progress: type | None
         ChecksumMismatchError: the local file is not the expected one; it is never loaded.
     """
     entry = get_entry(variant)
-    copy = hub_copy(entry) or imported_copy(entry)
+    copy = _local_copy(entry)
     if copy is not None:
         return verified_path(copy)
     if not entry.downloadable:
@@ -381,7 +432,7 @@ def prefetch(variants, *, download: bool = True, progress: type | None = None) -
 
 
 def _is_local(entry: CheckpointEntry) -> bool:
-    return (hub_copy(entry) or imported_copy(entry)) is not None
+    return _local_copy(entry) is not None
 
 
 # ----------------------------------------------------------------------------- download
@@ -389,10 +440,13 @@ def _is_local(entry: CheckpointEntry) -> bool:
 class PullResult:
     """What :func:`pull` did.
 
-    ``source``: ``hub``, ``cache`` (already local, nothing fetched) or the official link's host;
-    ``url``: the link downloaded from; ``official_sha256``: the sha256 of the authors' file that
-    was downloaded; ``first_download``: no checksum was known for it, so this one was recorded
-    (trust on first use) and later downloads and ``weights verify`` are checked against it.
+    ``source``: ``hub``, ``authors' hub`` (the authors' file on the Hub), ``cache`` (already local,
+    nothing fetched) or the official link's host; ``url``: the link downloaded from;
+    ``official_sha256``: the sha256 of the authors' file that was downloaded; ``first_download``:
+    no checksum was known for it, so this one was recorded (trust on first use) and later downloads
+    and ``weights verify`` are checked against it. For the authors' hub file, ``repo_id`` and
+    ``revision`` (the commit it was fetched at) are set and ``pinned`` says whether the manifest
+    pins that commit and sha256.
     """
 
     variant: str
@@ -401,19 +455,25 @@ class PullResult:
     url: str | None = None
     official_sha256: str | None = None
     first_download: bool = False
+    repo_id: str | None = None
+    revision: str | None = None
+    pinned: bool = False
 
 
 def pull(variant: str, *, force: bool = False, progress: type | None = None) -> PullResult:
     """Get a variant's weights from the first source that works, verified, into the HF cache.
 
     Sources in order: our converted copy on the Hugging Face Hub when the manifest has one
-    (``hf_hub_download`` at the pinned revision, sha256 checked), then the manifest's official
-    links in order (each fetched from its ``url`` as written: Google Drive's confirmation flow,
-    zip archives, resumable transfers; see :mod:`mattecli.weights.download`), converted like
-    ``weights import``. Links marked ``manual`` (Baidu Netdisk) are only named in the error.
-    Honours ``HF_HOME``/``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and
-    ``MATTECLI_OFFLINE``. A variant already local is not fetched again unless ``force``.
-    ``progress`` is a tqdm-compatible class for the download bar.
+    (``hf_hub_download`` at the pinned revision, sha256 checked), then the authors' own
+    ``.safetensors`` file on the Hub (``hf_hub_download`` at the pinned commit, sha256 checked;
+    unpinned, at the commit its first fetch recorded, else at ``main`` once, recording the commit
+    and sha256: see :func:`hub_revision`), then the manifest's official links in order (each
+    fetched from its ``url`` as written: Google Drive's confirmation flow, zip archives, resumable
+    transfers; see :mod:`mattecli.weights.download`), converted like ``weights import``. Links
+    marked ``manual`` (Baidu Netdisk) are only named in the error. Honours
+    ``HF_HOME``/``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and ``MATTECLI_OFFLINE``. A
+    variant already local is not fetched again unless ``force``. ``progress`` is a
+    tqdm-compatible class for the download bar.
 
     A file lock per variant makes concurrent pulls (or first uses) of one variant wait for each
     other; the second finds the first's result.
@@ -429,7 +489,10 @@ def pull(variant: str, *, force: bool = False, progress: type | None = None) -> 
     if not entry.downloadable:
         raise not_available(entry)
     if not force:
-        local = hub_copy(entry) if entry.hub is not None else imported_copy(entry)
+        if entry.hub is not None:
+            local = hub_copy(entry)
+        else:
+            local = official_hub_copy(entry) or imported_copy(entry)
         if local is not None:
             return PullResult(variant, verified_path(local), "cache")
     reason = _offline_reason(True)
@@ -440,25 +503,46 @@ def pull(variant: str, *, force: bool = False, progress: type | None = None) -> 
         try:
             return PullResult(variant, _pull_hub(entry, force=force, progress=progress), "hub")
         except WeightsError as err:
-            if not entry.download_links or isinstance(err, ChecksumMismatchError):
+            if not (entry.official_hub or entry.download_links) or isinstance(err, ChecksumMismatchError):
                 raise
             tried.append(f"hub {entry.hub.repo_id}: {err.message}")
+    if entry.official_hub is not None:
+        try:
+            return _pull_official_hub(entry, force=force, progress=progress)
+        except WeightsError as err:
+            if not entry.download_links or isinstance(err, ChecksumMismatchError):
+                raise
+            tried.append(f"hub {entry.official_hub.repo_id}: {err.message}")
     return _pull_official(entry, force=force, progress=progress, tried=tried)
 
 
 def _pull_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> Path:
     """``hf_hub_download`` of our converted copy at the pinned revision, verified."""
-    variant = entry.variant
     hub = entry.hub
+    path = _hub_download(entry, hub.repo_id, hub.filename, hub.revision, force=force, progress=progress)
+    copy = LocalCopy(entry.variant, "hub", path, hub.sha256)
+    return verified_path(copy, use_cache=not force)
+
+
+def _hub_download(
+    entry: CheckpointEntry, repo_id: str, filename: str, revision: str, *, force: bool, progress: type | None
+) -> Path:
+    """``hf_hub_download`` into the standard HF cache, every failure turned into one typed line.
+
+    Raises:
+        WeightsNotCachedError: offline, the hub unreachable, or a transfer error.
+        WeightsUnavailableError: no such repository, revision or file on the hub.
+    """
+    variant = entry.variant
     from huggingface_hub import errors as hf_errors
     from huggingface_hub import hf_hub_download
 
     try:
-        path = Path(
+        return Path(
             hf_hub_download(
-                hub.repo_id,
-                hub.filename,
-                revision=hub.revision,
+                repo_id,
+                filename,
+                revision=revision,
                 cache_dir=hub_cache(),
                 force_download=force,
                 tqdm_class=progress,
@@ -480,15 +564,130 @@ def _pull_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> 
         hf_errors.DisabledRepoError,
     ) as err:
         raise WeightsUnavailableError(
-            f"{variant}: {hub.repo_id}/{hub.filename} at revision {hub.revision[:12]} is not on the hub "
+            f"{variant}: {repo_id}/{filename} at revision {revision[:12]} is not on the hub "
             f"({type(err).__name__}); run `{entry.import_command()}` instead",
             hint=entry.where_to_get(),
         ) from err
     except (hf_errors.HfHubHTTPError, hf_errors.XetDownloadError, OSError, *transport_errors()) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise not_available(entry, f"could not be downloaded ({first})") from err
-    copy = LocalCopy(variant, "hub", path, hub.sha256)
-    return verified_path(copy, use_cache=not force)
+
+
+# ----------------------------------------------------------------------------- the authors' hub file
+def hub_revision(entry: CheckpointEntry) -> dict:
+    """What is known of the authors' hub file of ``entry`` (``entry.official_hub`` must be set).
+
+    ``{"repo_id", "requested", "commit", "sha256", "size", "pinned", "recorded"}``: ``pinned``
+    when the manifest gives the full commit and the sha256; otherwise the commit and sha256 the
+    first use recorded (``recorded`` True; ``commit`` is ``None`` for a file imported by hand,
+    which records only its sha256), or ``None`` while nothing has been fetched yet.
+    """
+    src = entry.official_hub
+    out = {
+        "repo_id": src.repo_id,
+        "requested": src.requested_revision,
+        "commit": src.commit,
+        "sha256": src.sha256,
+        "size": src.size,
+        "pinned": src.pinned,
+        "recorded": False,
+    }
+    if src.pinned:
+        return out
+    record = trusted_source(entry.variant)
+    if record is None:
+        return out
+    commit = record.get("revision")
+    commit = commit if isinstance(commit, str) and HEX40.fullmatch(commit) else None
+    if src.commit is not None and commit not in (None, src.commit):
+        commit = None  # a record made before the manifest pinned another commit
+    size = record.get("size")
+    out.update(
+        commit=src.commit or commit,
+        sha256=src.sha256 or record["sha256"],
+        size=src.size or (size if isinstance(size, int) and size > 0 else None),
+        recorded=True,
+    )
+    return out
+
+
+def _hub_mismatch_hint(entry: CheckpointEntry) -> str:
+    """How to recover from an authors' hub file whose sha256 is not the expected one."""
+    if entry.official_hub.pinned:
+        return f"download it again with `mattecli weights pull {entry.variant} --force`"
+    return (
+        f"download it again with `mattecli weights pull {entry.variant} --force`; if the authors replaced "
+        f"their file, delete {_trust_path(entry.variant)} and pull again"
+    )
+
+
+def _record_hub_file(entry: CheckpointEntry, sha256: str, size: int, *, commit: str | None, source: str) -> None:
+    """Write the trust-on-first-use record of the authors' hub file (``official_sha256.json``)."""
+    from datetime import datetime, timezone
+
+    src = entry.official_hub
+    record = {
+        "variant": entry.variant,
+        "filename": src.filename,
+        "sha256": sha256,
+        "size": size,
+        "url": src.url(commit) if commit else None,
+        "repo_id": src.repo_id,
+        "revision": commit,
+        "requested_revision": src.requested_revision,
+        "source": source,
+        "recorded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = _trust_path(entry.variant)
+    try:
+        # the record's folder stays a well-formed cache repo for `hf cache scan` (nothing imported yet)
+        (path.parent / "snapshots").mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    except OSError as err:
+        raise _cache_error(entry.variant, err) from err
+
+
+def _snapshot_commit(path: Path, filename: str) -> str | None:
+    """The commit of ``snapshots/{commit}/{filename}`` in the HF cache layout, else ``None``."""
+    parents = path.parents
+    depth = len(Path(filename).parts)
+    folder = parents[depth - 1] if len(parents) > depth else None
+    if folder is None or folder.parent.name != "snapshots" or not HEX40.fullmatch(folder.name):
+        return None
+    return folder.name
+
+
+def _pull_official_hub(entry: CheckpointEntry, *, force: bool, progress: type | None) -> PullResult:
+    """``hf_hub_download`` of the authors' own file at the pinned (or first-recorded) commit, checked.
+
+    Unpinned and never fetched: fetched at the requested revision (``main``), then the commit it
+    resolved to and the file's sha256 are recorded; a file imported by hand before recorded only
+    its sha256, which the download must match.
+    """
+    src = entry.official_hub
+    known = hub_revision(entry)
+    revision = known["commit"] or src.requested_revision
+    path = _hub_download(entry, src.repo_id, src.filename, revision, force=force, progress=progress)
+    commit = _snapshot_commit(path, src.filename) or known["commit"]
+    if known["sha256"] is not None:
+        verified_path(LocalCopy(entry.variant, "official-hub", path, known["sha256"]), use_cache=not force)
+        digest, first = known["sha256"], False
+        if not known["pinned"] and known["commit"] is None and commit is not None:
+            _record_hub_file(entry, digest, path.stat().st_size, commit=commit, source="download")
+    else:
+        digest, first = sha256_file(path, use_cache=not force), True
+        _record_hub_file(entry, digest, path.stat().st_size, commit=commit, source="download")
+    return PullResult(
+        entry.variant,
+        path,
+        "authors' hub",
+        url=src.url(commit),
+        official_sha256=digest,
+        first_download=first,
+        repo_id=src.repo_id,
+        revision=commit,
+        pinned=known["pinned"],
+    )
 
 
 # ----------------------------------------------------------------------------- official links
@@ -512,8 +711,10 @@ def trusted_source(variant: str) -> dict | None:
 
 
 def expected_source_sha256(entry: CheckpointEntry) -> tuple[str | None, str]:
-    """``(sha256, where it comes from)`` of the official file: the manifest's pin, else the
-    first download's record, else ``(None, "")``."""
+    """``(sha256, where it comes from)`` of the official file (the authors' hub file, else their
+    linked file): the manifest's pin, else the first download's record, else ``(None, "")``."""
+    if entry.official_hub is not None and entry.official_hub.sha256:
+        return entry.official_hub.sha256, "the manifest"
     f = entry.official_file
     if f is not None and f.sha256:
         return f.sha256, "the manifest"
@@ -589,8 +790,9 @@ def _pull_official(entry: CheckpointEntry, *, force: bool, progress: type | None
         )
     if mismatch is not None:
         raise ChecksumMismatchError(
-            f"{variant}: {mismatch.message}" if len(tried) == 1 else f"{variant} weights could not be downloaded "
-            f"(tried {'; '.join(tried)}); {entry.manual_route()}",
+            f"{variant}: {mismatch.message}"
+            if len(tried) == 1
+            else f"{variant} weights could not be downloaded (tried {'; '.join(tried)}); {entry.manual_route()}",
             hint=mismatch.hint,
         )
     raise WeightsNotCachedError(
@@ -647,7 +849,10 @@ class ImportResult:
     """What :func:`import_checkpoint` wrote.
 
     ``official_match`` is ``True``/``False`` when the manifest knows the official file's sha256
-    (the source matched it or not), ``None`` when it does not.
+    (the source matched it or not), ``None`` when it does not. For a variant whose source is the
+    authors' hub file, a source that is not the pinned (or first-recorded) file is refused, so
+    ``official_match`` is ``True`` or, when nothing was known and this file's sha256 was recorded
+    now (trust on first use, ``recorded``), ``None``.
     """
 
     variant: str
@@ -659,6 +864,7 @@ class ImportResult:
     source_format: str
     tensors: int
     official_match: bool | None
+    recorded: bool = False
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -720,11 +926,16 @@ def import_checkpoint(variant: str, file: str | Path, *, architecture: Architect
     against the module. The result is a ``.safetensors`` file whose metadata records the variant,
     the source file's name and sha256, the converter and mattecli versions.
 
+    For a variant whose source is the authors' hub file (``official_hub``), the file must be the
+    one the manifest pins, or the one first fetched or imported (its sha256, or a mattecli
+    conversion recording it as its source); when nothing is known yet its sha256 is recorded.
+
     Raises:
         UnknownCheckpointError: unknown variant, or a file that is not a checkpoint of it.
         WeightsUnavailableError: the variant's method is not implemented yet.
         UnsafeCheckpointError: a pickle that references anything but tensors and containers.
         CheckpointMismatchError: missing / unexpected keys or wrong shapes (listed).
+        ChecksumMismatchError: not the authors' hub file that is pinned or recorded.
     """
     entry = get_entry(variant)
     arch = architecture or get_architecture(variant)
@@ -732,6 +943,7 @@ def import_checkpoint(variant: str, file: str | Path, *, architecture: Architect
     if not source.is_file():
         raise UnknownCheckpointError(f"{source} does not exist or is not a file", hint=entry.where_to_get())
     source_sha = sha256_file(source)
+    hub_expected = _check_hub_source(entry, source, source_sha) if entry.official_hub is not None else None
     layout = layout_of(arch.build())
     converted = convert_file(source, entry, arch, layout)
 
@@ -756,8 +968,15 @@ def import_checkpoint(variant: str, file: str | Path, *, architecture: Architect
             tmp.write_bytes(_reproducible_safetensors(tensors, meta))
 
     path, digest, size = _store_import(entry, write)
-    official = [f.sha256 for f in (entry.official.files if entry.official else ()) if f.sha256]
-    match = (source_sha in official) if official else None
+    recorded = False
+    if entry.official_hub is not None:
+        match = True if hub_expected is not None else None
+        if hub_expected is None:
+            _record_hub_file(entry, source_sha, source.stat().st_size, commit=None, source="imported by hand")
+            recorded = True
+    else:
+        official = [f.sha256 for f in (entry.official.files if entry.official else ()) if f.sha256]
+        match = (source_sha in official) if official else None
     return ImportResult(
         variant,
         path,
@@ -768,7 +987,36 @@ def import_checkpoint(variant: str, file: str | Path, *, architecture: Architect
         converted.source_format,
         len(converted.tensors),
         match,
+        recorded,
     )
+
+
+def _check_hub_source(entry: CheckpointEntry, source: Path, source_sha: str) -> str | None:
+    """The sha256 an import of the authors' hub file must have (pinned or recorded; ``None`` when
+    nothing is known yet); raises :class:`ChecksumMismatchError` when ``source`` is another file.
+    A mattecli conversion of the expected file (its ``mattecli.source_sha256``) is that file too."""
+    expected, where = expected_source_sha256(entry)
+    if expected is None or source_sha == expected:
+        return expected
+    if _recorded_source(source) == expected:
+        return expected
+    hint = None if entry.official_hub.pinned else _hub_mismatch_hint(entry).split("; ", 1)[-1]
+    raise ChecksumMismatchError(
+        f"{entry.variant}: {source} has sha256 {source_sha}, but {where} says {expected} "
+        f"({entry.official_hub.repo_id}/{entry.official_hub.filename}); it was not imported",
+        hint=hint or f"download the authors' file from {entry.official_hub.url()}",
+    )
+
+
+def _recorded_source(path: Path) -> str | None:
+    """The ``mattecli.source_sha256`` a converted safetensors file records, if any."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get(f"{META}source_sha256")
+    except Exception:  # noqa: BLE001 - not a safetensors file: no recorded source
+        return None
 
 
 # ----------------------------------------------------------------------------- verify
@@ -780,7 +1028,7 @@ def verify(variant: str | None = None) -> list[LocalCopy]:
     """
     results = []
     for st in status(variant):
-        for copy in (st.hub, st.imported):
+        for copy in (st.hub, st.official_hub, st.imported):
             if copy is not None:
                 checked = _with_ok(copy, check=True, force=True)
                 if checked.ok and checked.kind == "imported":
@@ -797,13 +1045,7 @@ def _check_source(entry: CheckpointEntry, copy: LocalCopy) -> LocalCopy:
     expected, where = expected_source_sha256(entry)
     if expected is None:
         return copy
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(copy.path), framework="pt") as fh:
-            source = (fh.metadata() or {}).get(f"{META}source_sha256")
-    except Exception:  # noqa: BLE001 - an unreadable file is reported as a problem, not raised
-        source = None
+    source = _recorded_source(copy.path)
     if source == expected:
         return copy
     problem = (

@@ -175,6 +175,7 @@ def _nets_and_calibrate(weights_dir: Path) -> None:
         from mattecli.weights import get_architecture
     except ImportError:  # before it
         from mattecli.models import calibration
+
         from mattecli.weights import get_architecture
 
     image, alpha = _scene(192, 256)

@@ -1,9 +1,16 @@
-"""Metrics against independent, deliberately naive implementations written from the algorithm text.
+"""Metrics against independent, deliberately naive implementations of the two evaluation codes.
 
-The references below follow ``shared/refs/metrics.md`` (the DIM MATLAB code as prose):
-pixel loops, an explicit double-loop convolution with replicated borders, and a BFS
-flood fill that numbers components in MATLAB's column-major order. They share no
-code with ``mattecli.metrics``.
+DIM convention (``mode="unknown"``): references written from the MATLAB code's steps as
+``mattecli.metrics`` documents them: pixel loops, an explicit double-loop convolution with
+replicated borders, and a BFS flood fill that numbers components in MATLAB's column-major order.
+
+AIM convention (``mode="whole"``): references that follow the AIM authors' ``core/evaluate.py``
+(github.com/JizhiziLi/AIM @ 48e3dc8) step by step, with the same numpy / scipy calls and dtypes,
+the threshold list ``np.arange(0, 1.1, 0.1)``, a float32 ``l_map``, and a BFS labeller that numbers
+components as scikit-image's ``label`` does (by first pixel in row-major order). The inputs are
+read as its ``core/test.py`` reads them (``np.array(Image.open(png)) / 255.``).
+
+No reference shares code with ``mattecli.metrics``.
 """
 
 from __future__ import annotations
@@ -164,6 +171,121 @@ def ref_conn(pred, gt, trimap, *, empty="matlab", row_major_ties=False):
             if trimap is None or int(trimap[y][x]) == 128:
                 total += abs(phi_p - phi_g)
     return total / 1000.0
+
+
+# ----------------------------------------------------------------------------- AIM references
+# Each follows the step of core/evaluate.py (AIM @ 48e3dc8) of the same name, with the same calls.
+def aim_read(u8, tmp_path, name):
+    """An 8-bit matte as core/test.py reads it: a PNG file through Pillow, divided by 255."""
+    from PIL import Image
+
+    path = tmp_path / f"{name}.png"
+    Image.fromarray(u8).save(path)
+    return np.array(Image.open(path)) / 255.0
+
+
+def aim_calculate_sad_mse_mad_whole_img(predict, alpha):
+    pixel = predict.shape[0] * predict.shape[1]
+    sad_diff = np.sum(np.abs(predict - alpha)) / 1000
+    mse_diff = np.sum((predict - alpha) ** 2) / pixel
+    mad_diff = np.sum(np.abs(predict - alpha)) / pixel
+    return sad_diff, mse_diff, mad_diff
+
+
+def aim_calculate_sad_trimap(predict_old, alpha, trimap):
+    """calculate_sad_mse_mad's SAD (the logged "SAD TRIMAP")."""
+    predict = np.copy(predict_old)
+    predict[trimap == 255] = 1.0
+    predict[trimap == 0] = 0.0
+    return np.sum(np.abs(predict - alpha)) / 1000
+
+
+def aim_calculate_sad_fgbg(predict, alpha, trimap):
+    sad_diff = np.abs(predict - alpha)
+    weight_fg = np.zeros(predict.shape)
+    weight_bg = np.zeros(predict.shape)
+    weight_fg[trimap == 255] = 1.0
+    weight_bg[trimap == 0] = 1.0
+    return np.sum(sad_diff * weight_fg) / 1000, np.sum(sad_diff * weight_bg) / 1000
+
+
+def aim_compute_gradient_whole_image(pd, gt):
+    from scipy.ndimage import gaussian_filter
+
+    pd_x = gaussian_filter(pd, sigma=1.4, order=[1, 0], output=np.float32)
+    pd_y = gaussian_filter(pd, sigma=1.4, order=[0, 1], output=np.float32)
+    gt_x = gaussian_filter(gt, sigma=1.4, order=[1, 0], output=np.float32)
+    gt_y = gaussian_filter(gt, sigma=1.4, order=[0, 1], output=np.float32)
+    pd_mag = np.sqrt(pd_x**2 + pd_y**2)
+    gt_mag = np.sqrt(gt_x**2 + gt_y**2)
+    error_map = np.square(pd_mag - gt_mag)
+    # np.sum(error_map) / 10: under the authors' numpy 1.19 a float32 scalar divided by a Python
+    # int is a float64 division (numpy 2 would keep float32), so the float64 is spelled out here.
+    return np.float64(np.sum(error_map)) / 10
+
+
+def ref_components_row_major(mask):
+    """4-connected components by BFS, numbered by first pixel in row-major order (skimage's label)."""
+    h, w = len(mask), len(mask[0])
+    label = [[0] * w for _ in range(h)]
+    comps = []
+    for y in range(h):
+        for x in range(w):
+            if mask[y][x] and not label[y][x]:
+                lab = len(comps) + 1
+                pixels = []
+                queue = deque([(y, x)])
+                label[y][x] = lab
+                while queue:
+                    cy, cx = queue.popleft()
+                    pixels.append((cy, cx))
+                    for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                        if 0 <= ny < h and 0 <= nx < w and mask[ny][nx] and not label[ny][nx]:
+                            label[ny][nx] = lab
+                            queue.append((ny, nx))
+                comps.append(pixels)
+    return comps
+
+
+def aim_compute_connectivity_loss_whole_image(pd, gt, step=0.1, *, column_major_ties=False):
+    h, w = pd.shape
+    thresh_steps = np.arange(0, 1.1, step)
+    l_map = -1 * np.ones((h, w), dtype=np.float32)
+    for i in range(1, thresh_steps.size):
+        pd_th = pd >= thresh_steps[i]
+        gt_th = gt >= thresh_steps[i]
+        both = (pd_th & gt_th).tolist()
+        if column_major_ties:  # for contrast only: the MATLAB numbering
+            cc = [sorted(c) for c in ref_components_column_major(both)]
+        else:
+            cc = ref_components_row_major(both)  # label(..., connectivity=1) + regionprops
+        size_vec = np.array([len(c) for c in cc])
+        if len(size_vec) == 0:
+            continue
+        max_id = np.argmax(size_vec)
+        coords = np.array(cc[max_id])
+        omega = np.zeros((h, w), dtype=np.float32)
+        omega[coords[:, 0], coords[:, 1]] = 1
+        flag = (l_map == -1) & (omega == 0)
+        l_map[flag == 1] = thresh_steps[i - 1]
+    l_map[l_map == -1] = 1
+    d_pd = pd - l_map
+    d_gt = gt - l_map
+    phi_pd = 1 - d_pd * (d_pd >= 0.15).astype(np.float32)
+    phi_gt = 1 - d_gt * (d_gt >= 0.15).astype(np.float32)
+    return np.sum(np.abs(phi_pd - phi_gt)) / 1000, l_map
+
+
+def aim_test_row(predict, alpha, trimap):
+    """The per-image numbers core/test.py logs, under mattecli's keys."""
+    sad, mse, mad = aim_calculate_sad_mse_mad_whole_img(predict, alpha)
+    out = {"sad": sad, "mse": mse, "mad": mad}
+    out["grad"] = aim_compute_gradient_whole_image(predict, alpha)
+    out["conn"] = aim_compute_connectivity_loss_whole_image(predict, alpha)[0]
+    if trimap is not None:
+        out["sad_trans"] = aim_calculate_sad_trimap(predict, alpha, trimap)
+        out["sad_fg"], out["sad_bg"] = aim_calculate_sad_fgbg(predict, alpha, trimap)
+    return out
 
 
 # ----------------------------------------------------------------------------- test data
@@ -345,21 +467,6 @@ def test_minmax_equals_255_when_predictions_span_the_range():
     assert a == pytest.approx(ref_grad(squeezed, gt, trimap, "minmax"), rel=1e-9)
 
 
-def test_grad_aim_matches_scipy_gaussian_filter():
-    from scipy import ndimage
-
-    pred, gt, trimap = blobs_case()
-    p, g = pred / 255.0, gt / 255.0
-
-    def mag(x):
-        return np.hypot(ndimage.gaussian_filter(x, 1.4, order=(1, 0)), ndimage.gaussian_filter(x, 1.4, order=(0, 1)))
-
-    expected = np.sum((mag(p) - mag(g)) ** 2) / 10.0
-    assert metrics.grad_aim(pred, gt) == pytest.approx(expected, rel=1e-10)
-    expected_unknown = np.sum(((mag(p) - mag(g)) ** 2)[trimap == 128]) / 10.0
-    assert metrics.grad_aim(pred, gt, trimap) == pytest.approx(expected_unknown, rel=1e-10)
-
-
 # ----------------------------------------------------------------------------- Conn
 @pytest.mark.parametrize("pred,gt,trimap", CASES + [pytest.param(*blobs_case(), id="blobs-22x31")])
 def test_conn_matches_reference(pred, gt, trimap):
@@ -455,22 +562,153 @@ def test_evaluate_unknown_mode_collects_every_metric():
     assert set(metrics.evaluate(pred, gt, trimap, metrics=["sad"])) == {"sad", "unknown_px", "pixels"}
 
 
-def test_evaluate_whole_mode():
-    pred, gt, _ = blobs_case()
-    trimap = np.full(gt.shape, 128, np.uint8)
+# ----------------------------------------------------------------------------- AIM convention
+def smooth_case(h=64, w=96, seed=9):
+    """A soft disc with noise, quantised to 8 bit; a trimap from the GT as the AIM code builds one."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    gt = np.clip((22 - np.hypot(yy - h / 2, xx - w / 2)) / 6 + 0.5, 0, 1)
+    pred = np.clip(gt + rng.normal(0, 0.08, gt.shape) * (gt > 0.05), 0, 1)
+    gt, pred = np.round(gt * 255).astype(np.uint8), np.round(pred * 255).astype(np.uint8)
+    pred[10:14, 5:40] = 153  # a plateau on the threshold the two codes disagree on
+    trimap = np.full((h, w), 128, np.uint8)
     trimap[gt == 0] = 0
     trimap[gt == 255] = 255
+    return pred, gt, trimap
+
+
+WHOLE_CASES = CASES + [
+    pytest.param(*blobs_case(), id="blobs-22x31"),
+    pytest.param(*smooth_case(), id="smooth-64x96"),
+]
+
+
+@pytest.mark.parametrize("pred,gt,trimap", WHOLE_CASES)
+def test_whole_mode_equals_the_aim_code(pred, gt, trimap, tmp_path):
+    """Every number of core/test.py's row, bit for bit, from the same 8-bit PNG files."""
+    predict, alpha = aim_read(pred, tmp_path, "pred"), aim_read(gt, tmp_path, "gt")
+    expected = aim_test_row(predict, alpha, trimap)
     out = metrics.evaluate(pred, gt, trimap, mode="whole")
-    sad, mse, mad = ref_sad_mse_mad(pred, gt, None)
-    assert out["sad"] == pytest.approx(sad, rel=1e-12)
-    assert out["mse"] == pytest.approx(mse, rel=1e-12)
-    assert out["mad"] == pytest.approx(mad, rel=1e-12)
-    assert out["conn"] == pytest.approx(ref_conn(pred, gt, None, empty="skip"), rel=1e-12)
-    assert out["grad"] == pytest.approx(metrics.grad_aim(pred, gt), rel=1e-12)
-    parts = [ref_sad_mse_mad(pred, gt, np.where(trimap == v, 128, 0))[0] for v in (128, 255, 0)]
-    assert out["sad_trans"] == pytest.approx(parts[0], rel=1e-12, abs=1e-15)
-    assert out["sad_fg"] == pytest.approx(parts[1], rel=1e-12, abs=1e-15)
-    assert out["sad_bg"] == pytest.approx(parts[2], rel=1e-12, abs=1e-15)
-    assert out["sad_trans"] + out["sad_fg"] + out["sad_bg"] == pytest.approx(out["sad"])
+    assert {k: out[k] for k in expected} == {k: float(v) for k, v in expected.items()}
+    assert out["unknown_px"] == int((trimap == 128).sum()) and out["pixels"] == pred.size
+    # float inputs as core/test.py holds them give the same numbers as the uint8 arrays
+    assert metrics.evaluate(predict, alpha, trimap, mode="whole") == out
     no_trimap = metrics.evaluate(pred, gt, None, mode="whole")
-    assert "sad_trans" not in no_trimap and no_trimap["sad"] == out["sad"]
+    assert "sad_trans" not in no_trimap and no_trimap["unknown_px"] == pred.size
+    assert {k: no_trimap[k] for k in ("sad", "mse", "mad", "grad", "conn")} == {
+        k: out[k] for k in ("sad", "mse", "mad", "grad", "conn")
+    }
+    assert metrics.conn_aim(pred, gt) == out["conn"] and metrics.grad_aim(pred, gt) == out["grad"]
+
+
+def test_8bit_153_is_where_the_two_conventions_part():
+    """153/255 is exactly 0.6: at or above the DIM t_6 = 6/10, below the AIM t_6 = 0.6000000000000001."""
+    assert 153 / 255 == 0.6 and 153 / 255 >= 6 / 10
+    assert np.arange(0, 1.1, 0.1)[6] == 0.6000000000000001 and not 153 / 255 >= np.arange(0, 1.1, 0.1)[6]
+    # one object, GT 1 everywhere; the prediction is 1 on its left part (A) and 153 on its right (B)
+    gt = np.zeros((5, 12), np.uint8)
+    pred = np.zeros((5, 12), np.uint8)
+    gt[1:4, 1:11] = 255
+    pred[1:4, 1:7] = 255
+    pred[1:4, 7:11] = 153
+    trimap = np.full(gt.shape, 128, np.uint8)
+    n_b = 3 * 4
+    # DIM: A and B stay one component up to t_6 = 0.6; B leaves at t_7: level 0.6,
+    # d_gt = 0.4 -> phi_gt = 0.6, d_pred = 0 -> phi_pred = 1: 0.4 per B pixel.
+    dim_levels = metrics.connectivity_levels(pred / 255.0, gt / 255.0)
+    assert dim_levels[2, 8] == 0.6 and dim_levels[2, 3] == 1.0
+    dim = metrics.evaluate(pred, gt, trimap, mode="unknown")["conn"]
+    assert dim == pytest.approx(ref_conn(pred, gt, trimap), rel=1e-12)
+    assert dim == pytest.approx(n_b * 0.4 / 1000, rel=1e-12)
+    # AIM: B already fails t_6 (153/255 < 0.6000000000000001): level t_5 = float32(0.5) = 0.5,
+    # d_gt = 0.5 -> phi_gt = 0.5, d_pred = 0.1 < 0.15 -> phi_pred = 1: 0.5 per B pixel.
+    aim_levels = metrics.connectivity_levels_aim(pred / 255.0, gt / 255.0)
+    assert aim_levels[2, 8] == 0.5 and aim_levels[2, 3] == 1.0
+    aim = metrics.evaluate(pred, gt, None, mode="whole")["conn"]
+    reference, l_map = aim_compute_connectivity_loss_whole_image(pred / 255.0, gt / 255.0)
+    assert aim == reference == pytest.approx(n_b * 0.5 / 1000, rel=1e-12)
+    np.testing.assert_array_equal(aim_levels, l_map.astype(np.float64))
+    # the thresholds make the difference, not the empty-intersection rule: the DIM thresholds
+    # with AIM's rule still give 0.4 per B pixel
+    assert metrics.conn(pred, gt, empty="skip") == pytest.approx(n_b * 0.4 / 1000, rel=1e-12)
+    # 16 bit: 39321 / 65535 is 0.6 too
+    assert metrics.conn_aim(pred.astype(np.uint16) * 257, gt.astype(np.uint16) * 257) == aim
+
+
+def test_aim_levels_are_float32_and_ties_are_row_major():
+    # float inputs: the float32 levels (float32(0.1) = 0.10000000149011612...) reach the sum
+    rng = np.random.default_rng(8)
+    gt = np.clip(rng.random((14, 18)) * 1.4 - 0.2, 0, 1)
+    pred = np.clip(gt + rng.normal(0, 0.2, gt.shape), 0, 1)
+    reference, l_map = aim_compute_connectivity_loss_whole_image(pred, gt)
+    assert metrics.conn_aim(pred, gt) == reference
+    levels = metrics.connectivity_levels_aim(pred, gt)
+    np.testing.assert_array_equal(levels, l_map.astype(np.float64))
+    assert set(np.unique(levels)) <= {float(np.float32(t)) for t in np.arange(0, 1.1, 0.1)}
+    # equal-sized blobs: scikit-image numbers A (top right) first, MATLAB B (bottom left)
+    h, w = 9, 12
+    gt = np.zeros((h, w), np.uint8)
+    pred = np.zeros((h, w), np.uint8)
+    gt[0:2, 8:11], pred[0:2, 8:11] = 230, 204
+    gt[6:8, 1:4], pred[6:8, 1:4] = 120, 102
+    p, g = pred / 255.0, gt / 255.0
+    row_major = aim_compute_connectivity_loss_whole_image(p, g)[0]
+    column_major = aim_compute_connectivity_loss_whole_image(p, g, column_major_ties=True)[0]
+    assert row_major != pytest.approx(column_major)  # the case tells the two apart
+    assert metrics.conn_aim(pred, gt) == row_major
+    levels = metrics.connectivity_levels_aim(p, g)
+    # A wins the tie at 0.1 and is alone from 0.5 on; the intersection is empty from 0.9: skipped
+    assert levels[0, 9] == 1.0 and levels[7, 2] == 0.0
+    assert metrics.conn(pred, gt) == pytest.approx(ref_conn(pred, gt, None), rel=1e-12)  # DIM: B won
+
+
+def test_aim_empty_intersections_are_skipped():
+    gt = np.zeros((6, 6), np.uint8)
+    pred = np.zeros((6, 6), np.uint8)
+    gt[1:5, 1:5] = 255
+    pred[1:5, 1:5] = 110  # >= 0.4; the intersection is empty from t = 0.5 on
+    pred[0, :] = 255
+    assert metrics.connectivity_levels_aim(pred / 255.0, gt / 255.0)[2, 2] == 1.0  # survivors end at 1
+    assert metrics.conn_aim(pred, gt) == aim_compute_connectivity_loss_whole_image(pred / 255.0, gt / 255.0)[0]
+    zero, one = np.zeros((5, 5), np.uint8), np.full((5, 5), 255, np.uint8)
+    assert metrics.conn_aim(zero, one) == aim_compute_connectivity_loss_whole_image(zero / 255.0, one / 255.0)[0]
+
+
+def test_aim_sad_trans_sets_the_known_regions_from_the_trimap():
+    """sad_trans is the code's "SAD TRIMAP": prediction forced to 1 / 0 on trimap 255 / 0, whole image."""
+    pred, gt, _ = smooth_case()
+    trimap = np.full(gt.shape, 128, np.uint8)
+    trimap[gt < 40] = 0  # known regions whose GT is not exactly 0 / 1
+    trimap[gt > 215] = 255
+    out = metrics.evaluate(pred, gt, trimap, mode="whole")
+    p, g = pred / 255.0, gt / 255.0
+    assert out["sad_trans"] == aim_calculate_sad_trimap(p, g, trimap)
+    over_128 = np.abs(p - g)[trimap == 128].sum() / 1000
+    assert out["sad_trans"] != pytest.approx(over_128)  # it also counts |1 - g| and |0 - g| there
+    assert (out["sad_fg"], out["sad_bg"]) == aim_calculate_sad_fgbg(p, g, trimap)
+    # with a GT that is exactly 1 / 0 where the trimap is known (AIM-500's and AM-2k's trimaps are
+    # made from the GT), it is the SAD over the transition region, and the three parts add up
+    pred, gt, trimap = smooth_case()
+    out = metrics.evaluate(pred, gt, trimap, mode="whole")
+    over_128 = np.abs(pred / 255.0 - gt / 255.0)[trimap == 128].sum() / 1000
+    assert out["sad_trans"] == pytest.approx(over_128, rel=1e-12)
+    assert out["sad_trans"] + out["sad_fg"] + out["sad_bg"] == pytest.approx(out["sad"], rel=1e-12)
+
+
+def test_aim_grad_is_float32_and_divided_by_10():
+    pred, gt, trimap = blobs_case()
+    p, g = pred / 255.0, gt / 255.0
+    assert metrics.grad_aim(pred, gt) == aim_compute_gradient_whole_image(p, g)
+    # the float32 steps matter: the same filter in float64 gives another number
+    from scipy import ndimage
+
+    def mag64(x):
+        return np.hypot(ndimage.gaussian_filter(x, 1.4, order=(1, 0)), ndimage.gaussian_filter(x, 1.4, order=(0, 1)))
+
+    in_float64 = np.sum((mag64(p) - mag64(g)) ** 2) / 10.0
+    assert metrics.grad_aim(pred, gt) != in_float64
+    assert metrics.grad_aim(pred, gt) == pytest.approx(in_float64, rel=1e-5)
+    # a trimap restricts the sum to trimap == 128 (an extension)
+    assert metrics.grad_aim(pred, gt, trimap) == pytest.approx(
+        np.sum(((mag64(p) - mag64(g)) ** 2)[trimap == 128]) / 10.0, rel=1e-5
+    )

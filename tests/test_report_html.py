@@ -8,6 +8,7 @@ groups (type, category) and the AIM papers' published numbers, without running a
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from conftest import EXAMPLES, invoke
 
 from mattecli import io
 from mattecli.cli import bench as cli_bench
-from mattecli.pipelines import bench
+from mattecli.pipelines import bench, report_html
 from mattecli.pipelines.report_html import COLUMNS, columns, fmt, render_html, write_html
 from mattecli.thumbnails import THUMB_SIDE, error_map, reduce, sample_thumbnails
 
@@ -136,7 +137,9 @@ def test_numbers_are_formatted_as_the_cli_prints_them(scored):
     report = scored[0]
     assert COLUMNS == cli_bench._COLUMNS  # the same labels, scales and formats
     mode = report["dataset"]["metric_mode"]
-    cli_cols = [c for c in cli_bench._columns(mode) if c in report["summary"]["metrics"] or c in ("sad", "mse", "grad", "conn")]
+    cli_cols = [
+        c for c in cli_bench._columns(mode) if c in report["summary"]["metrics"] or c in ("sad", "mse", "grad", "conn")
+    ]
     assert columns(report) == cli_cols and "mad" in cli_cols and "sad_trans" in cli_cols
     t = parse(render_html(report))
     metrics = t.tables["metrics"]
@@ -171,6 +174,35 @@ def test_speed_memory_and_failures_are_shown(scored, tmp_path):
     page = render_html(report)
     assert "images/s" in page and "peak memory: CPU RSS" in page
     assert "1 image(s) failed" in page and "no prediction named z_bad.* &lt;x&gt;" in page
+
+
+def test_every_value_is_escaped_and_only_data_uris_are_shown(scored):
+    """The template renders with autoescape on; a thumbnail that is not a data:image/ URI shows "-"."""
+    report = copy.deepcopy(scored[0])
+    hostile = "<script>alert('x')</script> & \"q\""
+    report["method"] = hostile
+    report["rows"][0]["name"] = hostile
+    report["rows"][1]["groups"]["type"] = hostile
+    report["rows"][2]["thumbs"]["gt"] = "javascript:alert(1)"
+    report["rows"][3]["thumbs"]["error"] = "https://example.com/e.png"
+    report["published"][0]["note"] = hostile
+    report["failures"] = [{"name": hostile, "error": hostile}]
+    page = render_html(report)
+    assert "<script>alert" not in page and page.count("<script>") == 1
+    assert "javascript:" not in page and "example.com" not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &#34;q&#34;" in page
+    t = parse(page)
+    assert hostile in _column(t.tables["samples"], "name")  # the text reads back as it was
+    assert len(t.imgs) == 4 * len(NAMES) - 2 and all(src.startswith("data:image/") for src in t.imgs)
+    fern = next(r for r in t.tables["samples"]["rows"] if r[1]["text"] == "c_fern")
+    assert [c["text"] for c in fern if c["text"] == "-"] == ["-"]  # the refused gt thumbnail
+
+
+def test_the_template_is_beside_the_module():
+    """The page's markup lives in the package (pyproject's package-data ships it in wheels)."""
+    path = Path(report_html.__file__).parent / "templates" / report_html.TEMPLATE
+    assert path.is_file() and report_html.TEMPLATE_DIR == path.parent.resolve()
+    assert "<table" not in Path(report_html.__file__).read_text()  # no markup left in the code
 
 
 def test_thumbnails_are_small_and_show_image_gt_prediction_and_error(scored):
@@ -217,9 +249,7 @@ def test_cached_rows_without_thumbnails_are_scored_again_for_html(scored, tmp_pa
     assert [r["metrics"] for r in with_html["rows"]] == [r["metrics"] for r in first["rows"]]
     assert with_html["settings_key"] == first["settings_key"]  # thumbnails do not change what is scored
     # now cached with thumbnails: reused
-    assert bench.run_bench(replace(plain, thumbnails=THUMB_SIDE), cache=cache)[
-        "cached_rows"
-    ] == len(NAMES)
+    assert bench.run_bench(replace(plain, thumbnails=THUMB_SIDE), cache=cache)["cached_rows"] == len(NAMES)
 
 
 def test_bench_html_and_merge_html_through_the_cli(scored, runner, tmp_path):

@@ -4,20 +4,29 @@ The page holds what the CLI prints (the metrics table with the published numbers
 per-group tables, speed and peak memory, notes and failures) and then one row per sample: its
 image / ground truth / prediction / error-map thumbnails (data URIs the report's rows carry, see
 :mod:`mattecli.thumbnails`) and its metrics. Numbers are formatted as the CLI's table formats them
-(MSE and MAD x 1e3, two decimals). Every table sorts by any column on a click (a few lines of plain
-JavaScript, inline); the sample table's initial order may come from the URL fragment:
+(:data:`COLUMNS`: MSE and MAD x 1e3, two decimals). Every table sorts by any column on a click (a few
+lines of plain JavaScript, inline); the sample table's initial order may come from the URL fragment:
 ``report.html#sort=sad`` (ascending) or ``#sort=-sad`` (descending), any column key (``name``,
 ``sad``, ``mse``, ..., ``megapixels``, ``model_seconds``).
 
-Nothing is fetched: no external script, style sheet, font or image; all text is escaped.
+The markup, style sheet and script are the Jinja2 template :data:`TEMPLATE` in this package's
+``templates/`` folder, rendered with autoescape on, so every value from the report is HTML-escaped.
+This module builds its view model: plain strings and numbers, formatted here. Nothing is fetched: no
+external script, style sheet, font or image; a thumbnail is shown only when it is a ``data:image/``
+URI (anything else shows ``-``).
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import os
+from pathlib import Path
 
-__all__ = ["COLUMNS", "columns", "fmt", "format_bytes", "render_html", "write_html"]
+__all__ = ["COLUMNS", "TEMPLATE", "columns", "fmt", "format_bytes", "plan_line", "render_html", "write_html"]
+
+#: The page's Jinja2 template: ``templates/report.html.j2`` beside this module (package data).
+TEMPLATE = "report.html.j2"
+TEMPLATE_DIR = Path(__file__).resolve().with_name("templates")
 
 #: metric key -> (label, display scale, format): the CLI table's (``mattecli.cli.bench``)
 COLUMNS = {
@@ -34,7 +43,11 @@ _THUMBS = (("image", "image"), ("gt", "ground truth"), ("prediction", "predictio
 
 
 def columns(report: dict) -> list[str]:
-    """The metric columns the CLI shows for this report (whole-image datasets: all eight)."""
+    """The metric keys the CLI's table shows for ``report``, in order.
+
+    ``"whole"`` (AIM convention) datasets: sad, mse, mad, grad, conn, then sad_trans, sad_fg and
+    sad_bg when the summary has them; ``"unknown"`` (DIM) datasets: sad, mse, grad, conn.
+    """
     mode = report["dataset"]["metric_mode"]
     base = ["sad", "mse", "mad", "grad", "conn", "sad_trans", "sad_fg", "sad_bg"] if mode == "whole" else [
         "sad", "mse", "grad", "conn",
@@ -44,7 +57,8 @@ def columns(report: dict) -> list[str]:
 
 
 def fmt(key: str, value: float | None) -> str:
-    """A metric as the CLI prints it (``-`` when missing)."""
+    """A metric as the CLI prints it: ``value`` (official units) times the :data:`COLUMNS` scale,
+    two decimals (``-`` when None). Raises KeyError for a key not in :data:`COLUMNS`."""
     if value is None:
         return "-"
     _, scale, form = COLUMNS[key]
@@ -52,7 +66,7 @@ def fmt(key: str, value: float | None) -> str:
 
 
 def format_bytes(n: int | None) -> str:
-    """A byte count as the CLI prints it (``1.5 GiB``; ``-`` when missing)."""
+    """A byte count as the CLI prints it, in binary units (``512 B``, ``1.5 GiB``; ``-`` when 0 or None)."""
     if not n:
         return "-"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
@@ -62,53 +76,50 @@ def format_bytes(n: int | None) -> str:
     return "-"
 
 
-def _e(text) -> str:
-    return html.escape(str(text), quote=True)
-
-
-def _num_cell(value, text: str | None = None) -> str:
+def _num(value, text: str | None = None) -> dict:
+    """A numeric cell: ``v`` (``repr`` of the float, the sort key; empty when missing) and its text."""
     v = "" if value is None else repr(float(value))
-    return f'<td class="n" data-v="{v}">{_e(text if text is not None else v)}</td>'
+    return {"v": v, "text": text if text is not None else v}
 
 
-def _th(label: str, key: str, kind: str = "num") -> str:
-    return f'<th data-key="{_e(key)}" data-type="{kind}" aria-sort="none">{_e(label)}</th>'
+def _head(label: str, key: str, kind: str = "num") -> dict:
+    """A sortable header cell: its label, ``data-key`` and ``data-type`` (``num`` or ``text``)."""
+    return {"label": label, "key": key, "type": kind}
 
 
-def _metrics_table(report: dict, cols: list[str]) -> str:
+def _metrics_table(report: dict, cols: list[str]) -> dict:
     summary = report["summary"]
-    out = ['<table id="metrics" class="sortable"><thead><tr>', _th("", "source", "text"), _th("n", "count")]
-    out += [_th(COLUMNS[c][0], c) for c in cols] + ["</tr></thead><tbody>"]
-    out.append(f'<tr class="ours"><td data-v="ours">ours</td>{_num_cell(summary["count"], str(summary["count"]))}')
-    out += [_num_cell(summary["metrics"].get(c), fmt(c, summary["metrics"].get(c))) for c in cols]
-    out.append("</tr>")
-    for pub in report.get("published", []):
-        tip = pub.get("source", "") + (f" ({pub['note']})" if pub.get("note") else "")
-        out.append(f'<tr class="published" title="{_e(tip)}"><td data-v="{_e(pub["label"])}">{_e(pub["label"])}</td>')
-        out.append('<td class="n" data-v="">-</td>')
-        out += [_num_cell(pub["metrics"].get(c), fmt(c, pub["metrics"].get(c))) for c in cols]
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+    head = [_head("", "source", "text"), _head("n", "count")] + [_head(COLUMNS[c][0], c) for c in cols]
+    ours = [_num(summary["count"], str(summary["count"]))]
+    ours += [_num(summary["metrics"].get(c), fmt(c, summary["metrics"].get(c))) for c in cols]
+    published = [
+        {
+            "label": pub["label"],
+            "tip": pub.get("source", "") + (f" ({pub['note']})" if pub.get("note") else ""),
+            "cells": [_num(pub["metrics"].get(c), fmt(c, pub["metrics"].get(c))) for c in cols],
+        }
+        for pub in report.get("published", [])
+    ]
+    return {"head": head, "ours": ours, "published": published}
 
 
-def _group_tables(report: dict, cols: list[str]) -> str:
+def _group_tables(report: dict, cols: list[str]) -> list[dict]:
     out = []
     published = report.get("published", [])
     for key, values in report.get("groups", {}).items():
         if not values:
             continue
         pubs = [p for p in published if key in p.get("groups", {})]
-        out.append(f'<h3>per {_e(key)}</h3><table class="sortable group"><thead><tr>')
-        out += [_th(key, "value", "text"), _th("n", "count")] + [_th(COLUMNS[c][0], c) for c in cols]
-        out += [_th(f"SAD {p['label']}", f"pub{i}") for i, p in enumerate(pubs)] + ["</tr></thead><tbody>"]
+        head = [_head(key, "value", "text"), _head("n", "count")] + [_head(COLUMNS[c][0], c) for c in cols]
+        head += [_head(f"SAD {p['label']}", f"pub{i}") for i, p in enumerate(pubs)]
+        rows = []
         for value, stats in values.items():
-            out.append(f'<tr><td data-v="{_e(value)}">{_e(value)}</td>{_num_cell(stats["count"], str(stats["count"]))}')
-            out += [_num_cell(stats["metrics"].get(c), fmt(c, stats["metrics"].get(c))) for c in cols]
-            out += [_num_cell(p["groups"][key].get(value), fmt("sad", p["groups"][key].get(value))) for p in pubs]
-            out.append("</tr>")
-        out.append("</tbody></table>")
-    return "".join(out)
+            cells = [_num(stats["count"], str(stats["count"]))]
+            cells += [_num(stats["metrics"].get(c), fmt(c, stats["metrics"].get(c))) for c in cols]
+            cells += [_num(p["groups"][key].get(value), fmt("sad", p["groups"][key].get(value))) for p in pubs]
+            rows.append({"value": value, "cells": cells})
+        out.append({"key": key, "head": head, "rows": rows})
+    return out
 
 
 def _speed_lines(report: dict) -> list[str]:
@@ -135,7 +146,11 @@ def _speed_lines(report: dict) -> list[str]:
 
 
 def plan_line(report: dict) -> str | None:
-    """One line on what ran: the memory budget, how many images ran with each strategy, fallbacks."""
+    """One line on what ran (``plan: 4 hybrid, 2 tiled; budget 10.0 GiB (default); 0 fallback(s)``).
+
+    Reads ``report["plan"]``: ``strategies`` (name -> image count), ``budget`` (``bytes``,
+    ``source``, ``note``), ``fallbacks``. None when the report records no strategies.
+    """
     plan = report.get("plan") or {}
     if not plan.get("strategies"):
         return None
@@ -168,101 +183,61 @@ def _notes(report: dict) -> list[str]:
     return notes
 
 
-def _samples_table(report: dict, cols: list[str]) -> str:
+def _thumb_uri(uri) -> str | None:
+    """A thumbnail the page may show: only a ``data:image/`` URI (nothing is fetched), else None."""
+    return uri if isinstance(uri, str) and uri.startswith("data:image/") else None
+
+
+def _samples_table(report: dict, cols: list[str]) -> dict:
     rows = report.get("rows", [])
     group_keys = [k for k, v in report.get("groups", {}).items() if v]
     with_thumbs = any("thumbs" in r for r in rows)
-    out = ['<table id="samples" class="sortable"><thead><tr>', _th("#", "index"), _th("name", "name", "text")]
-    out += [_th(k, f"group.{k}", "text") for k in group_keys]
+    head = [_head("#", "index"), _head("name", "name", "text")] + [_head(k, f"group.{k}", "text") for k in group_keys]
     if with_thumbs:
-        out += [f"<th>{_e(label)}</th>" for _, label in _THUMBS]
-    out += [_th(COLUMNS[c][0], c) for c in cols]
-    out += [_th("MP", "megapixels"), _th("model s", "model_seconds"), "</tr></thead><tbody>"]
+        head += [{"label": label, "key": None} for _, label in _THUMBS]  # not sortable
+    head += [_head(COLUMNS[c][0], c) for c in cols] + [_head("MP", "megapixels"), _head("model s", "model_seconds")]
+    out = []
     for i, row in enumerate(rows, 1):
-        name = row["name"]
-        out.append(f'<tr data-name="{_e(name)}">{_num_cell(i, str(i))}<td class="name" data-v="{_e(name)}">{_e(name)}</td>')
-        for k in group_keys:
-            value = row.get("groups", {}).get(k, "")
-            out.append(f'<td data-v="{_e(value)}">{_e(value)}</td>')
-        if with_thumbs:
-            thumbs = row.get("thumbs") or {}
-            for key, label in _THUMBS:
-                uri = thumbs.get(key)
-                ok = isinstance(uri, str) and uri.startswith("data:image/")
-                out.append(f'<td class="t"><img alt="{_e(label)}" src="{_e(uri)}"></td>' if ok else '<td class="t">-</td>')
+        thumbs = row.get("thumbs") or {}
         metrics = row.get("metrics", {})
-        out += [_num_cell(metrics.get(c), fmt(c, metrics.get(c))) for c in cols]
-        out.append(_num_cell(row.get("megapixels"), f"{row.get('megapixels', 0):.3g}"))
-        out.append(_num_cell(row.get("model_seconds"), f"{row.get('model_seconds', 0):.3f}"))
-        out.append("</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
+        cells = [_num(metrics.get(c), fmt(c, metrics.get(c))) for c in cols]
+        cells.append(_num(row.get("megapixels"), f"{row.get('megapixels', 0):.3g}"))
+        cells.append(_num(row.get("model_seconds"), f"{row.get('model_seconds', 0):.3f}"))
+        out.append(
+            {
+                "index": _num(i, str(i)),
+                "name": row["name"],
+                "groups": [row.get("groups", {}).get(k, "") for k in group_keys],
+                "thumbs": [{"label": label, "uri": _thumb_uri(thumbs.get(key))} for key, label in _THUMBS]
+                if with_thumbs
+                else [],
+                "cells": cells,
+            }
+        )
+    return {"head": head, "rows": out}
 
 
-def _failures(report: dict) -> str:
-    fails = report.get("failures", [])
-    if not fails:
-        return ""
-    items = "".join(f"<li><b>{_e(f['name'])}</b>: {_e(f.get('error', ''))}</li>" for f in fails)
-    return f'<h2 class="bad">{len(fails)} image(s) failed</h2><ul id="failures">{items}</ul>'
+@functools.lru_cache(maxsize=1)
+def _template():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template(TEMPLATE)
 
 
-_CSS = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
-h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:22px 0 8px}h3{font-size:14px;margin:16px 0 6px}
-.sub,.lines{color:#4a5262}.lines p{margin:2px 0}.bad{color:#b42318}
-table{border-collapse:collapse;margin:4px 0 8px}th,td{padding:4px 9px;border-bottom:1px solid #e3e6ec;text-align:left}
-th{background:#f3f5f9;position:sticky;top:0;cursor:pointer;user-select:none;white-space:nowrap}
-th[aria-sort=ascending]::after{content:" \\25B2";font-size:10px}th[aria-sort=descending]::after{content:" \\25BC";font-size:10px}
-td.n{text-align:right;font-variant-numeric:tabular-nums}tr.ours td{font-weight:600}tr.published td{color:#5b6475}
-td.t{padding:2px 3px}td.t img{display:block;max-height:96px;max-width:128px;background:#888}
-#samples tbody tr:hover{background:#f7f9fc}table.group th{white-space:normal;max-width:150px;vertical-align:bottom}
-"""
-
-_JS = """
-(function () {
-  function sortTable(table, key, desc) {
-    var heads = table.tHead.rows[0].cells, col = -1;
-    for (var i = 0; i < heads.length; i++) if (heads[i].getAttribute("data-key") === key) col = i;
-    if (col < 0) return;
-    var num = heads[col].getAttribute("data-type") === "num", body = table.tBodies[0];
-    var rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = a.cells[col].getAttribute("data-v"), y = b.cells[col].getAttribute("data-v");
-      if (x === "" || y === "") return (x === "") - (y === "");  /* missing values last */
-      var c = num ? parseFloat(x) - parseFloat(y) : x.localeCompare(y);
-      return desc ? -c : c;
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
-    for (var j = 0; j < heads.length; j++)
-      if (heads[j].hasAttribute("data-key"))
-        heads[j].setAttribute("aria-sort", j === col ? (desc ? "descending" : "ascending") : "none");
-  }
-  var tables = document.querySelectorAll("table.sortable");
-  Array.prototype.forEach.call(tables, function (table) {
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th) {
-      if (!th.hasAttribute("data-key")) return;
-      th.addEventListener("click", function () {
-        var desc = th.getAttribute("aria-sort") === "ascending", key = th.getAttribute("data-key");
-        sortTable(table, key, desc);
-        if (table.id === "samples") history.replaceState(null, "", "#sort=" + (desc ? "-" : "") + key);
-      });
-    });
-  });
-  var m = /(?:^#|&)sort=(-?)([A-Za-z0-9_.-]+)/.exec(location.hash), samples = document.getElementById("samples");
-  if (m && samples) sortTable(samples, m[2], m[1] === "-");
-})();
-"""
-
-
-def render_html(report: dict) -> str:
-    """The report as one self-contained HTML page (a ``str``)."""
+def _page(report: dict) -> dict:
+    """The template's view model: plain strings and numbers, thumbnails checked (see the module docstring)."""
     ds = report["dataset"]
     summary = report["summary"]
     cols = columns(report)
     label = report.get("method") or "predictions"
     region = "unknown region (trimap == 128)" if ds["metric_mode"] == "unknown" else "whole image"
-    title = f"{label} on {ds['title']}"
     settings = report.get("settings", {})
     sub = [
         f"{summary['count']} images, metrics over the {region}",
@@ -273,31 +248,33 @@ def render_html(report: dict) -> str:
         sub.append(f"weights sha256 {report['weights_sha256'][:12]}")
     if settings:
         sub.append(f"quantize {settings.get('quantize')}, grad norm {settings.get('grad_norm')}")
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)} - mattecli bench</title>",
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">{_e(" · ".join(sub))}</p>',
-        "<h2>metrics</h2>",
-        _metrics_table(report, cols),
-        _group_tables(report, cols),
-        '<div class="lines">' + "".join(f"<p>{_e(line)}</p>" for line in _speed_lines(report) + _notes(report)) + "</div>",
-        _failures(report),
-        f"<h2>samples ({len(report.get('rows', []))})</h2>",
-        '<p class="sub">click a column to sort; the error map is |prediction − ground truth| '
-        "(square-root scaled, dimmed outside the scored region)</p>",
-        _samples_table(report, cols),
-        f"<script>{_JS}</script>",
-        "</body></html>",
-    ]
-    return "\n".join(p for p in parts if p)
+    return {
+        "title": f"{label} on {ds['title']}",
+        "sub": sub,
+        "metrics": _metrics_table(report, cols),
+        "groups": _group_tables(report, cols),
+        "lines": _speed_lines(report) + _notes(report),
+        "failures": [{"name": f["name"], "error": f.get("error", "")} for f in report.get("failures", [])],
+        "samples": _samples_table(report, cols),
+    }
+
+
+def render_html(report: dict) -> str:
+    """The report as one self-contained HTML page.
+
+    Args:
+        report: a bench report (:func:`mattecli.pipelines.bench.run_bench`,
+            :func:`~mattecli.pipelines.bench.merge_reports` or a loaded JSON report).
+
+    Returns:
+        The page as a ``str`` (UTF-8 when written), rendered from :data:`TEMPLATE` with every
+        value HTML-escaped.
+    """
+    return _template().render(_page(report))
 
 
 def write_html(report: dict, path: str | os.PathLike) -> None:
-    """Write :func:`render_html` of ``report`` to ``path`` (atomically, UTF-8)."""
+    """Write :func:`render_html` of ``report`` to ``path``, UTF-8, atomically (a temporary file, then a rename)."""
     from mattecli import io
 
     io.atomic_write_bytes(path, render_html(report).encode("utf-8"))

@@ -307,7 +307,24 @@ def table(work: Path, out: Path) -> str:
         image = int(_up(max(r["image"], 1.0), 4))
         figures = {n: int(_up(p["bytes_per_pixel"], 50)) for n, p in r["passes"].items()}
         declared.append(f"- `{v}`: `Footprint(fixed={fixed} << 20, image={image}, passes={figures})`")
-    lines += ["", "Declared (rounded up: fixed to 64 MiB, image to 4 B/px, passes to 50 B/px):", "", *declared]
+    lines += ["", "Measured, rounded up (fixed to 64 MiB, image to 4 B/px, passes to 50 B/px):", "", *declared]
+    lines += [
+        "",
+        "Declared in the specs: these, except",
+        "",
+        "- ViTMatte: `fixed` plus 256 MiB, the attention's bias buffer (`net.MASK_BYTES`), which the",
+        "  small measuring sizes never fill but global attention over a large image does; `image` 60 B/px",
+        "  for both sizes (the larger of the two measurements); the Distinctions-646 variants share their",
+        "  size's figures.",
+        "- cf / knn: `solve` and `unknown` are pymatting's own memory model (440 B per pixel plus 2600 B",
+        "  per unknown pixel for cf, 3700 B per pixel for knn: least-squares fits of subprocess peaks over",
+        "  0.25-1.4 MP images with 5-50% unknown, rounded up), not a pass measured here.",
+        "",
+        "What the default budget (10 GiB) then runs whole, the same on every machine of 16 GB or more:",
+        "SIM up to about 5.5 MP, ViTMatte-S about 9 MP (ViTMatte-B 8.5 MP), MSIA 18 MP, SHM's M-Net",
+        "(`--strategy whole`) 19 MP, AIM's hybrid focus pass (at most 1600 px a side) up to about 45 MP",
+        "images, cf 3-10 MP (by the unknown share), knn 2.3 MP; above, tiles.",
+    ]
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text

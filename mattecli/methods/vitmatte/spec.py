@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from mattecli.methods.base import Capabilities, MethodSpec, Normalization, Published, Variant
+from mattecli.runtime.memory import Footprint
 
 __all__ = ["SPEC", "NORMALIZATION"]
 
@@ -15,8 +16,17 @@ _PAPER = "ViTMatte paper (Yao, Wang, Yang, Wang: ViTMatte, arXiv 2305.15272)"
 NORMALIZATION = Normalization((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
+#: per backbone size (bench/memory_figures.md); ``fixed`` also holds the attention's bias buffer,
+#: a constant 256 MiB on images whose global attention needs it all (net.MASK_BYTES)
+FOOTPRINTS = {
+    "small": Footprint(fixed=768 << 20, image=60, passes={"whole": 850}),
+    "base": Footprint(fixed=1280 << 20, image=60, passes={"whole": 900}),
+}
+
+
 def _variant(name: str, size: str) -> Variant:
-    return Variant(name, f"mattecli.methods.vitmatte.net:vitmatte_{size}", normalization=NORMALIZATION)
+    build = f"mattecli.methods.vitmatte.net:vitmatte_{size}"
+    return Variant(name, build, normalization=NORMALIZATION, footprint=FOOTPRINTS[size])
 
 
 SPEC = MethodSpec(

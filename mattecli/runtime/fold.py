@@ -19,12 +19,6 @@ A folded batch norm is replaced by ``nn.Identity``, so the network's parameter n
 normalisation is gone, biases appear): fold *after* loading weights, never load a state dict into
 a folded network. A convolution that transforms its weight at every forward and offers ``fold()``
 (SIM's weight standardisation) is folded that way first.
-
-Not done: packing CPU convolutions for oneDNN (weights reordered once, called through
-``torch.ops.mkldnn._convolution_pointwise`` with the ReLU as a post-op) was built and measured
-slower than PyTorch's own convolution on torch 2.13 (one thread: a 512-channel 3x3 convolution on a
-10x10 map 167 ms against 29 ms; an AimNet focus pass at 928x1440 17.0-19.3 s against 14.4-16.1 s),
-so it was taken out again.
 """
 
 from __future__ import annotations

@@ -5,11 +5,9 @@ AVX-512 only), so a 3x3 convolution costs its full ``9 * Cin * Cout`` multiply-a
 pixel, at about the speed of a matrix product. Winograd's minimal filtering (Lavin & Gray,
 "Fast Algorithms for Convolutional Neural Networks", CVPR 2016) computes each 4x4 output tile from
 a 6x6 input tile with 36 matrix products of the tile's channels instead of 144: 4x fewer
-multiply-adds, paid for with cheap elementwise input / output transforms. Measured on one core
-of the 2-core CI machine (torch 2.13): 2304->256 channels on 144x216, 1.9x; 512->512, 2.6x;
-512->256 on 288x432, 1.8x; 256->256, 1.6-1.8x; 128->128, 1.0x; 384->64 and 64->128 at 576x864,
-slower (0.6-0.8x), which is why only convolutions with many channels are converted
-(:data:`MIN_MACS`).
+multiply-adds, paid for with cheap elementwise input / output transforms. It gains on many
+channels (1.6-2.6x from 256 x 256 channels up) and loses on few (``bench/RESULTS.md``, "Winograd
+per shape"), which is why only convolutions with many channels are converted (:data:`MIN_MACS`).
 
 **Exactness.** The result is the same convolution in exact arithmetic; in float32 it differs by
 rounding: the transformed weights are computed in float64, and the error against a float64

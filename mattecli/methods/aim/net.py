@@ -2,7 +2,7 @@
 
 Paper: Li, Zhang, Tao, "Deep Automatic Natural Image Matting", IJCAI 2021.
 Official code: github.com/JizhiziLi/AIM (MIT), ``core/network/AimNet.py`` and
-``core/network/resnet_mp.py`` at 48e3dc8, as digested in ``shared/refs/aim.md``.
+``core/network/resnet_mp.py`` at 48e3dc8.
 
 Parameter names mirror the official state dict so the released checkpoint maps
 one-to-one, with one simplification: the official module registers the backbone

@@ -1,10 +1,10 @@
 """The MSIA-matte network (MSIANet): ResNeXt-101 + ASPP, superficial-traces branch, information assembly decoder.
 
 Paper: Qiao, Liu, Zhu, Yang, Wang, Zhang, Wei, "Multi-scale Information Assembly for Image
-Matting" (``shared/papers/msia-multi-scale-information-assembly.md``). No official code or
-weights are known; everything below is reconstructed from the paper's text. Our copy of the paper
-lost Figure 2 and part of equations (2)-(3), so the following are assumptions, each marked in
-the code:
+Matting", Computer Graphics Forum 39(7), 2020 (arXiv 2101.02391). No official code or weights are
+known; everything below is reconstructed from the paper's text. The copy of the paper this was
+built from lacked Figure 2 and part of equations (2)-(3), so the following are assumptions, each
+marked in the code:
 
 Backbone (sec. 3.1, 4.1) -- "ResNeXt-101 [XGD*17]", ImageNet pre-trained.
     A1. ResNeXt-101 **32x4d** (the configuration of the ResNeXt paper); ``groups``/``base_width``

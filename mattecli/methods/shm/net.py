@@ -1,7 +1,7 @@
 """SHM networks: T-Net (trimap), M-Net (raw alpha) and the fusion ``alpha_p = Fs + Us * alpha_r``.
 
 Paper: Chen, Ge, Xu, Zhang, Yang, Gai, "Semantic Human Matting", ACM Multimedia 2018
-(``shared/papers/shm-semantic-human-matting.md``). The authors released no code or weights. Two
+(arXiv 1809.01354). The authors released no code or weights. Two
 networks live here; ``processor.py`` runs them and ``spec.py`` declares the ``shm`` method.
 
 ``SHMNet`` (variant ``shm``): the paper's network

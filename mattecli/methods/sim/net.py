@@ -2,7 +2,7 @@
 
 Paper: Sun, Tang, Tai, "Semantic Image Matting", CVPR 2021.
 Official code: github.com/nowsyn/SIM at dc5ed5a (no licence file; this is a clean-room
-reimplementation from the digest ``shared/refs/sim.md``): ``networks/model.py``,
+reimplementation from a written description of it): ``networks/model.py``,
 ``networks/util.py`` (``ResnetDilatedBN``), ``networks/resnet_bn.py``, ``networks/ppm.py``,
 ``networks/layers_WS.py`` (matting network) and ``networks/resnet.py`` (classifier).
 
@@ -14,7 +14,7 @@ Parameter names are the official ones, so the released checkpoints map one-to-on
   strict loading works;
 * classifier (320 keys): torchvision ResNet-50 names with a 4-channel ``conv1`` and ``fc`` 2048 -> 20.
 
-Where the matting network's shapes come from (checklist of ``sim.md`` section 10):
+Where the matting network's shapes come from:
 
 * encoder: deep-stem ResNet-50 (3x3/2 conv 11->64, 3x3 64->64, 3x3 64->128, BN + ReLU each), a
   7x7/2 side convolution of the 20 semantic score maps added to the first conv *before* its BN,

@@ -3,8 +3,7 @@
 A *semantic trimap* (Sun, Tang, Tai, "Semantic Image Matting", CVPR 2021) is an ordinary trimap
 plus one score map per matting class (:data:`CLASS_NAMES`, the official alphabetical order). The
 maps are built exactly as the official test code does (``scripts/main.py``
-``extract_semantic_trimap_whole`` at nowsyn/SIM dc5ed5a, digested in ``shared/refs/sim.md``
-section 4):
+``extract_semantic_trimap_whole`` at nowsyn/SIM dc5ed5a):
 
 * two passes with square patches of side 320 and 800 (:data:`PATCH_SIZES`) at the image's native
   resolution (no resizing, no flips); per axis the patch starts are ``0, step/2, step, ...`` below

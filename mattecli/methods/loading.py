@@ -52,7 +52,7 @@ def run_context(resolved: Resolved, *, strategy: str | None = None, **policy: An
     tiles = TilePolicy(stride=spec.stride, halo=resolved.halo, tile_size=e.tile_size, batch_size=e.batch_size, **policy)
     footprint = resolved.footprint
     budget = resolved.budget or resolve_budget(e.max_memory, device.type, device.index)
-    memory = MemoryPlan(footprint, budget) if footprint is not None else None
+    memory = MemoryPlan(footprint, budget, strategy=resolved.strategy) if footprint is not None else None
     return RunContext(
         device, resolved.options.precision, Executor(device, strategy or resolved.strategy, tiles, memory), e.compile
     )

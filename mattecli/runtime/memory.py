@@ -81,18 +81,29 @@ class Footprint:
 
     ``fixed``: bytes the process holds once the method is loaded (interpreter, libraries, weights and
     their transformed copies). ``image``: bytes per image pixel held at full size beside the network
-    passes (the decoded image, full-size maps, blend accumulators, the output). ``passes``: bytes per
+    passes (the decoded image, full-size maps, blend accumulators, the output), one number or one
+    per strategy (``{"hybrid": ..., "tiled": ...}``: what a strategy keeps at full size differs;
+    a strategy not named takes the largest). ``passes``: bytes per
     input pixel of each named pass at its peak (a whole pass, a tile, a reduced global pass), on top
     of the other two. Each figure is a measured peak slope, so ``fixed + image * N + passes[p] * P``
     bounds the peak of pass ``p`` over ``P`` pixels on an image of ``N`` pixels.
     """
 
     fixed: int
-    image: float
+    image: float | Mapping[str, float]
     passes: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "passes", MappingProxyType(dict(self.passes)))
+        if isinstance(self.image, Mapping):
+            object.__setattr__(self, "image", MappingProxyType(dict(self.image)))
+
+    def image_bytes(self, strategy: str | None = None) -> float:
+        """Bytes per image pixel held at full size under ``strategy`` (the largest figure when the
+        footprint has one per strategy and names none for it)."""
+        if not isinstance(self.image, Mapping):
+            return float(self.image)
+        return float(self.image.get(strategy, max(self.image.values())))
 
     def per_pixel(self, name: str) -> float:
         """Bytes per input pixel of pass ``name``.
@@ -196,11 +207,13 @@ class MemoryPlan:
     footprint: Footprint
     budget: Budget
     held: int = 0
+    strategy: str | None = None
 
     def base(self, image_pixels: int) -> float:
-        """Bytes held beside any pass on an image of ``image_pixels``: fixed, other methods, full-size maps."""
+        """Bytes held beside any pass on an image of ``image_pixels``: fixed, other methods, full-size maps
+        (the figure of the run's ``strategy``)."""
         f = self.footprint
-        return f.fixed + self.held + f.image * image_pixels
+        return f.fixed + self.held + f.image_bytes(self.strategy) * image_pixels
 
     def room(self, image_pixels: int) -> float:
         """Bytes a pass may plan to fill on an image of ``image_pixels`` (may be negative)."""

@@ -450,7 +450,7 @@ class ClassicalProcessor:
         self.tile_size = e.tile_size
         self.tile_overlap = resolved.halo
         tiles = TilePolicy(stride=1, halo=resolved.halo // 2, blend=resolved.halo)
-        memory = MemoryPlan(resolved.footprint, resolved.budget)
+        memory = MemoryPlan(resolved.footprint, resolved.budget, strategy=resolved.strategy)
         self.executor = Executor("cpu", resolved.strategy, tiles, memory)
         self.provenance = Provenance(method, device="cpu", budget=resolved.budget.to_json())
 

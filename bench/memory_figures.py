@@ -308,7 +308,8 @@ def table(work: Path, out: Path) -> str:
         + (next(iter(rows.values()))["machine"] if rows else "")
         + "; two threads, glibc's default heap, random calibrated weights of the real architectures.",
         "",
-        "| variant | fixed MiB | image B/px (peak MiB at 0.6 / 2.5 MP; AIM 2.5 / 8.3 MP) | passes B/px (2 repetitions) |",
+        "| variant | fixed MiB | image B/px (peak MiB at 0.6 / 2.5 MP; AIM 2.5 / 8.3 MP) "
+        "| passes B/px (2 repetitions) |",
         "|---|---:|---|---|",
     ]
     declared = []

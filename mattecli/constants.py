@@ -1,7 +1,10 @@
-"""Environment variables, read once. No other module calls ``os.getenv``.
+"""mattecli's environment variables: no other module reads the environment.
 
-HF's own variables (``HF_HOME``, ``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``)
-are left to ``huggingface_hub``; mattecli never overrides them.
+Most are read once, when this module is imported. The two dataset locations are read at call
+time (:func:`mattecli_datasets`, :func:`mattecli_datasets_manifest`), so that a process (a test,
+a notebook) may point them elsewhere while it runs. Hugging Face's own variables (``HF_HOME``,
+``HF_HUB_CACHE``, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE``) are left to ``huggingface_hub``; mattecli
+never overrides them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ __all__ = [
     "MATTECLI_KEEP_FREED_MEMORY",
     "IMAGE_EXTENSIONS",
     "offline",
+    "mattecli_datasets",
+    "mattecli_datasets_manifest",
 ]
 
 
@@ -84,3 +89,15 @@ def offline() -> bool:
     from huggingface_hub import constants as hf_constants
 
     return bool(hf_constants.HF_HUB_OFFLINE)
+
+
+def mattecli_datasets() -> str | None:
+    """``MATTECLI_DATASETS`` as it is now, the folder of the benchmark datasets' default locations
+    (``None`` or ``""`` when unset: ``<MATTECLI_HOME>/datasets``)."""
+    return os.environ.get("MATTECLI_DATASETS")
+
+
+def mattecli_datasets_manifest() -> str | None:
+    """``MATTECLI_DATASETS_MANIFEST`` as it is now, an alternative ``datasets_manifest.json``
+    (``None`` or ``""`` when unset: the repository's, else the packaged copy)."""
+    return os.environ.get("MATTECLI_DATASETS_MANIFEST")

@@ -13,19 +13,19 @@ Every field is checked with the weights manifest's validator
 (:class:`mattecli.manifests.Fields`), so a bad or unknown field raises
 :class:`~mattecli.errors.ManifestError` naming the entry and the field.
 
-The manifest in use is ``MATTECLI_DATASETS_MANIFEST`` (read at call time here; it belongs in
-``constants`` next to ``MATTECLI_MANIFEST``), else the repository root's
+The manifest in use is ``MATTECLI_DATASETS_MANIFEST`` (read at call time, by
+:func:`mattecli.constants.mattecli_datasets_manifest`), else the repository root's
 ``datasets_manifest.json``, else the copy packaged with mattecli.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mattecli import constants
 from mattecli.errors import DatasetError, ManifestError
 from mattecli.manifests import HEX40, Fields, read_manifest
 from mattecli.manifests import REPO_ID as _REPO_ID
@@ -293,7 +293,7 @@ def parse_manifest(data: Any, source: str = "datasets_manifest.json", path: Path
 
 def default_manifest_path() -> Path:
     """The manifest in use: ``$MATTECLI_DATASETS_MANIFEST``, else the repo root's, else the packaged copy."""
-    override = os.environ.get(ENV_MANIFEST)
+    override = constants.mattecli_datasets_manifest()
     if override:
         return Path(override).expanduser()
     package = Path(__file__).resolve().parent  # .../mattecli

@@ -17,8 +17,8 @@ complete and two processes never unpack over each other. Sets that cannot be red
 one-line :class:`DatasetError` saying where to request them, which folder to use and which layout
 works. Nothing here prints; the CLI renders.
 
-``MATTECLI_DATASETS`` is read at call time here (it belongs in ``constants`` with the other
-variables); downloads are off when :func:`mattecli.constants.offline` says so.
+``MATTECLI_DATASETS`` is read at call time (:func:`mattecli.constants.mattecli_datasets`); downloads
+are off when :func:`mattecli.constants.offline` says so.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from mattecli import __version__, constants
 from mattecli.dataset_manifest import DatasetEntry, get_entry, load_manifest
 from mattecli.errors import DatasetError, OutputError
-from mattecli.hub import transport_errors
+from mattecli.hub import HubFailure, call_hub
 
 __all__ = [
     "ENV_DATASETS",
@@ -65,7 +65,7 @@ STATES = ("complete", "incomplete", "mismatch", "missing")
 
 def datasets_root() -> Path:
     """``$MATTECLI_DATASETS``, else ``<MATTECLI_HOME>/datasets`` (read at call time)."""
-    override = os.environ.get(ENV_DATASETS)
+    override = constants.mattecli_datasets()
     return Path(override).expanduser() if override else constants.MATTECLI_HOME / "datasets"
 
 
@@ -305,30 +305,23 @@ def resolve(
 # ----------------------------------------------------------------------------- fetch
 def _hub_call(entry: DatasetEntry, revision: str, what: str, call: Callable):
     """Run one huggingface_hub call, turning its errors into one-line DatasetErrors."""
-    from huggingface_hub import errors as hf_errors
-
     hub = entry.hub
     assert hub is not None
-    try:
-        return call()
-    except (hf_errors.OfflineModeIsEnabled, hf_errors.LocalEntryNotFoundError) as err:
-        raise DatasetError(
-            f"could not download {entry.name} ({what}): the Hugging Face Hub cannot be reached; "
-            f"run `{entry.download_command}` again when online"
-        ) from err
-    except (
-        hf_errors.RepositoryNotFoundError,
-        hf_errors.RevisionNotFoundError,
-        hf_errors.RemoteEntryNotFoundError,
-        hf_errors.DisabledRepoError,
-    ) as err:
-        raise DatasetError(
-            f"{entry.name}: {hub.repo_id} at revision {revision[:12]} has no {what} on the Hub "
-            f"({type(err).__name__}); {entry.official.how} ({entry.official.url}) instead"
-        ) from err
-    except (hf_errors.HfHubHTTPError, OSError, *transport_errors()) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DatasetError(f"could not download {entry.name} ({what}): {first}") from err
+
+    def error(failure: HubFailure) -> DatasetError:
+        if failure.kind == "unreachable":
+            return DatasetError(
+                f"could not download {entry.name} ({what}): the Hugging Face Hub cannot be reached; "
+                f"run `{entry.download_command}` again when online"
+            )
+        if failure.kind == "missing":
+            return DatasetError(
+                f"{entry.name}: {hub.repo_id} at revision {revision[:12]} has no {what} on the Hub "
+                f"({failure.detail}); {entry.official.how} ({entry.official.url}) instead"
+            )
+        return DatasetError(f"could not download {entry.name} ({what}): {failure.detail}")
+
+    return call_hub(call, error)
 
 
 def _resolve_commit(entry: DatasetEntry, revision: str) -> str:

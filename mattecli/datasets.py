@@ -183,7 +183,7 @@ class Sample:
             gray = io.read_gray(self.trimap)
         except ImageReadError as err:
             raise TrimapError(f"trimap {err.message}", hint=err.hint) from err
-        normalised = io.normalize_trimap(gray)
+        normalised = io.trimap_from_gray(gray)
         if not exact:
             return normalised, normalised
         raw = np.round(gray.astype(np.float64) * 255.0).astype(np.uint8)

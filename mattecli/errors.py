@@ -1,9 +1,10 @@
 """The typed exceptions of mattecli, all in one place.
 
-Library code raises these and never prints or exits; the CLI maps each family to
-one red line, a hint and an exit code (see ``mattecli.cli.errors``). Every family
-also inherits a builtin that Python callers already catch (``ValueError``,
-``OSError``, ``RuntimeError``).
+Library code raises these and never prints or exits. Each carries ``message`` (one line) and an
+optional ``hint`` (how to fix it); the CLI prints them as one red ``error:`` line and a dim
+``hint:`` line and exits with the family's code (``mattecli.cli.common.EXIT_CODES``). Every family
+also inherits a builtin that Python callers already catch (``ValueError``, ``OSError``,
+``RuntimeError``).
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def test_weights_and_runtime_import_no_method():
     modules = _modules()
     for name, path in modules.items():
         if name.startswith(("mattecli.weights", "mattecli.runtime")):
-            assert not any(m.startswith("mattecli.methods") for m in _imports(ast.parse(path.read_text()), modules)), name
+            imported = _imports(ast.parse(path.read_text()), modules)
+            assert not any(m.startswith("mattecli.methods") for m in imported), name
 
 
 def test_no_module_outside_methods_tests_a_method_name():
@@ -168,3 +169,27 @@ def test_no_module_outside_methods_tests_a_method_name():
 def test_the_manifest_names_only_declared_methods():
     data = json.loads((REPO / "weights_manifest.json").read_text())
     assert {e["method"] for e in data["checkpoints"]} <= set(methods.list_methods())
+
+
+def test_io_modules_are_a_leaf():
+    """``mattecli.io``'s modules import nothing of mattecli but constants, errors, units and each other (the
+    package's ``__init__`` only re-exports them)."""
+    modules = _modules()
+    allowed = ("mattecli.constants", "mattecli.errors", "mattecli.units", "mattecli.io.")
+    for name, path in modules.items():
+        if name.startswith("mattecli.io."):
+            imported = _imports(ast.parse(path.read_text()), modules)
+            assert all(m.startswith(allowed) for m in imported), (name, sorted(imported))
+
+
+def test_the_weights_modules_import_no_cli_no_pipeline_and_no_io():
+    """The weights package sits under the methods and beside the shared leaves: it reports through typed
+    errors and callbacks (a tqdm-compatible class for bars), never through the CLI or a pipeline."""
+    modules = _modules()
+    for name, path in modules.items():
+        if name.startswith("mattecli.weights"):
+            imported = _imports(ast.parse(path.read_text()), modules)
+            assert not any(m.startswith(("mattecli.cli", "mattecli.pipelines", "mattecli.io")) for m in imported), (
+                name,
+                sorted(imported),
+            )

@@ -132,7 +132,7 @@ def test_size_mismatch():
 
 
 def test_registry():
-    assert methods.list_methods()[:3] == ["aim", "cf", "knn"]
+    assert methods.list_methods()[:4] == ["aim", "vitmatte", "cf", "knn"]
     spec = methods.get("cf")
     assert spec.needs_trimap and not spec.uses_weights
     matter = spec.create(MethodOptions())
@@ -140,7 +140,7 @@ def test_registry():
     assert np.abs(matter.predict(image, trimap).alpha - alpha).mean() < 0.003
     with pytest.raises(TrimapError, match="needs a trimap"):
         matter.predict(image, None)
-    with pytest.raises(UnknownMethodError, match="known methods: aim, cf, knn"):
+    with pytest.raises(UnknownMethodError, match="known methods: aim, vitmatte, cf, knn"):
         methods.get("nope")
 
 

@@ -142,7 +142,7 @@ def test_cutout_and_16bit(runner, scene_files, tmp_path):
         ("empty_folder", 2, "no images in folder"),
         ("missing_trimap_in_folder", 1, "no trimap named img01"),
         ("no_trimap_option", 2, "mattecli weights import aim"),  # auto: AIM's weights, offline
-        ("unknown_method", 2, "known methods: aim, cf, knn"),
+        ("unknown_method", 2, "known methods: aim, vitmatte, cf, knn"),
         ("bad_bit_depth", 2, "--bit-depth must be 8 or 16"),
         ("missing_input", 2, "no such file or folder"),
         ("out_is_file_many_inputs", 2, "looks like a file but there are 2 inputs"),

@@ -204,27 +204,26 @@ def test_sim_scales_set_the_patch_analysis_passes(runner, fakes, tmp_path):
 
 # ----------------------------------------------------------------------------- --max-memory
 def test_max_memory_sets_the_tiles_the_engine_plans(runner, fakes, photo, tmp_path):
-    """msia's default ``auto`` runs one whole pass when the budget holds it, and the smallest tiles
-    the halo allows, after a reduced context pass, when it cannot (besides the probes that measure
-    the network's memory)."""
+    """msia's default ``auto`` runs one whole pass when the budget holds it; under a cap that holds its
+    fixed memory, its full-size maps and a 200 x 200 px tile (by the declared figures), tiles of at
+    most that many pixels; a cap below its fixed memory is refused."""
+    from mattecli import io, methods
+    from mattecli.runtime.memory import PLAN_MARGIN
+
     whole = (1, 3, 336, 528)  # the image padded to 16
     _matte(runner, photo, tmp_path / "a.png", "-m", "msia", "--max-memory", "1000G")
     shapes = fakes.calls["msia"].shapes
-    assert shapes[-1] == whole and shapes.count(whole) == 1 and (1, 3, 176, 176) not in shapes
+    assert shapes[-1] == whole and shapes.count(whole) == 1 and len(shapes) == 1
     fakes.reset()
-    # below even the fake's activations for the whole image (4 bytes per pixel x 336 x 528 = 710 kB)
-    result = _matte(runner, photo, tmp_path / "b.png", "-m", "msia", "--max-memory", "100K")
-    assert "warning: --max-memory" in result.stderr and "using the smallest tiles" in result.stderr
-    shapes = fakes.calls["msia"].shapes
-    assert whole not in shapes  # the context pass does not fit either: it runs reduced, stride-aligned
-    probes = {(1, 3, 384, 384), (1, 3, 128, 128)}  # the memory probes (fixed sizes)
-    passes = [sh for sh in shapes if sh not in probes]
-    first_tile = passes.index((1, 3, 176, 176))
-    context = passes[:first_tile]
-    assert context and all(c[2] < whole[2] and c[3] < whole[3] and c[2] % 16 == c[3] % 16 == 0 for c in context)
-    tiles = passes[first_tile:]
-    # msia's halo (its margin, 64) on each side, a 32 px blend and one 16 px stride: 176 px tiles
-    assert len(tiles) >= 4 and set(tiles) == {(1, 3, 176, 176)}
+    fp = methods.get("msia").variants[0].footprint
+    h, w = io.read_image(photo[0]).shape[:2]
+    cap = int(fp.fixed + fp.image_bytes() * h * w + fp.passes["whole"] * 200 * 200 / PLAN_MARGIN) + 1
+    _matte(runner, photo, tmp_path / "b.png", "-m", "msia", "--max-memory", str(cap))
+    tiles = fakes.calls["msia"].shapes  # the fake pools nothing globally: no context pass, tiles only
+    assert whole not in tiles and len(tiles) >= 4
+    assert all(t[2] * t[3] <= 200 * 200 and t[2] % 16 == t[3] % 16 == 0 for t in tiles)
+    refused = invoke(runner, ["matte", photo[0], tmp_path / "c.png", "-m", "msia", "--max-memory", "100K"])
+    assert refused.exit_code == 2 and "--max-memory 100K cannot hold this run" in refused.stderr
 
 
 # ----------------------------------------------------------------------------- --precision

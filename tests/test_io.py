@@ -18,6 +18,7 @@ from PIL import Image
 
 from mattecli import io
 from mattecli.errors import ImageReadError, ImageTooLargeError, NoInputsError, OutputError, TrimapError
+from mattecli.io import files
 
 RNG = np.random.default_rng(1)
 RGB8 = RNG.integers(0, 256, (13, 17, 3), dtype=np.uint8)
@@ -205,7 +206,7 @@ def test_write_rgba_roundtrip(tmp_path):
 def test_written_files_get_normal_permissions(tmp_path):
     io.write_alpha(tmp_path / "a.png", np.zeros((2, 2), np.float32))
     mode = os.stat(tmp_path / "a.png").st_mode & 0o777
-    assert mode == 0o666 & ~io._current_umask()
+    assert mode == 0o666 & ~files._current_umask()
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):

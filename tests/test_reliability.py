@@ -352,8 +352,8 @@ def test_what_other_threads_print_during_a_decode_is_kept(tmp_path):
     """fd 2 is held back only for codec noise: a line our own code prints meanwhile still comes out."""
     path = _broken_files(tmp_path)["bad CRC .png"]
     code = (
-        "import os\nfrom mattecli import io\n"
-        "with io._codec_chatter_held_back():\n"
+        "import os\nfrom mattecli import io\nfrom mattecli.io.decode import codec_chatter_held_back\n"
+        "with codec_chatter_held_back():\n"
         "    os.write(2, b'error: ours\\n')\n"
         f"    try: io.read_image({str(path)!r})\n    except Exception: pass\n"
     )

@@ -546,4 +546,4 @@ def test_cli_matte_sim_without_classifier_names_it(tmp_path, imported):
 def test_cli_matte_sim_without_a_trimap_predicts_one(tmp_path):
     result = invoke(["matte", EXAMPLES / "images", tmp_path / "o", "--method", "sim"])
     assert "note: sim needs a trimap and none was given" in result.stderr
-    assert result.exit_code == 2 and "mattecli weights import aim" in result.stderr  # offline, no AIM weights
+    assert result.exit_code == 2 and "mattecli weights import" in result.stderr  # offline, no weights

@@ -94,8 +94,10 @@ def test_a_large_image_tiles_under_a_cap_and_the_same_cap_plans_the_same(weights
     image8, trimap = _scene(384, 512)
     image = image8.astype(np.float32) / 255.0
     fp = methods.get("vitmatte").variants[0].footprint
-    # a cap that holds the method, its full-size maps and a few 256 px tiles, not the whole pass
-    cap = int(fp.fixed + fp.image * 384 * 512 + fp.passes["whole"] * 300 * 300)
+    from mattecli.runtime.memory import PLAN_MARGIN
+
+    # a cap that holds the method, its full-size maps and a 400 x 400 px tile, not the whole pass
+    cap = int(fp.fixed + fp.image_bytes() * 384 * 512 + fp.passes["whole"] * 400 * 400 / PLAN_MARGIN) + 1
     engine = EngineOptions(max_memory=cap)
     runs = [
         methods.get("vitmatte")
@@ -103,7 +105,7 @@ def test_a_large_image_tiles_under_a_cap_and_the_same_cap_plans_the_same(weights
         .predict(image, trimap)
         for _ in range(2)
     ]
-    assert runs[0].plan["strategy"] == "tiled" and runs[0].plan["tile"][0] * runs[0].plan["tile"][1] <= 300 * 300
+    assert runs[0].plan["strategy"] == "tiled" and runs[0].plan["tile"][0] * runs[0].plan["tile"][1] <= 400 * 400
     assert runs[0].plan == runs[1].plan and runs[0].alpha.tobytes() == runs[1].alpha.tobytes()
 
 

@@ -132,59 +132,43 @@ def _thumb_side() -> int:
 
 
 def _progress(quiet: bool, total_hint: str):
-    """A Rich progress bar on stderr (only on a terminal and unless quiet) and its per-image callback."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    """A progress bar on stderr (:class:`~mattecli.cli.progress.Bar`: only on a terminal and unless
+    quiet, started at the first image) and its per-image callback, as ``(callback, stop)``; the
+    callback also prints each failed image's error line."""
+    from mattecli.cli.progress import Bar
 
-    state: dict = {"progress": None, "task": None}
+    bars: list[Bar] = []
 
     def callback(row: dict, done: int, total: int) -> None:
         if row.get("status") == "error":
             common.print_error(row["error"], row.get("hint"))
-        progress = state["progress"]
-        if progress is None and not quiet and common.stderr.is_terminal:
-            progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[sad]}"),
-                TimeElapsedColumn(),
-                console=common.stderr,
-                transient=True,
-            )
-            progress.start()
-            state["progress"] = progress
-            state["task"] = progress.add_task(total_hint, total=total, sad="")
-        if progress is not None:
-            sad = row.get("metrics", {}).get("sad")
-            progress.update(state["task"], completed=done, sad="" if sad is None else f"SAD {sad:.2f}")
+        if not bars:
+            bars.append(Bar(total_hint, total, note=True, elapsed=True, show=not quiet))
+        sad = row.get("metrics", {}).get("sad")
+        bars[0].set(completed=done, note="" if sad is None else f"SAD {sad:.2f}")
 
     def stop() -> None:
-        if state["progress"] is not None:
-            state["progress"].stop()
+        for bar in bars:
+            bar.close()
 
     return callback, stop
 
 
 def _unpack_progress(quiet: bool):
-    """A Rich bar on stderr for unpacking parquet rows (terminal only), as ``(callback, stop)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    """A bar on stderr for unpacking parquet rows (:class:`~mattecli.cli.progress.Bar`, terminal only,
+    started at the first row), as ``(callback, stop)``."""
+    from mattecli.cli.progress import Bar
 
-    state: dict = {}
+    bars: list[Bar] = []
 
     def callback(done: int, total: int) -> None:
-        if quiet or not common.stderr.is_terminal:
-            return
-        if "progress" not in state:
-            state["progress"] = Progress(
-                TextColumn("[bold]unpacking"), BarColumn(), MofNCompleteColumn(), console=common.stderr, transient=True
-            )
-            state["progress"].start()
-            state["task"] = state["progress"].add_task("unpack", total=total)
-        state["progress"].update(state["task"], completed=done)
+        if not bars:
+            bars.append(Bar("unpacking", total, show=not quiet))
+        bars[0].set(completed=done)
 
     def stop() -> None:
-        if "progress" in state:
-            state["progress"].stop()
+        for bar in bars:
+            bar.close()
 
     return callback, stop
 
@@ -262,9 +246,9 @@ def bench(
         typer.Option("--method", "-m", help="Method to run (or, with --predictions, the label of the mattes)."),
     ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N images (in name order).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (deep methods).")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (deep methods).")] = "fp32",
-    weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest.")] = None,
+    device: common.DeviceOpt = "auto",
+    precision: common.PrecisionOpt = "fp32",
+    weights: common.WeightsOpt = None,
     strategy: common.StrategyOpt = None,
     variant: common.VariantOpt = None,
     tile_size: common.TileSizeOpt = None,

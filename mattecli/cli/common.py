@@ -32,19 +32,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
 from mattecli import constants
 from mattecli.cli.console import stderr, stdout  # one pair of consoles for every command
+from mattecli.cli.progress import Bar
 from mattecli.errors import (  # noqa: F401  (re-exported for commands)
     DatasetError,
     DeviceError,
@@ -324,7 +317,8 @@ class Reporter:
 
     Use as a context manager; call :meth:`add` with each result dict
     (``input``, ``output``, ``status`` in ok/skipped/error, ``seconds``, ``error``...).
-    A progress bar is drawn on stderr only when stderr is a terminal and not ``quiet``;
+    A progress bar (:class:`~mattecli.cli.progress.Bar`: done/total, images per second, elapsed,
+    ETA) is drawn on stderr only when stderr is a terminal, not ``quiet`` and ``total > 1``;
     ``json_lines`` prints each result as one JSON object on stdout.
     """
 
@@ -334,29 +328,16 @@ class Reporter:
         self.quiet = quiet
         self.json_lines = json_lines
         self.results: list[dict] = []
-        self._progress: Progress | None = None
-        self._task = None
+        self._bar: Bar | None = None
 
     def __enter__(self) -> Reporter:
-        if not self.quiet and stderr.is_terminal and self.total > 1:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=stderr,
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task(self.title, total=self.total, rate="")
+        if self.total > 1:
+            self._bar = Bar(self.title, self.total, note=True, elapsed=True, eta=True, show=not self.quiet)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        if self._bar is not None:
+            self._bar.close()
 
     def add(self, result: dict) -> None:
         self.results.append(result)
@@ -364,11 +345,11 @@ class Reporter:
             print_error(result["error"] or "failed", result.get("hint"))
         if self.json_lines:
             print_json({k: v for k, v in result.items() if k != "hint"})
-        if self._progress is not None:
+        if self._bar is not None and self._bar.shown:
             done = [r for r in self.results if r["status"] == "ok"]
             busy = sum(r.get("seconds") or 0.0 for r in done)
-            rate = f"{len(done) / busy:.2f} img/s" if busy > 0 else ""
-            self._progress.update(self._task, advance=1, rate=rate)
+            self._bar.advance(1)
+            self._bar.set(note=f"{len(done) / busy:.2f} img/s" if busy > 0 else "")
 
     @property
     def failed(self) -> int:
@@ -449,21 +430,14 @@ def _variants_help() -> str:
 StrategyOpt = Annotated[str | None, typer.Option(help=_strategies_help())]
 
 
-def trimap_predictors() -> list[str]:
-    """Methods that predict trimaps (``--trimap auto``, ``trimap --from-image``), the default first."""
-    from mattecli import methods
+def _trimap_method_help() -> str:
+    from mattecli.pipelines.trimap import predictors
 
-    return [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
+    names = predictors()
+    return f"With --trimap auto: the method that predicts the trimaps ({', '.join(names)}; default {names[0]})."
 
 
-TrimapMethodOpt = Annotated[
-    str | None,
-    typer.Option(
-        help=f"With --trimap auto: the method that predicts the trimaps ({', '.join(trimap_predictors())}; "
-        f"default {trimap_predictors()[0]}).",
-        show_default=False,
-    ),
-]
+TrimapMethodOpt = Annotated[str | None, typer.Option(help=_trimap_method_help(), show_default=False)]
 TrimapVariantOpt = Annotated[
     str | None,
     typer.Option(help="With --trimap auto: the trimap method's weights variant.", show_default=False),
@@ -476,14 +450,20 @@ TileOverlapOpt = Annotated[
     typer.Option(help="Tile halo in pixels: context seen on each side and discarded (default: the method's margin)."),
 ]
 BatchSizeOpt = Annotated[int | None, typer.Option(help="Tiles or patches per forward pass.")]
-MaxMemoryOpt = Annotated[
-    str | None,
-    typer.Option(
-        help="Peak memory of the run (process RAM on CPU, allocated GPU memory on CUDA), e.g. 6G; tiles and "
-        "batches are sized to stay under it (default: what is in use plus 80% of free GPU memory / half the RAM, "
-        "90% with --strategy whole)."
-    ),
-]
+
+
+def _max_memory_help() -> str:
+    from mattecli.runtime.memory import DEFAULT_BUDGET, MACHINE_SHARE, REFERENCE_MEMORY, format_memory
+
+    return (
+        "Peak memory of the run (process RAM on CPU, allocated GPU memory on CUDA), e.g. 6G; tiles and batches "
+        "are planned from the method's declared memory figures to stay under it "
+        f"(default {format_memory(DEFAULT_BUDGET)}, or {MACHINE_SHARE:.0%} of a machine or GPU with less than "
+        f"{format_memory(REFERENCE_MEMORY)})."
+    )
+
+
+MaxMemoryOpt = Annotated[str | None, typer.Option(help=_max_memory_help())]
 ScalesOpt = Annotated[
     str | None,
     typer.Option(
@@ -493,14 +473,21 @@ ScalesOpt = Annotated[
 ]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the network (pays off on long runs).")]
 VariantOpt = Annotated[str | None, typer.Option(help=_variants_help())]
+#: ``--device``, ``--precision`` and ``--weights``: declared once here, used by every command that runs a network.
 DeviceOpt = Annotated[
     str,
-    typer.Option(help="auto, cpu, cuda or cuda:N; a list (cuda:0,cuda:1) or 'all' runs one worker process per device."),
+    typer.Option(
+        help="auto, cpu, cuda or cuda:N (deep methods); matte also takes a list (cuda:0,cuda:1) or 'all': "
+        "one worker process per device."
+    ),
 ]
 PrecisionOpt = Annotated[
     str, typer.Option(help="fp32, fp16 or bf16 (deep methods; autocast on CUDA, bf16 also on CPU).")
 ]
-WeightsOpt = Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (deep methods).")]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Weights file used instead of the manifest's for the network the command runs (deep methods)."),
+]
 
 
 def method_options(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -56,9 +55,9 @@ def semantic_trimap(
     batch_size: Annotated[
         int | None, typer.Option(help="Classifier patches per forward pass (default: 1 on the CPU, 4 on a GPU).")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (autocast on CUDA, bf16 also on CPU).")] = "fp32",
-    weights: Annotated[Path | None, typer.Option(help="Classifier weights file overriding sim-classifier.")] = None,
+    device: common.DeviceOpt = "auto",
+    precision: common.PrecisionOpt = "fp32",
+    weights: common.WeightsOpt = None,
     no_download: common.NoDownloadOpt = False,
     recursive: RecursiveOpt = False,
     shard: common.ShardOpt = None,

@@ -1,8 +1,7 @@
-"""``mattecli trimap``: trimaps from alpha mattes or masks."""
+"""``mattecli trimap``: trimaps from alpha mattes or masks, or (``--from-image``) predicted from photos."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +16,7 @@ from mattecli.cli.common import (
     QuietOpt,
     RecursiveOpt,
 )
+from mattecli.pipelines.trimap import predictors
 
 
 @common.handles_errors
@@ -42,11 +42,11 @@ def trimap(
         typer.Option(help="Inputs are photos: predict their trimaps with a trimap-free method (see --method)."),
     ] = False,
     method: Annotated[
-        str, typer.Option("--method", "-m", help=f"Method for --from-image: {', '.join(common.trimap_predictors())}.")
-    ] = common.trimap_predictors()[0],
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (with --from-image).")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 or bf16 (with --from-image).")] = "fp32",
-    weights: Annotated[Path | None, typer.Option(help="Weights file overriding the manifest (--from-image).")] = None,
+        str, typer.Option("--method", "-m", help=f"Method for --from-image: {', '.join(predictors())}.")
+    ] = predictors()[0],
+    device: common.DeviceOpt = "auto",
+    precision: common.PrecisionOpt = "fp32",
+    weights: common.WeightsOpt = None,
     no_download: common.NoDownloadOpt = False,
     recursive: RecursiveOpt = False,
     shard: common.ShardOpt = None,

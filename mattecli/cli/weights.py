@@ -17,8 +17,9 @@ from rich.table import Table
 
 import mattecli.methods  # noqa: F401  (gives mattecli.weights every variant's network)
 from mattecli.cli import common
-from mattecli.cli.progress import RichDownloadBar, human_bytes
+from mattecli.cli.progress import RichDownloadBar
 from mattecli.errors import ChecksumMismatchError, UsageError, WeightsError
+from mattecli.units import format_bytes
 
 __all__ = ["app", "RichDownloadBar"]
 
@@ -77,7 +78,7 @@ def list_(
     first use (with the recorded commit once there is one).
     """
     from mattecli import weights
-    from mattecli.weights.store import size_of
+    from mattecli.weights.local import size_of
 
     rows = weights.status(check=check)
     if json_out:
@@ -105,7 +106,7 @@ def list_(
             entry.method,
             f"[{_STATE_STYLE[state]}]{state}[/]",
             source,
-            human_bytes(size) if size else "[dim]?[/]",
+            format_bytes(size) if size else "[dim]?[/]",
             escape(entry.license),
             *((("yes" if row.implemented else "[dim]not yet[/]"),) if unimplemented else ()),
         )
@@ -133,7 +134,7 @@ def list_(
 def _authors_hub_source(row) -> str:
     """The source cell of a variant whose weights are the authors' file on the Hub: the repository,
     then pinned / recorded on first use (and the recorded commit once there is one)."""
-    from mattecli.weights.store import hub_revision
+    from mattecli.weights.trust import hub_revision
 
     info = hub_revision(row.entry)
     if info["pinned"]:
@@ -236,7 +237,7 @@ def pull(
         if not entry.downloadable:
             if variants:  # asked for by name: that is an error, not a note
                 failed += 1
-                err = weights.store.not_available(entry)
+                err = weights.local.not_available(entry)
                 common.print_error(err.message, err.hint)
             else:
                 common.stderr.print(f"[dim]skipped {entry.variant}: {escape(entry.manual_route())}[/]")

@@ -1,20 +1,27 @@
-"""``trimap``: trimaps from alpha mattes or masks, or predicted from the photos by a method."""
+"""``trimap``: trimaps from alpha mattes or masks, or predicted from the photos by a method.
+
+Also the one answer to "which methods predict a trimap" (:func:`predictors`), which the CLI reads
+for its help when it starts: this module therefore imports its image and job machinery (OpenCV
+among it) only where a function runs.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mattecli import io
-from mattecli.pipelines import runner
-from mattecli.trimap import TrimapSettings, make_trimap
+if TYPE_CHECKING:
+    from mattecli.pipelines import runner
+    from mattecli.trimap import TrimapSettings
 
 __all__ = ["trimap_files", "predicted_trimap_files", "predictors", "resolve_trimap_predictor"]
 
 
 def predictors() -> list[str]:
-    """The methods that predict trimaps (``trimap --from-image``, ``--trimap auto``), the default first."""
+    """The names of the methods that predict trimaps (``trimap --from-image``, ``--trimap auto``), in
+    the registry's order with :data:`mattecli.methods.DEFAULT_TRIMAP_METHOD` first."""
     from mattecli import methods
 
     names = [s.name for s in methods.specs() if s.capabilities.predicts_trimap]
@@ -57,10 +64,18 @@ def trimap_files(
 ) -> tuple[list[runner.Job], object]:
     """Plan trimaps for alpha/mask files; returns (jobs, iterator of result dicts).
 
+    Each trimap is :func:`mattecli.trimap.make_trimap` of the input read as a float ``HxW`` map
+    (:func:`mattecli.io.read_gray`), written as an 8-bit PNG of {0, 128, 255}; a result dict adds
+    ``unknown_fraction`` (the share of 128 pixels, 4 decimals).
+
     Raises (before any work):
         BadOptionError (bad settings or --max-pixels, an output that is an input), NoInputsError,
         OutputError (the output folder cannot be created or written).
     """
+    from mattecli import io
+    from mattecli.pipelines import runner
+    from mattecli.trimap import make_trimap
+
     settings.validate()
     io.pixel_limit(max_pixels)
     jobs = runner.plan_jobs(io.discover(inputs, recursive=recursive, stdin=stdin, shard=shard), Path(out))
@@ -100,15 +115,15 @@ def predicted_trimap_files(
         UnknownMethodError, BadOptionError (a method that cannot predict trimaps, a bad option),
         NoInputsError, WeightsError.
     """
-    from mattecli import methods
+    from mattecli import io, methods
     from mattecli.errors import BadOptionError
+    from mattecli.pipelines import runner
 
     spec = methods.get(method)
     if not spec.capabilities.predicts_trimap:
-        predictors = ", ".join(s.name for s in methods.specs() if s.capabilities.predicts_trimap)
         raise BadOptionError(
             f"method {method} cannot predict a trimap" + (" (it needs one itself)" if spec.needs_trimap else ""),
-            hint=f"use a method that predicts one: {predictors}",
+            hint=f"use a method that predicts one: {', '.join(predictors())}",
         )
     resolved = spec.resolve(options)
     io.pixel_limit(max_pixels)

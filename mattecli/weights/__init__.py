@@ -1,10 +1,20 @@
 """Pretrained weights: manifest, hub download, local cache, import of official checkpoints, loading.
 
 Everything a deep method needs to get its weights goes through this package; model code never
-downloads or opens checkpoint files itself. Modules: ``manifest`` (typed, validated
-``weights_manifest.json``), ``checkpoints`` (architecture plug-ins, safe reading, key mapping and
-key/shape checks), ``download`` (the authors' links: HTTP(S), Google Drive's flow, archives),
-``store`` (hashing, cache, sources in order, import, loading), ``publish`` (export).
+downloads or opens checkpoint files itself. Modules, from the bottom up:
+
+* ``manifest``: the typed, validated ``weights_manifest.json``;
+* ``checkpoints``: the registry of each variant's :class:`Architecture`, safe reading, key
+  mapping and key/shape checks;
+* ``store``: cache locations and sha256 hashing;
+* ``trust``: what the authors' file must be when the manifest pins no sha256 (trust on first use);
+* ``local``: the local copies of a variant, the one a run uses, ``weights list`` / ``verify``;
+* ``imports``: ``weights import`` (conversion into the cache);
+* ``hub_pull``, ``official_pull``, ``download``: pulls from the Hub, and from the authors' links
+  (HTTP(S), Google Drive's flow, archives);
+* ``pull``: the sources in order; ``load``: weights for a run (fetched on first use), the network
+  loaded strictly;
+* ``publish``: ``weights export``.
 
 Where weights come from
 -----------------------
@@ -66,18 +76,15 @@ and fail the manifest checksum; (c) keeping it a separate, well-formed cache rep
 (``hf cache scan`` / ``hf cache delete``) list and delete imports like any other repo
 (as ``mattecli-imports/{variant}``).
 
-Plugging in a method
---------------------
-A method module (``models/sim.py`` ...) registers, for each variant it serves::
+Networks and key mappings
+-------------------------
+This package imports no method. Importing :mod:`mattecli.methods` gives it every variant's
+:class:`Architecture` (:func:`register_architecture`, called for each ``Variant`` a method's
+``spec.py`` declares): ``build`` (the ``nn.Module`` with the parameter names of our converted
+files), ``remap`` (official state dict -> ours) and ``detect`` (is a state dict in the official
+layout?). A method's processor gets its network through :func:`load_model` (from
+``mattecli.methods.loading``), which takes the architecture from the spec or this registry.
 
-    register_architecture(
-        "sim-comp1k",
-        build=lambda: SIMNet(...),          # -> nn.Module with the exact parameter names
-        remap=remap_official_sim,           # official state dict -> ours (optional)
-        detect=is_official_sim,             # does a state dict look like the official one? (optional)
-    )
-
-and its ``MethodSpec.create`` calls ``load_model(variant, device, config.weights)``.
 ``remap`` receives the official state dict after container unwrapping (``state_dict`` /
 ``model`` / ``model_state_dict`` keys) and ``module.`` stripping, and returns a new dict keyed
 like the module. PyTorch and MindSpore files are treated as official (remapped), unless
@@ -99,6 +106,9 @@ from mattecli.weights.checkpoints import (
     read_checkpoint,
     register_architecture,
 )
+from mattecli.weights.imports import CONVERTER_VERSION, ImportResult, import_checkpoint
+from mattecli.weights.load import ensure_weights, load_model, prefetch
+from mattecli.weights.local import LocalCopy, PullResult, WeightsStatus, local_path, official_hub_copy, status, verify
 from mattecli.weights.manifest import (
     CheckpointEntry,
     Conversion,
@@ -115,26 +125,9 @@ from mattecli.weights.manifest import (
     parse_manifest,
 )
 from mattecli.weights.publish import ExportResult, export
-from mattecli.weights.store import (
-    CONVERTER_VERSION,
-    IMPORTS_NAMESPACE,
-    ImportResult,
-    LocalCopy,
-    PullResult,
-    WeightsStatus,
-    ensure_weights,
-    hub_revision,
-    import_checkpoint,
-    load_model,
-    local_path,
-    official_hub_copy,
-    prefetch,
-    pull,
-    sha256_file,
-    status,
-    trusted_source,
-    verify,
-)
+from mattecli.weights.pull import pull
+from mattecli.weights.store import IMPORTS_NAMESPACE, sha256_file
+from mattecli.weights.trust import hub_revision, trusted_source
 
 __all__ = [
     # manifest
@@ -151,7 +144,7 @@ __all__ = [
     "default_manifest_path",
     "load_manifest",
     "get_entry",
-    # plug-in point for method modules
+    # a variant's network, given by mattecli.methods
     "Architecture",
     "register_architecture",
     "get_architecture",

@@ -1,7 +1,8 @@
 """Reading checkpoints safely and fitting them to a method's network.
 
-* :func:`register_architecture` is the plug-in point for method modules (network builder,
-  official key mapping, optional detector).
+* :func:`register_architecture` records a variant's :class:`Architecture` (network builder,
+  official key mapping, optional detector); :mod:`mattecli.methods` registers every declared
+  variant's when it is imported, and this package imports no method.
 * :func:`read_checkpoint` reads PyTorch (``torch.load(weights_only=True)`` plus a short allowlist
   of numpy metadata types), safetensors and MindSpore files; nothing in a file can run code.
 * :func:`convert_file` unwraps ``state_dict``/``model`` containers, strips ``module.``, remaps
@@ -24,6 +25,7 @@ from mattecli.errors import (
     UnsafeCheckpointError,
     WeightsUnavailableError,
 )
+from mattecli.units import format_bytes
 from mattecli.weights.manifest import CheckpointEntry, get_entry
 
 if TYPE_CHECKING:
@@ -82,10 +84,12 @@ def register_architecture(
     detect: Callable[[Mapping], bool] | None = None,
     replace: bool = False,
 ) -> Architecture:
-    """Plug a method's network (and its official key mapping) into import and loading.
+    """Record ``variant``'s network (and its official key mapping) for import and loading; returns it.
 
-    Called once per variant at the bottom of a method module. A second registration of the same
-    variant is a programming error unless ``replace=True``.
+    :mod:`mattecli.methods` calls it for every variant its specs declare, with ``replace=True``.
+
+    Raises:
+        ValueError: ``variant`` is registered already and ``replace`` is false.
     """
     if variant in _ARCHITECTURES and not replace:
         raise ValueError(f"an architecture for {variant!r} is already registered")
@@ -126,10 +130,6 @@ MAX_CHECKPOINT_BYTES = 8 << 30
 _INFLATE_CHUNK = 1 << 20
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:.1f} MB"
-
-
 def zip_bomb_reason(zf: zipfile.ZipFile, *, max_bytes: int, members: list[zipfile.ZipInfo] | None = None) -> str | None:
     """Why inflating ``members`` of ``zf`` (default: all) is refused, in words, or None when it is safe.
 
@@ -144,16 +144,17 @@ def zip_bomb_reason(zf: zipfile.ZipFile, *, max_bytes: int, members: list[zipfil
     if total > max_bytes:
         big = max(infos, key=lambda i: i.file_size)
         return (
-            f"its members would inflate to {_mb(total)} ({big.filename}: {_mb(big.file_size)}), more than "
-            f"the {_mb(max_bytes)} it may hold"
+            f"its members would inflate to {format_bytes(total)} ({big.filename}: "
+            f"{format_bytes(big.file_size)}), more than the {format_bytes(max_bytes)} it may hold"
         )
     for info in infos:
         if info.compress_type == zipfile.ZIP_STORED:
             continue
         if info.file_size > RATIO_FLOOR_BYTES and info.file_size > MAX_INFLATION_RATIO * max(info.compress_size, 1):
             return (
-                f"{info.filename} would inflate from {_mb(info.compress_size)} to {_mb(info.file_size)} "
-                f"({info.file_size // max(info.compress_size, 1)}:1), a decompression bomb"
+                f"{info.filename} would inflate from {format_bytes(info.compress_size)} to "
+                f"{format_bytes(info.file_size)} ({info.file_size // max(info.compress_size, 1)}:1), "
+                "a decompression bomb"
             )
     for info in infos:
         if info.compress_type == zipfile.ZIP_STORED:

@@ -10,15 +10,9 @@ from pathlib import Path
 
 from mattecli.errors import OutputError
 from mattecli.weights.checkpoints import META
+from mattecli.weights.local import hub_copy, imported_copy, not_available, verified_path
 from mattecli.weights.manifest import CheckpointEntry, get_entry
-from mattecli.weights.store import (
-    hub_copy,
-    imported_copy,
-    not_available,
-    sha256_file,
-    verified_path,
-    write_text_atomic,
-)
+from mattecli.weights.store import sha256_file, write_text_atomic
 
 __all__ = ["ExportResult", "export"]
 

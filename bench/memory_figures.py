@@ -342,14 +342,19 @@ def table(work: Path, out: Path) -> str:
         "  small measuring sizes never fill but global attention over a large image does; `image` 60 B/px",
         "  for both sizes (the larger of the two measurements); the Distinctions-646 variants share their",
         "  size's figures.",
+        "- AIM: `glance` and `focus` the largest of three measurements (819 / 902 / 722 and 1283 / 1393 /",
+        "  1264 B/px), rounded up.",
+        "- knn: `image` 32 B/px, cf's: the two share the tiled pipeline and its full-size planes; knn's",
+        "  slope (153 B/px) came from larger anchored crops on the larger image, which its `solve` figure",
+        "  bounds per crop (at 33 MP the run held 44 B/px, tile solve included).",
         "- cf / knn: `solve` and `unknown` are pymatting's own memory model (440 B per pixel plus 2600 B",
         "  per unknown pixel for cf, 3700 B per pixel for knn: least-squares fits of subprocess peaks over",
         "  0.25-1.4 MP images with 5-50% unknown, rounded up), not a pass measured here.",
         "",
         "What the default budget (10 GiB) then runs whole, the same on every machine of 16 GB or more:",
         "SIM up to about 5.5 MP, ViTMatte-S about 9 MP (ViTMatte-B 8.5 MP), MSIA 18 MP, SHM's M-Net",
-        "(`--strategy whole`) 19 MP, AIM's hybrid focus pass (at most 1600 px a side) up to about 45 MP",
-        "images, cf 3-10 MP (by the unknown share), knn 2.3 MP; above, tiles.",
+        "(`--strategy whole`) 19 MP, AIM's hybrid always (its focus pass is at most 1600 px a side: it",
+        "fits up to the 200 MP pixel limit), cf 3-10 MP (by the unknown share), knn 2.3 MP; above, tiles.",
     ]
     text = "\n".join(lines) + "\n"
     out.write_text(text)

@@ -45,7 +45,7 @@ def _spec(name: str, summary: str, paper: str, published: tuple[Published, ...],
 #: unknown pixel (cf's incomplete-Cholesky factor and CG vectors); ``image`` the full-size planes
 #: of the tiled solve (blend sum and weight, masks, output) and the decoded image.
 CF_FOOTPRINT = Footprint(fixed=448 << 20, image=32, passes={"solve": 440, "unknown": 2600})
-KNN_FOOTPRINT = Footprint(fixed=448 << 20, image=156, passes={"solve": 3700, "unknown": 0})
+KNN_FOOTPRINT = Footprint(fixed=448 << 20, image=32, passes={"solve": 3700, "unknown": 0})
 
 CF = _spec(
     "cf",

@@ -69,13 +69,3 @@ __all__ = [
     "write_image",
     "to_uint",
 ]
-
-
-def __getattr__(name: str):
-    """``io.canonical_safetensors``, kept for the callers written before it moved to
-    :mod:`mattecli.weights.imports` (imported on first use: this package imports no weights module)."""
-    if name == "canonical_safetensors":
-        from mattecli.weights.imports import canonical_safetensors
-
-        return canonical_safetensors
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -296,7 +296,7 @@ def encode_scores(st: SemanticTrimap, metadata: dict[str, str] | None = None) ->
     metadata; the same maps always give the same bytes (a canonical header)."""
     from safetensors.numpy import save
 
-    from mattecli.io import canonical_safetensors
+    from mattecli.weights.imports import canonical_safetensors
 
     meta = {
         "format": "mattecli.semantic_trimap",

@@ -121,6 +121,12 @@ def _mattecli_side(image_path: Path, hf_cache: Path, out: Path, strategy: str, p
     from mattecli import methods
     from mattecli.methods.base import EngineOptions, MethodOptions
 
+    try:  # what `mattecli matte` does at start-up on the CPU (the library itself never sets it)
+        from mattecli.runtime.allocator import configure_for_cli
+
+        configure_for_cli("cpu", None)
+    except ImportError:  # a checkout from before the CLI made that choice
+        pass
     matter = methods.get("aim").create(MethodOptions(device="cpu", engine=EngineOptions(strategy=strategy)))
     # the official script reads with PIL and no EXIF transpose; feed the very same pixels
     image = np.asarray(Image.open(image_path).convert("RGB"), dtype=np.float32) / 255.0

@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from mattecli import metrics
+from mattecli.benchmark import metrics
 
 
 def make_case(size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,8 +1,13 @@
-"""Typed, validated JSON manifests (weights, datasets): field access that names entry and field, and reading.
+"""Typed, validated JSON manifests (weights, datasets): field access that names entry and field, reading,
+and the types both manifests share.
 
 The manifests are data, not code: every field is checked when it is read and a bad one raises
 :class:`~mattecli.errors.ManifestError` naming the entry and the field (unknown fields too, so a typo
-such as ``sha265`` cannot hide).
+such as ``sha265`` cannot hide). Shared by ``weights_manifest.json`` (:mod:`mattecli.weights.manifest`)
+and ``datasets_manifest.json`` (:mod:`mattecli.benchmark.manifest`): :class:`Fields`,
+:func:`read_manifest`, the patterns of a commit (:data:`HEX40`), a sha256 (:data:`HEX64`) and a
+Hub repository id (:data:`REPO_ID`), and the publication an entry belongs to (:class:`Paper`,
+:func:`parse_paper`).
 """
 
 from __future__ import annotations
@@ -10,12 +15,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from mattecli.errors import ManifestError
 
-__all__ = ["Fields", "HEX40", "HEX64", "REPO_ID", "read_manifest"]
+__all__ = ["Fields", "HEX40", "HEX64", "REPO_ID", "Paper", "parse_paper", "read_manifest"]
 
 HEX40 = re.compile(r"[0-9a-f]{40}")
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -76,6 +82,29 @@ class Fields:
         extra = sorted(set(self.data) - self.seen)
         if extra:
             raise self.error(extra[0], "is not a known field (typo?)")
+
+
+@dataclass(frozen=True)
+class Paper:
+    """The publication a checkpoint or a test set belongs to (``venue``/``year`` are ``None`` when unknown)."""
+
+    title: str
+    authors: str
+    venue: str | None
+    year: int | None
+
+
+def parse_paper(f: Fields) -> Paper:
+    """The ``paper`` object of the entry ``f`` (``title``, ``authors``, nullable ``venue`` and ``year``).
+
+    Raises:
+        ManifestError: missing, mistyped or unknown fields, naming the entry.
+    """
+    p = f.sub("paper")
+    paper = Paper(p.get("title", str), p.get("authors", str), p.get("venue", str, nullable=True),
+                  p.get("year", int, nullable=True))  # fmt: skip
+    p.done()
+    return paper
 
 
 _CACHE: dict[tuple[str, str, int, int], Any] = {}

@@ -43,7 +43,7 @@ def test_the_cli_help_and_bench_read_the_specs():
         assert ", ".join(spec.strategies) in helps["strategy"]  # --strategy lists each method's own
     several = [s for s in methods.specs() if len(s.variants) > 1]
     assert several and all(", ".join(v.name for v in s.variants) in helps["variant"] for s in several)
-    from mattecli.pipelines.bench import published_for
+    from mattecli.benchmark.reports import published_for
 
     assert published_for("sim", "comp1k") == [p for p in methods.get("sim").published if p.dataset == "comp1k"]
     assert published_for("nope", "comp1k") == []
@@ -193,3 +193,25 @@ def test_the_weights_modules_import_no_cli_no_pipeline_and_no_io():
                 name,
                 sorted(imported),
             )
+
+
+def test_the_benchmark_package_is_one_room():
+    """``mattecli.benchmark`` (datasets, metrics, runs, reports) is imported by no module of the package but the
+    CLI's ``bench`` command (the repository's ``bench/`` scripts and the tests use it from outside), and it
+    imports only downwards: methods, runtime, weights, io and the shared leaves, never a command, a pipeline
+    or a backend."""
+    modules = _modules()
+    below = ("mattecli.methods", "mattecli.runtime", "mattecli.weights", "mattecli.io", "mattecli.manifests",
+             "mattecli.errors", "mattecli.constants", "mattecli.units", "mattecli.hub", "mattecli.trimap")  # fmt: skip
+
+    def within(module: str, packages: tuple[str, ...]) -> bool:
+        return any(module == p or module.startswith(p + ".") for p in packages)
+
+    assert "mattecli.benchmark.run" in modules and "mattecli.benchmark.metrics" in modules
+    for name, path in modules.items():
+        imported = _imports(ast.parse(path.read_text()), modules)
+        if within(name, ("mattecli.benchmark",)):
+            upward = sorted(m for m in imported if m != "mattecli" and not within(m, ("mattecli.benchmark", *below)))
+            assert upward == [], (name, upward)  # "mattecli" itself: its __version__
+        elif name != "mattecli.cli.bench":
+            assert not any(within(m, ("mattecli.benchmark",)) for m in imported), name

@@ -13,11 +13,14 @@ import typer
 from test_datasets import _write_triplets, build_mini_comp1k
 from typer.testing import CliRunner
 
-from mattecli import __version__, io, methods, metrics
-from mattecli.datasets import load_dataset
+from mattecli import __version__, io, methods
+from mattecli.benchmark import metrics, reports
+from mattecli.benchmark.datasets import load_dataset
+from mattecli.benchmark.row_cache import cache_path_for
+from mattecli.benchmark.run import run_bench
+from mattecli.benchmark.settings import BenchSettings
 from mattecli.errors import DatasetError, UsageError
 from mattecli.methods.base import Capabilities, MethodOptions, MethodSpec, Prediction
-from mattecli.pipelines import bench
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +73,12 @@ def direct_metrics(sample, predict, *, exact=True, clamp=True, grad_norm="minmax
 
 # ----------------------------------------------------------------------------- library
 def test_cf_report_equals_metrics_computed_directly(comp1k, tmp_path):
-    settings = bench.BenchSettings(
-        dataset="comp1k", root=str(comp1k), method="cf", device="cpu", limit=3,
+    settings = BenchSettings(
+        dataset="comp1k", root=str(comp1k), method="cf", options=MethodOptions(device="cpu"), limit=3,
         save_predictions=str(tmp_path / "pred"),
     )  # fmt: skip
-    report = bench.run_bench(settings)
-    assert report["format"] == bench.REPORT_FORMAT
+    report = run_bench(settings)
+    assert report["format"] == reports.REPORT_FORMAT
     assert report["tool"] == {"name": "mattecli", "version": __version__}
     assert report["method"] == "cf" and report["weights_sha256"] is None and report["device"] == "cpu"
     assert report["settings"]["grad_norm"] == "minmax" and report["settings"]["clamp_known"] is True
@@ -103,9 +106,7 @@ def test_cf_report_equals_metrics_computed_directly(comp1k, tmp_path):
     json.dumps(report, allow_nan=False)  # serialisable, no NaN
 
     # the saved predictions score the same in predictions mode (any tool's output)
-    again = bench.run_bench(
-        bench.BenchSettings(dataset="comp1k", root=str(comp1k), predictions=str(tmp_path / "pred"), limit=3)
-    )
+    again = run_bench(BenchSettings(dataset="comp1k", root=str(comp1k), predictions=str(tmp_path / "pred"), limit=3))
     assert again["source"] == "predictions" and again["method"] is None
     assert [r["metrics"] for r in again["rows"]] == [r["metrics"] for r in report["rows"]]
 
@@ -130,7 +131,7 @@ def test_predictions_mode_scores_a_folder_by_stem(tmp_path):
             cv2.imwrite(str(target), p.astype(np.uint16) * 257)
         else:
             cv2.imwrite(str(target), p)
-    report = bench.run_bench(bench.BenchSettings(dataset="aim500", root=str(root), predictions=str(preds)))
+    report = run_bench(BenchSettings(dataset="aim500", root=str(root), predictions=str(preds)))
     assert report["dataset"]["metric_mode"] == "whole"
     ds = load_dataset("aim500", root)
     for row, sample in zip(report["rows"], ds, strict=True):
@@ -145,16 +146,16 @@ def test_predictions_mode_scores_a_folder_by_stem(tmp_path):
 
     # a missing prediction fails that image only
     (preds / "NS" / "b2.png").unlink()
-    partial = bench.run_bench(bench.BenchSettings(dataset="aim500", root=str(root), predictions=str(preds)))
+    partial = run_bench(BenchSettings(dataset="aim500", root=str(root), predictions=str(preds)))
     assert [f["name"] for f in partial["failures"]] == ["b2"]
     assert "no prediction named b2" in partial["failures"][0]["error"]
     assert partial["summary"]["count"] == 3
 
 
 def test_resume_reuses_cached_rows(comp1k, tmp_path, counting):
-    cache = bench.cache_path_for(tmp_path / "out.json")
+    cache = cache_path_for(tmp_path / "out.json")
     assert cache.name == "out.rows.jsonl"
-    settings = bench.BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=6)
+    settings = BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=6)
 
     class Killed(Exception):
         pass
@@ -164,81 +165,81 @@ def test_resume_reuses_cached_rows(comp1k, tmp_path, counting):
             raise Killed
 
     with pytest.raises(Killed):
-        bench.run_bench(settings, cache=cache, progress=kill_after_two)
+        run_bench(settings, cache=cache, progress=kill_after_two)
     assert counting.calls == 2
     with open(cache, "a") as fh:
         fh.write('{"key": "cut sho')  # the line a killed run was writing
-    resumed = bench.run_bench(settings, cache=cache)
+    resumed = run_bench(settings, cache=cache)
     assert counting.calls == 2 + 4  # only the four missing images ran
     assert resumed["cached_rows"] == 2 and resumed["summary"]["count"] == 6
 
-    fresh = bench.run_bench(settings)  # no cache
+    fresh = run_bench(settings)  # no cache
     assert counting.calls == 12
     assert [r["metrics"] for r in resumed["rows"]] == [r["metrics"] for r in fresh["rows"]]
     assert resumed["summary"]["metrics"] == fresh["summary"]["metrics"]
 
-    again = bench.run_bench(settings, cache=cache)
+    again = run_bench(settings, cache=cache)
     assert counting.calls == 12 and again["cached_rows"] == 6
     # other settings are another key: nothing reused
-    bench.run_bench(replace(settings, grad_norm="255", limit=2), cache=cache)
+    run_bench(replace(settings, grad_norm="255", limit=2), cache=cache)
     assert counting.calls == 14
 
 
 def test_merge_of_partial_reports_equals_the_single_report(comp1k, counting):
-    settings = bench.BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=7)
-    full = bench.run_bench(settings)
+    settings = BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=7)
+    full = run_bench(settings)
 
     # split one run's rows into two partial reports: merging gives the same report
-    meta = {k: v for k, v in full.items() if k in bench._META_KEYS}
-    part_a = bench.build_report(meta, full["rows"][4:])
-    part_b = bench.build_report(meta, full["rows"][:4])
-    merged = bench.merge_reports([part_a, part_b])
+    meta = {k: v for k, v in full.items() if k in reports.META_KEYS}
+    part_a = reports.build_report(meta, full["rows"][4:])
+    part_b = reports.build_report(meta, full["rows"][:4])
+    merged = reports.merge_reports([part_a, part_b])
     for key in ("rows", "summary", "groups", "speed", "failures", "published", "settings_key", "method"):
         assert merged[key] == full[key], key
 
     # real shards (two runs on halves of the dataset) give the same metrics
     ds = load_dataset("comp1k", comp1k, limit=7)
-    shard1 = bench.run_bench(settings, dataset=replace(ds, samples=ds.samples[0::2]))
-    shard2 = bench.run_bench(settings, dataset=replace(ds, samples=ds.samples[1::2]))
-    combined = bench.merge_reports([shard1, shard2])
+    shard1 = run_bench(settings, dataset=replace(ds, samples=ds.samples[0::2]))
+    shard2 = run_bench(settings, dataset=replace(ds, samples=ds.samples[1::2]))
+    combined = reports.merge_reports([shard1, shard2])
     assert [r["metrics"] for r in combined["rows"]] == [r["metrics"] for r in full["rows"]]
     assert combined["summary"]["metrics"] == pytest.approx(full["summary"]["metrics"], rel=1e-12)
     assert combined["dataset"]["evaluated"] == 7 and len(combined["runs"]) == 2
     assert combined["speed"]["images"] == 7
 
-    other = bench.run_bench(replace(settings, grad_norm="255", limit=1))
+    other = run_bench(replace(settings, grad_norm="255", limit=1))
     with pytest.raises(UsageError, match="different benchmarks"):
-        bench.merge_reports([full, other])
+        reports.merge_reports([full, other])
     with pytest.raises(UsageError):
-        bench.merge_reports([])
+        reports.merge_reports([])
 
 
 def test_report_round_trip_and_errors(comp1k, tmp_path, counting):
-    report = bench.run_bench(bench.BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=2))
-    bench.write_report(report, tmp_path / "r.json")
-    assert bench.load_report(tmp_path / "r.json") == json.loads(json.dumps(report))
+    report = run_bench(BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=2))
+    reports.write_report(report, tmp_path / "r.json")
+    assert reports.load_report(tmp_path / "r.json") == json.loads(json.dumps(report))
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(UsageError):
-        bench.load_report(tmp_path / "bad.json")
+        reports.load_report(tmp_path / "bad.json")
     with pytest.raises(UsageError):
-        bench.run_bench(bench.BenchSettings(dataset="comp1k", root=str(comp1k)))
+        run_bench(BenchSettings(dataset="comp1k", root=str(comp1k)))
     # a trimap-based method on a dataset without trimaps
     _write_triplets(tmp_path / "f", ["x"], image="images", alpha="alpha", trimap=None)
     with pytest.raises(DatasetError, match="needs trimaps"):
-        bench.run_bench(bench.BenchSettings(dataset="folder", root=str(tmp_path / "f"), method="counting"))
+        run_bench(BenchSettings(dataset="folder", root=str(tmp_path / "f"), method="counting"))
 
 
 def test_published_numbers():
-    sim = bench.published_for("sim", "comp1k")
+    sim = reports.published_for("sim", "comp1k")
     assert sim[0].metrics == {"sad": 28.0, "mse": 5.8e-3, "grad": 10.8, "conn": 24.8}
-    assert bench.published_for("msia", "dist646")[0].metrics == {
+    assert reports.published_for("msia", "dist646")[0].metrics == {
         "sad": 49.51, "mse": 9e-3, "grad": 39.70, "conn": 46.68,
     }  # fmt: skip
-    aim = bench.published_for("aim", "aim500")[0]
+    aim = reports.published_for("aim", "aim500")[0]
     assert aim.metrics["sad"] == 43.92 and aim.metrics["mad"] == 0.0262 and aim.metrics["grad"] == 33.05
     assert aim.groups["type"] == {"SO": 31.80, "STM": 94.02, "NS": 134.31}
-    assert bench.published_for("sim", "simd")[0].metrics["conn"] == 20.83
-    assert bench.published_for("aim", "comp1k") == []
+    assert reports.published_for("sim", "simd")[0].metrics["conn"] == 20.83
+    assert reports.published_for("aim", "comp1k") == []
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -266,8 +267,8 @@ def test_cli_prints_table_and_writes_report(comp1k, tmp_path, cli):
     assert "images/s" in result.stderr and "peak memory" in result.stderr
     assert result.stdout == ""  # tables and progress go to stderr
     report = json.loads(out.read_text())
-    assert report["format"] == bench.REPORT_FORMAT and report["summary"]["count"] == 2
-    assert bench.cache_path_for(out).is_file()
+    assert report["format"] == reports.REPORT_FORMAT and report["summary"]["count"] == 2
+    assert cache_path_for(out).is_file()
 
     as_json = cli("--dataset", "comp1k", "--root", comp1k, "--method", "cf", "--limit", 2, "--report", out,
                   "--json", "--quiet")  # fmt: skip
@@ -278,17 +279,31 @@ def test_cli_prints_table_and_writes_report(comp1k, tmp_path, cli):
 
 
 def test_report_says_whether_the_dataset_is_the_full_test_set(comp1k, tmp_path, counting, cli):
-    settings = bench.BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=3,
+    settings = BenchSettings(dataset="comp1k", root=str(comp1k), method="counting", limit=3,
                                    dataset_source={"location": str(comp1k), "revision": "a" * 40})  # fmt: skip
-    report = bench.run_bench(settings)
+    report = run_bench(settings)
     ds = report["dataset"]
     # the miniature tree has 2 foregrounds x 20 backgrounds of the published 50 x 20
     assert (ds["found"], ds["expected"], ds["complete"], ds["size"]) == (40, 1000, False, 3)
     assert ds["source"]["revision"] == "a" * 40
-    assert report["settings_key"] != bench.run_bench(replace(settings, dataset_source=None))["settings_key"]
+    assert report["settings_key"] != run_bench(replace(settings, dataset_source=None))["settings_key"]
     shown = cli("--dataset", "comp1k", "--root", comp1k, "--method", "counting", "--limit", 1)
     assert shown.exit_code == 0, shown.stderr
     assert "note:" in shown.stderr and "40 of the 1000 Composition-1k test images" in shown.stderr
+
+
+def test_cli_without_method_runs_the_default_method_and_says_so(comp1k, counting, cli, monkeypatch):
+    monkeypatch.setattr(methods, "DEFAULT_METHOD", "counting")
+    result = cli("--dataset", "comp1k", "--root", comp1k, "--limit", 2, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["method"] == "counting" and counting.calls == 2
+    notes = [line for line in result.stderr.splitlines() if "--method" in line]
+    assert notes == [
+        "note: no --method given: benchmarking counting, the default method (--method NAME runs another; "
+        "--predictions DIR scores existing mattes)"
+    ]
+    quiet = cli("--dataset", "comp1k", "--root", comp1k, "--limit", 2, "--quiet")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
 
 
 def test_cli_exit_codes(comp1k, tmp_path, cli):
@@ -297,10 +312,12 @@ def test_cli_exit_codes(comp1k, tmp_path, cli):
     (tmp_path / "empty").mkdir()
     layout = cli("--dataset", "comp1k", "--root", tmp_path / "empty", "--method", "cf")
     assert layout.exit_code == 2 and "error:" in layout.stderr and "merged/" in layout.stderr
-    nothing = cli("--dataset", "comp1k", "--root", comp1k)
-    assert nothing.exit_code == 2 and "--predictions" in nothing.stderr
     grad = cli("--dataset", "comp1k", "--root", comp1k, "--method", "cf", "--grad-norm", "max")
-    assert grad.exit_code == 2
+    assert grad.exit_code == 2 and "--grad-norm must be minmax or 255, not 'max'" in grad.stderr
+    quantize = cli("--dataset", "comp1k", "--root", comp1k, "--method", "cf", "--quantize", "12")
+    assert quantize.exit_code == 2 and "--quantize must be 8, 16 or float, not '12'" in quantize.stderr
+    unknown = cli("--dataset", "comp1k", "--method", "nope", "--no-download")
+    assert unknown.exit_code == 2 and "unknown method 'nope'" in unknown.stderr  # before the dataset is looked up
 
     # predictions mode with one prediction missing: the others are scored, exit code 1
     preds = tmp_path / "preds"

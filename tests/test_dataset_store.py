@@ -24,7 +24,10 @@ from hub_server import FakeHub, use_fake_hub
 from PIL import Image
 from typer.testing import CliRunner
 
-from mattecli import constants, dataset_manifest, dataset_store, io, methods, metrics
+from mattecli import constants, io, methods
+from mattecli.benchmark import download, metrics
+from mattecli.benchmark import manifest as dataset_manifest
+from mattecli.benchmark import store as dataset_store
 from mattecli.errors import DatasetError, ManifestError
 from mattecli.methods.base import Capabilities, MethodSpec, Prediction
 
@@ -130,7 +133,7 @@ def error_lines(result) -> list[str]:
 
 # ----------------------------------------------------------------------------- manifest
 def test_repository_manifest_is_valid_and_honest():
-    from mattecli.datasets import DATASETS
+    from mattecli.benchmark.datasets import DATASETS
 
     manifest = dataset_manifest.load_manifest(REPO / "datasets_manifest.json")
     assert set(manifest.names()) == set(DATASETS) - {"folder"}
@@ -359,7 +362,7 @@ def test_failed_unpack_installs_nothing(hub, env, monkeypatch):
         dataset_manifest.ENV_MANIFEST, str(write_manifest(env / "m.json", revision=hub.commit, images=5))
     )
     with pytest.raises(DatasetError, match="holds 4 rows but AIM-500 has 5 test images; nothing was installed"):
-        dataset_store.fetch("aim500")
+        download.fetch("aim500")
     # a column the manifest names is not in the parquet file
     broken = {"name": "image_name", "image": "picture", "alpha": "mask", "trimap": None,
               "groups": {"type": "type"}}  # fmt: skip
@@ -367,12 +370,12 @@ def test_failed_unpack_installs_nothing(hub, env, monkeypatch):
         dataset_manifest.ENV_MANIFEST, str(write_manifest(env / "m2.json", revision=hub.commit, columns=broken))
     )
     with pytest.raises(DatasetError, match="no column 'picture'; it has image, mask"):
-        dataset_store.fetch("aim500")
+        download.fetch("aim500")
     monkeypatch.setenv(
         dataset_manifest.ENV_MANIFEST, str(write_manifest(env / "m3.json", revision=hub.commit, files=["*.arrow"]))
     )
     with pytest.raises(DatasetError, match=r"no file of nobg/AIM-500@\w+ matches \*\.arrow"):
-        dataset_store.fetch("aim500")
+        download.fetch("aim500")
     root = env / "datasets"
     assert [p.name for p in root.iterdir()] == [".aim500.lock"]  # no dataset, no partial folder
 
@@ -391,7 +394,7 @@ def test_two_processes_do_not_unpack_over_each_other(hub, env):
     results: list = []
 
     def worker() -> None:
-        results.append(dataset_store.fetch("aim500")[1])
+        results.append(download.fetch("aim500")[1])
 
     threads = [threading.Thread(target=worker) for _ in range(2)]
     for t in threads:

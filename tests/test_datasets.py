@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mattecli import datasets, io
-from mattecli.datasets import BGS_PER_FG, compose, compose_files, export_prebuilt, load_dataset
+from mattecli import io
+from mattecli.benchmark.composition import compose, compose_files
+from mattecli.benchmark.datasets import export_prebuilt, load_dataset
+from mattecli.benchmark.layouts import BGS_PER_FG
+from mattecli.benchmark.samples import exact_uint
 from mattecli.errors import DatasetError
 
 FG_NAMES = ("hair.png", "glass.jpg")  # a .jpg name exercises the recipe's "strip 4 characters" rule
@@ -350,11 +353,11 @@ def test_folder_trimaps_are_normalised_but_dim_ones_exact(tmp_path):
 def test_alpha_is_loaded_exactly():
     a = np.arange(256, dtype=np.uint8).reshape(16, 16)
     as_read = a.astype(np.float32) / 255.0  # what io.read_gray returns for an 8-bit file
-    np.testing.assert_array_equal(datasets.exact_uint(as_read), a)
+    np.testing.assert_array_equal(exact_uint(as_read), a)
     b = (np.arange(256, dtype=np.uint16) * 251).reshape(16, 16)
-    np.testing.assert_array_equal(datasets.exact_uint(b.astype(np.float32) / 65535.0), b)
+    np.testing.assert_array_equal(exact_uint(b.astype(np.float32) / 65535.0), b)
     soft = np.array([[0.1234567]], np.float32)
-    assert datasets.exact_uint(soft).dtype == np.float32
+    assert exact_uint(soft).dtype == np.float32
 
 
 def test_duplicate_stems_are_an_error(tmp_path):

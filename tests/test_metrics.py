@@ -1,7 +1,7 @@
 """Metrics against independent, deliberately naive implementations of the two evaluation codes.
 
 DIM convention (``mode="unknown"``): references written from the MATLAB code's steps as
-``mattecli.metrics`` documents them: pixel loops, an explicit double-loop convolution with
+``mattecli.benchmark.metrics`` documents them: pixel loops, an explicit double-loop convolution with
 replicated borders, and a BFS flood fill that numbers components in MATLAB's column-major order.
 
 AIM convention (``mode="whole"``): references that follow the AIM authors' ``core/evaluate.py``
@@ -10,7 +10,7 @@ the threshold list ``np.arange(0, 1.1, 0.1)``, a float32 ``l_map``, and a BFS la
 components as scikit-image's ``label`` does (by first pixel in row-major order). The inputs are
 read as its ``core/test.py`` reads them (``np.array(Image.open(png)) / 255.``).
 
-No reference shares code with ``mattecli.metrics``.
+No reference shares code with ``mattecli.benchmark.metrics``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections import deque
 import numpy as np
 import pytest
 
-from mattecli import metrics
+from mattecli.benchmark import metrics
 from mattecli.errors import InputError, TrimapError, UsageError
 
 

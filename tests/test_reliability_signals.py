@@ -456,8 +456,8 @@ def test_the_drive_zip_path_refuses_a_bomb_member_and_streams_with_a_cap(tmp_pat
 def test_a_parquet_dataset_bomb_is_refused_before_any_row_is_read(tmp_path):
     pa = pytest.importorskip("pyarrow")
     pq = pytest.importorskip("pyarrow.parquet")
-    from mattecli import dataset_parquet
-    from mattecli.dataset_manifest import HubColumns, UnpackLayout
+    from mattecli.benchmark import parquet as dataset_parquet
+    from mattecli.benchmark.manifest import HubColumns, UnpackLayout
     from mattecli.errors import DatasetError
 
     png = cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()

@@ -22,10 +22,13 @@ import pytest
 from conftest import EXAMPLES, invoke
 
 from mattecli import io
+from mattecli.benchmark import html_report
+from mattecli.benchmark.html_report import render_html, write_html
+from mattecli.benchmark.report_text import COLUMNS, columns, fmt
+from mattecli.benchmark.run import run_bench
+from mattecli.benchmark.settings import BenchSettings
+from mattecli.benchmark.thumbnails import THUMB_SIDE, error_map, reduce, sample_thumbnails
 from mattecli.cli import bench as cli_bench
-from mattecli.pipelines import bench, report_html
-from mattecli.pipelines.report_html import COLUMNS, columns, fmt, render_html, write_html
-from mattecli.thumbnails import THUMB_SIDE, error_map, reduce, sample_thumbnails
 
 NAMES = ["a_cat", "b_dog", "c_fern", "d_glass", "e_toy", "f_face"]
 TYPES = {"a_cat": "SO", "b_dog": "SO", "c_fern": "NS", "d_glass": "STM", "e_toy": "SO", "f_face": "SO"}
@@ -64,10 +67,10 @@ def scored(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("html")
     root, preds = tmp / "AIM-500", tmp / "preds"
     _dataset(root, preds)
-    settings = bench.BenchSettings(
+    settings = BenchSettings(
         dataset="aim500", root=str(root), predictions=str(preds), method="aim", thumbnails=THUMB_SIDE
     )
-    return bench.run_bench(settings), root, preds
+    return run_bench(settings), root, preds
 
 
 class Tables(HTMLParser):
@@ -135,23 +138,22 @@ def test_the_page_is_self_contained(scored):
 
 def test_numbers_are_formatted_as_the_cli_prints_them(scored):
     report = scored[0]
-    assert COLUMNS == cli_bench._COLUMNS  # the same labels, scales and formats
-    mode = report["dataset"]["metric_mode"]
-    cli_cols = [
-        c for c in cli_bench._columns(mode) if c in report["summary"]["metrics"] or c in ("sad", "mse", "grad", "conn")
-    ]
-    assert columns(report) == cli_cols and "mad" in cli_cols and "sad_trans" in cli_cols
+    terminal = cli_bench._tables(report)[0]  # the summary table `mattecli bench` prints
+    cli_cols = columns(report)
+    assert [c.header for c in terminal.columns[1:]] == [COLUMNS[c][0] for c in cli_cols]
+    assert "mad" in cli_cols and "sad_trans" in cli_cols
+    printed = [[list(col.cells)[r] for col in terminal.columns[1:]] for r in range(terminal.row_count)]
     t = parse(render_html(report))
     metrics = t.tables["metrics"]
     ours = metrics["rows"][0]
     assert ours[0]["text"] == "ours"
-    for i, c in enumerate(cli_cols):
-        assert ours[2 + i]["text"] == cli_bench._fmt(c, report["summary"]["metrics"][c])
+    assert [cell["text"] for cell in ours[2:]] == printed[0]
+    assert printed[0] == [fmt(c, report["summary"]["metrics"][c]) for c in cli_cols]
     # the paper's numbers beside ours: every published entry, formatted the same way
     published = report["published"]
     assert len(published) == 2 and [r[0]["text"] for r in metrics["rows"][1:]] == [p["label"] for p in published]
-    for row, pub in zip(metrics["rows"][1:], published, strict=True):
-        assert [cell["text"] for cell in row[2:]] == [cli_bench._fmt(c, pub["metrics"].get(c)) for c in cli_cols]
+    for row, line in zip(metrics["rows"][1:], printed[1:], strict=True):
+        assert [cell["text"] for cell in row[2:]] == line
     # per-sample metrics
     samples = t.tables["samples"]
     by_name = {r["name"]: r for r in report["rows"]}
@@ -200,9 +202,11 @@ def test_every_value_is_escaped_and_only_data_uris_are_shown(scored):
 
 def test_the_template_is_beside_the_module():
     """The page's markup lives in the package (pyproject's package-data ships it in wheels)."""
-    path = Path(report_html.__file__).parent / "templates" / report_html.TEMPLATE
-    assert path.is_file() and report_html.TEMPLATE_DIR == path.parent.resolve()
-    assert "<table" not in Path(report_html.__file__).read_text()  # no markup left in the code
+    path = Path(html_report.__file__).parent / "templates" / html_report.TEMPLATE
+    assert path.is_file() and html_report.TEMPLATE_DIR == path.parent.resolve()
+    assert "<table" not in Path(html_report.__file__).read_text()  # no markup left in the code
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"mattecli.benchmark" = ["templates/*.j2"]' in pyproject  # and wheels carry it
 
 
 def test_thumbnails_are_small_and_show_image_gt_prediction_and_error(scored):
@@ -239,17 +243,17 @@ def test_error_map_and_reduction():
 def test_cached_rows_without_thumbnails_are_scored_again_for_html(scored, tmp_path):
     _, root, preds = scored
     cache = tmp_path / "r.rows.jsonl"
-    plain = bench.BenchSettings(dataset="aim500", root=str(root), predictions=str(preds), method="aim")
-    first = bench.run_bench(plain, cache=cache)
+    plain = BenchSettings(dataset="aim500", root=str(root), predictions=str(preds), method="aim")
+    first = run_bench(plain, cache=cache)
     assert all("thumbs" not in r for r in first["rows"])
-    again = bench.run_bench(plain, cache=cache)
+    again = run_bench(plain, cache=cache)
     assert again["cached_rows"] == len(NAMES)
-    with_html = bench.run_bench(replace(plain, thumbnails=THUMB_SIDE), cache=cache)
+    with_html = run_bench(replace(plain, thumbnails=THUMB_SIDE), cache=cache)
     assert with_html["cached_rows"] == 0 and all("thumbs" in r for r in with_html["rows"])
     assert [r["metrics"] for r in with_html["rows"]] == [r["metrics"] for r in first["rows"]]
     assert with_html["settings_key"] == first["settings_key"]  # thumbnails do not change what is scored
     # now cached with thumbnails: reused
-    assert bench.run_bench(replace(plain, thumbnails=THUMB_SIDE), cache=cache)["cached_rows"] == len(NAMES)
+    assert run_bench(replace(plain, thumbnails=THUMB_SIDE), cache=cache)["cached_rows"] == len(NAMES)
 
 
 def test_bench_html_and_merge_html_through_the_cli(scored, runner, tmp_path):

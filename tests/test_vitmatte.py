@@ -140,7 +140,7 @@ def test_offline_without_weights_is_one_line_before_any_image(runner, tmp_path):
 
 
 def test_bench_shows_the_variants_published_numbers():
-    from mattecli.pipelines.bench import published_for
+    from mattecli.benchmark.reports import published_for
 
     small = published_for("vitmatte", "comp1k")
     base = published_for("vitmatte", "comp1k", "vitmatte-b-comp1k")

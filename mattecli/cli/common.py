@@ -533,13 +533,6 @@ def method_options(
     )
 
 
-def engine_fields(options) -> dict:
-    """The engine options that are set, as a plain dict (what bench records in its settings)."""
-    from dataclasses import asdict
-
-    return {k: v for k, v in asdict(options.engine).items() if v}
-
-
 InputsArg = Annotated[
     list[str],
     typer.Argument(help="Image files, folders, glob patterns, or - to read paths from stdin.", show_default=False),

@@ -14,7 +14,7 @@ from typing import Any
 
 from mattecli import constants
 from mattecli.errors import ManifestError, UnknownCheckpointError
-from mattecli.manifests import HEX40, HEX64, Fields, read_manifest
+from mattecli.manifests import HEX40, HEX64, Fields, Paper, read_manifest
 from mattecli.manifests import REPO_ID as _REPO_ID
 
 __all__ = [
@@ -42,16 +42,6 @@ _HUB_REF = re.compile(r"[A-Za-z0-9](?:[\w.-]*[\w-])?(?:/[A-Za-z0-9](?:[\w.-]*[\w
 HUB_SITE = "https://huggingface.co"
 #: What an unpinned hub file is fetched at the first time
 DEFAULT_BRANCH = "main"
-
-
-@dataclass(frozen=True)
-class Paper:
-    """The publication a checkpoint belongs to (``venue``/``year`` are ``None`` when unknown)."""
-
-    title: str
-    authors: str
-    venue: str | None
-    year: int | None
 
 
 @dataclass(frozen=True)

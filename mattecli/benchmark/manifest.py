@@ -1,6 +1,6 @@
 """``datasets_manifest.json``: where each benchmark test set comes from, validated like the weights manifest.
 
-One entry per dataset of :data:`mattecli.datasets.DATASETS` (``folder`` excepted): what it is,
+One entry per dataset of :data:`mattecli.benchmark.datasets.DATASETS` (``folder`` excepted): what it is,
 its licence, its known size (what "complete" means), where the authors publish it (``access``
 ``public`` or ``request``), the folder layout the loader reads, the background images its recipe
 needs, and, for a set that a licence allows to be mirrored, its Hugging Face Hub copy
@@ -9,9 +9,10 @@ the rows unpack into the loader's layout). ``hub.revision`` is ``null`` when no 
 checked yet: such a copy is never fetched implicitly (``mattecli bench download NAME --revision
 COMMIT`` fetches it on the user's say-so).
 
-Every field is checked with the weights manifest's validator
+Every field is checked with the validator the weights manifest uses too
 (:class:`mattecli.manifests.Fields`), so a bad or unknown field raises
-:class:`~mattecli.errors.ManifestError` naming the entry and the field.
+:class:`~mattecli.errors.ManifestError` naming the entry and the field; an entry's ``paper`` is the
+shared :class:`mattecli.manifests.Paper`.
 
 The manifest in use is ``MATTECLI_DATASETS_MANIFEST`` (read at call time, by
 :func:`mattecli.constants.mattecli_datasets_manifest`), else the repository root's
@@ -26,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from mattecli import constants
+from mattecli.benchmark.datasets import DATASETS
 from mattecli.errors import DatasetError, ManifestError
-from mattecli.manifests import HEX40, Fields, read_manifest
+from mattecli.manifests import HEX40, Fields, Paper, parse_paper, read_manifest
 from mattecli.manifests import REPO_ID as _REPO_ID
-from mattecli.weights.manifest import Paper
 
 __all__ = [
     "ENV_MANIFEST",
@@ -184,14 +185,6 @@ class DatasetManifest:
         return list(self.entries)
 
 
-def _paper(f: Fields) -> Paper:
-    p = f.sub("paper")
-    paper = Paper(p.get("title", str), p.get("authors", str), p.get("venue", str, nullable=True),
-                  p.get("year", int, nullable=True))  # fmt: skip
-    p.done()
-    return paper
-
-
 def _rel(f: Fields, name: str, *, nullable: bool = False) -> str | None:
     """A relative folder/file name inside the dataset folder: no separators, no '..'."""
     value = f.get(name, str, nullable=nullable, pattern=_REL_DIR)
@@ -241,7 +234,7 @@ def _parse_entry(f: Fields, known: set[str] | None) -> DatasetEntry:
     if known is not None and name not in known:
         raise f.error("name", f"is not a dataset mattecli can load ({', '.join(sorted(known))})")
     description = f.get("description", str)
-    paper = _paper(f)
+    paper = parse_paper(f)
     license_ = f.get("license", str)
     license_note = f.get("license_note", str, required=False)
 
@@ -273,7 +266,6 @@ def _parse_entry(f: Fields, known: set[str] | None) -> DatasetEntry:
 
 def parse_manifest(data: Any, source: str = "datasets_manifest.json", path: Path | None = None) -> DatasetManifest:
     """Validate a decoded datasets manifest; raises :class:`ManifestError` naming the entry and field."""
-    from mattecli.datasets import DATASETS
 
     known = {n for n in DATASETS if n != "folder"}
     top = Fields(data, "top level", source)
@@ -296,7 +288,7 @@ def default_manifest_path() -> Path:
     override = constants.mattecli_datasets_manifest()
     if override:
         return Path(override).expanduser()
-    package = Path(__file__).resolve().parent  # .../mattecli
+    package = Path(__file__).resolve().parents[1]  # .../mattecli
     root = package.parent
     if (root / "pyproject.toml").is_file() and (root / "datasets_manifest.json").is_file():
         return root / "datasets_manifest.json"
@@ -310,7 +302,8 @@ def default_manifest_path() -> Path:
 
 def load_manifest(path: str | Path | None = None) -> DatasetManifest:
     """Read and validate a datasets manifest (default: :func:`default_manifest_path`); cached per file version."""
-    return read_manifest(Path(path) if path is not None else default_manifest_path(), "datasets manifest", parse_manifest)
+    path = Path(path) if path is not None else default_manifest_path()
+    return read_manifest(path, "datasets manifest", parse_manifest)
 
 
 def get_entry(name: str) -> DatasetEntry:

@@ -3,9 +3,10 @@
 The page holds what the CLI prints (the metrics table with the published numbers beside ours, the
 per-group tables, speed and peak memory, notes and failures) and then one row per sample: its
 image / ground truth / prediction / error-map thumbnails (data URIs the report's rows carry, see
-:mod:`mattecli.thumbnails`) and its metrics. Numbers are formatted as the CLI's table formats them
-(:data:`COLUMNS`: MSE and MAD x 1e3, two decimals). Every table sorts by any column on a click (a few
-lines of plain JavaScript, inline); the sample table's initial order may come from the URL fragment:
+:mod:`mattecli.benchmark.thumbnails`) and its metrics. Numbers and lines are worded as the CLI prints
+them (:mod:`mattecli.benchmark.report_text`: MSE and MAD x 1e3, two decimals). Every table sorts by
+any column on a click (a few lines of plain JavaScript, inline); the sample table's initial order
+may come from the URL fragment:
 ``report.html#sort=sad`` (ascending) or ``#sort=-sad`` (descending), any column key (``name``,
 ``sad``, ``mse``, ..., ``megapixels``, ``model_seconds``).
 
@@ -22,58 +23,14 @@ import functools
 import os
 from pathlib import Path
 
-__all__ = ["COLUMNS", "TEMPLATE", "columns", "fmt", "format_bytes", "plan_line", "render_html", "write_html"]
+from mattecli.benchmark.report_text import COLUMNS, columns, fmt, label, notes, region, speed_lines
+
+__all__ = ["TEMPLATE", "TEMPLATE_DIR", "render_html", "write_html"]
 
 #: The page's Jinja2 template: ``templates/report.html.j2`` beside this module (package data).
 TEMPLATE = "report.html.j2"
 TEMPLATE_DIR = Path(__file__).resolve().with_name("templates")
-
-#: metric key -> (label, display scale, format): the CLI table's (``mattecli.cli.bench``)
-COLUMNS = {
-    "sad": ("SAD", 1.0, "{:.2f}"),
-    "mse": ("MSE×1e3", 1e3, "{:.2f}"),
-    "mad": ("MAD×1e3", 1e3, "{:.2f}"),
-    "grad": ("Grad", 1.0, "{:.2f}"),
-    "conn": ("Conn", 1.0, "{:.2f}"),
-    "sad_trans": ("SAD trans", 1.0, "{:.2f}"),
-    "sad_fg": ("SAD fg", 1.0, "{:.2f}"),
-    "sad_bg": ("SAD bg", 1.0, "{:.2f}"),
-}
 _THUMBS = (("image", "image"), ("gt", "ground truth"), ("prediction", "prediction"), ("error", "error"))
-
-
-def columns(report: dict) -> list[str]:
-    """The metric keys the CLI's table shows for ``report``, in order.
-
-    ``"whole"`` (AIM convention) datasets: sad, mse, mad, grad, conn, then sad_trans, sad_fg and
-    sad_bg when the summary has them; ``"unknown"`` (DIM) datasets: sad, mse, grad, conn.
-    """
-    mode = report["dataset"]["metric_mode"]
-    base = ["sad", "mse", "mad", "grad", "conn", "sad_trans", "sad_fg", "sad_bg"] if mode == "whole" else [
-        "sad", "mse", "grad", "conn",
-    ]  # fmt: skip
-    present = report["summary"]["metrics"]
-    return [c for c in base if c in present or c in ("sad", "mse", "grad", "conn")]
-
-
-def fmt(key: str, value: float | None) -> str:
-    """A metric as the CLI prints it: ``value`` (official units) times the :data:`COLUMNS` scale,
-    two decimals (``-`` when None). Raises KeyError for a key not in :data:`COLUMNS`."""
-    if value is None:
-        return "-"
-    _, scale, form = COLUMNS[key]
-    return form.format(value * scale)
-
-
-def format_bytes(n: int | None) -> str:
-    """A byte count as the CLI prints it, in binary units (``512 B``, ``1.5 GiB``; ``-`` when 0 or None)."""
-    if not n:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return "-"
 
 
 def _num(value, text: str | None = None) -> dict:
@@ -120,67 +77,6 @@ def _group_tables(report: dict, cols: list[str]) -> list[dict]:
             rows.append({"value": value, "cells": cells})
         out.append({"key": key, "head": head, "rows": rows})
     return out
-
-
-def _speed_lines(report: dict) -> list[str]:
-    lines = []
-    speed = report["speed"]
-    if speed["images"]:
-        parts = []
-        if speed["images_per_second"]:
-            parts.append(f"{speed['images_per_second']:.2f} images/s ({speed['seconds_per_image']:.3f} s/image)")
-        if speed["seconds_per_megapixel"]:
-            parts.append(f"model {speed['seconds_per_megapixel']:.3f} s/MP")
-        parts.append(
-            f"model {speed['model_seconds']:.2f} s, I/O {speed['io_seconds']:.2f} s, "
-            f"metrics {speed['metric_seconds']:.2f} s over {speed['megapixels']:.3g} MP"
-        )
-        lines.append("speed: " + "; ".join(parts))
-    mem = report["memory"]
-    lines.append(
-        f"peak memory: CPU RSS {format_bytes(mem.get('peak_rss_bytes'))}"
-        + (f", CUDA {format_bytes(mem['cuda_peak_bytes'])}" if mem.get("cuda_peak_bytes") else "")
-        + f" (device {report.get('device') or '-'})"
-    )
-    return lines
-
-
-def plan_line(report: dict) -> str | None:
-    """One line on what ran (``plan: 4 hybrid, 2 tiled; budget 10.0 GiB (default); 0 fallback(s)``).
-
-    Reads ``report["plan"]``: ``strategies`` (name -> image count), ``budget`` (``bytes``,
-    ``source``, ``note``), ``fallbacks``. None when the report records no strategies.
-    """
-    plan = report.get("plan") or {}
-    if not plan.get("strategies"):
-        return None
-    budget = plan.get("budget") or {}
-    parts = [", ".join(f"{n} {name}" for name, n in sorted(plan["strategies"].items()))]
-    if budget.get("bytes"):
-        parts.append(f"budget {format_bytes(budget['bytes'])} ({budget.get('source')})")
-    if budget.get("note"):
-        parts.append(budget["note"])
-    parts.append(f"{plan.get('fallbacks') or 0} fallback(s)")
-    return "plan: " + "; ".join(parts)
-
-
-def _notes(report: dict) -> list[str]:
-    ds = report["dataset"]
-    notes = [line for line in (plan_line(report),) if line]
-    source = ds.get("source") or {}
-    if source.get("repo_id"):
-        notes.append(
-            f"dataset: {source['repo_id']}@{str(source.get('revision'))[:12]} ({source.get('hub_license')}) "
-            f"in {ds.get('root')}"
-        )
-    if ds.get("complete") is False:
-        notes.append(
-            f"note: {ds.get('found')} of the {ds.get('expected')} {ds['title']} test images were found under "
-            f"{ds.get('root')}: not the full test set, so the numbers are not comparable with published ones"
-        )
-    if report.get("cached_rows"):
-        notes.append(f"{report['cached_rows']} image(s) taken from the resume cache")
-    return notes
 
 
 def _thumb_uri(uri) -> str | None:
@@ -236,11 +132,9 @@ def _page(report: dict) -> dict:
     ds = report["dataset"]
     summary = report["summary"]
     cols = columns(report)
-    label = report.get("method") or "predictions"
-    region = "unknown region (trimap == 128)" if ds["metric_mode"] == "unknown" else "whole image"
     settings = report.get("settings", {})
     sub = [
-        f"{summary['count']} images, metrics over the {region}",
+        f"{summary['count']} images, metrics over the {region(report)}",
         f"mattecli {report.get('tool', {}).get('version', '?')}",
         f"created {report.get('created', '?')}",
     ]
@@ -249,11 +143,11 @@ def _page(report: dict) -> dict:
     if settings:
         sub.append(f"quantize {settings.get('quantize')}, grad norm {settings.get('grad_norm')}")
     return {
-        "title": f"{label} on {ds['title']}",
+        "title": f"{label(report)} on {ds['title']}",
         "sub": sub,
         "metrics": _metrics_table(report, cols),
         "groups": _group_tables(report, cols),
-        "lines": _speed_lines(report) + _notes(report),
+        "lines": speed_lines(report) + [note.line for note in notes(report)],
         "failures": [{"name": f["name"], "error": f.get("error", "")} for f in report.get("failures", [])],
         "samples": _samples_table(report, cols),
     }
@@ -263,8 +157,8 @@ def render_html(report: dict) -> str:
     """The report as one self-contained HTML page.
 
     Args:
-        report: a bench report (:func:`mattecli.pipelines.bench.run_bench`,
-            :func:`~mattecli.pipelines.bench.merge_reports` or a loaded JSON report).
+        report: a bench report (:func:`mattecli.benchmark.run.run_bench`,
+            :func:`~mattecli.benchmark.reports.merge_reports` or a loaded JSON report).
 
     Returns:
         The page as a ``str`` (UTF-8 when written), rendered from :data:`TEMPLATE` with every
@@ -274,7 +168,11 @@ def render_html(report: dict) -> str:
 
 
 def write_html(report: dict, path: str | os.PathLike) -> None:
-    """Write :func:`render_html` of ``report`` to ``path``, UTF-8, atomically (a temporary file, then a rename)."""
+    """Write :func:`render_html` of ``report`` to ``path``, UTF-8, atomically (a temporary file, then a rename).
+
+    Raises:
+        OutputError: ``path`` cannot be written.
+    """
     from mattecli import io
 
     io.atomic_write_bytes(path, render_html(report).encode("utf-8"))

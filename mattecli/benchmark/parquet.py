@@ -5,7 +5,7 @@ the original encoded file (or plain binary). :func:`unpack_parquet` writes those
 (no re-encoding, so the pixels are the authors') as ``<image dir>/<name><ext>`` and
 ``<alpha dir>/<name><ext>``, optional trimaps likewise, and the group columns (e.g. AIM-500's
 ``type`` / ``category``) as one JSON object ``{name: {group: value}}``, the layout the loaders of
-:mod:`mattecli.datasets` read. Rows are read a few at a time, so memory stays small whatever the
+:mod:`mattecli.benchmark.layouts` read. Rows are read a few at a time, so memory stays small whatever the
 shard size. Every file is written atomically; the caller unpacks into a temporary folder and
 renames it into place.
 
@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mattecli import constants
-from mattecli.dataset_manifest import HubColumns, UnpackLayout
+from mattecli.benchmark.manifest import HubColumns, UnpackLayout
 from mattecli.errors import DatasetError
 
 __all__ = ["EXTRA", "require_pyarrow", "unpack_parquet", "sniff_extension", "check_inflation"]

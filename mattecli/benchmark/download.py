@@ -1,24 +1,20 @@
-"""Where benchmark datasets live, whether they are complete, and fetching the public ones from the Hub.
+"""Getting a benchmark dataset into its default folder: fetching the public ones from the Hub, and
+explaining the others.
 
-Every dataset of ``datasets_manifest.json`` (:mod:`mattecli.dataset_manifest`) has a default
-folder, ``$MATTECLI_DATASETS/<name>`` (default ``<MATTECLI_HOME>/datasets/<name>``, i.e.
-``~/.cache/mattecli/datasets/<name>``), read in either layout its loader accepts.
-:func:`check` loads it with :func:`mattecli.datasets.load_dataset` and compares the number of
-test images with the published size, so a partial copy is *incomplete*, with the count, and is
-never scored silently (:func:`resolve` refuses it unless asked).
+:func:`resolve` (bench's entry point) returns the status of a dataset's default folder
+(:mod:`mattecli.benchmark.store`), fetched first when it is missing and has a Hub copy, and refuses
+an incomplete copy unless asked. :func:`fetch` gets a set that a licence allows to be mirrored from
+its Hugging Face Hub dataset repository at the pinned revision (``hf_hub_download``: standard HF
+cache, ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` honoured, a tqdm-compatible ``progress`` class for the
+bars), unpacks the parquet rows (:mod:`mattecli.benchmark.parquet`) into a temporary folder beside
+the target, checks the row count, writes the marker (:data:`mattecli.benchmark.store.MARKER`:
+repository, resolved commit, licence, files) and renames the folder into place, all under a file
+lock, so an interrupted download never looks complete and two processes never unpack over each
+other. Sets that cannot be redistributed raise a one-line :class:`~mattecli.errors.DatasetError`
+saying where to request them, which folder to use and which layout works. Nothing here prints.
 
-:func:`fetch` gets a set that a licence allows to be mirrored from its Hugging Face Hub dataset
-repository at the pinned revision (``hf_hub_download``: standard HF cache, ``HF_ENDPOINT``,
-``HF_HUB_OFFLINE`` honoured, a tqdm-compatible ``progress`` class for the bars), unpacks the parquet
-rows (:mod:`mattecli.dataset_parquet`) into a temporary folder beside the target, checks the row
-count, writes a marker (``.mattecli-dataset.json``: repository, resolved commit, licence, files) and
-renames the folder into place, all under a file lock, so an interrupted download never looks
-complete and two processes never unpack over each other. Sets that cannot be redistributed raise a
-one-line :class:`DatasetError` saying where to request them, which folder to use and which layout
-works. Nothing here prints; the CLI renders.
-
-``MATTECLI_DATASETS`` is read at call time (:func:`mattecli.constants.mattecli_datasets`); downloads
-are off when :func:`mattecli.constants.offline` says so.
+Downloads are off when :func:`mattecli.constants.offline` says so (``MATTECLI_OFFLINE``,
+``HF_HUB_OFFLINE``). huggingface_hub's failures are translated once (:func:`mattecli.hub.call_hub`).
 """
 
 from __future__ import annotations
@@ -29,194 +25,21 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mattecli import __version__, constants
-from mattecli.dataset_manifest import DatasetEntry, get_entry, load_manifest
+from mattecli.benchmark.datasets import DATASETS
+from mattecli.benchmark.manifest import DatasetEntry, get_entry
+from mattecli.benchmark.store import ENV_DATASETS, MARKER, MARKER_FORMAT, DatasetStatus, check, datasets_root, location
 from mattecli.errors import DatasetError, OutputError
 from mattecli.hub import HubFailure, call_hub
+from mattecli.manifests import HEX40
 
-__all__ = [
-    "ENV_DATASETS",
-    "MARKER",
-    "STATES",
-    "DatasetStatus",
-    "datasets_root",
-    "location",
-    "check",
-    "status",
-    "resolve",
-    "fetch",
-]
+__all__ = ["DEFAULT_BRANCH", "resolve", "fetch"]
 
-#: Environment variable holding the folder of the default dataset locations.
-ENV_DATASETS = "MATTECLI_DATASETS"
-#: File written last into a dataset folder made by :func:`fetch`.
-MARKER = ".mattecli-dataset.json"
 #: what an unpinned Hub copy is fetched at (resolved to its commit, which is recorded)
 DEFAULT_BRANCH = "main"
-MARKER_FORMAT = "mattecli-dataset/1"
-#: ``complete`` (the published number of images), ``incomplete`` (fewer, or files missing),
-#: ``mismatch`` (more images than the published set), ``missing`` (no files).
-STATES = ("complete", "incomplete", "mismatch", "missing")
-
-
-def datasets_root() -> Path:
-    """``$MATTECLI_DATASETS``, else ``<MATTECLI_HOME>/datasets`` (read at call time)."""
-    override = constants.mattecli_datasets()
-    return Path(override).expanduser() if override else constants.MATTECLI_HOME / "datasets"
-
-
-def location(name: str) -> Path:
-    """The default folder of dataset ``name``."""
-    return datasets_root() / name
-
-
-# ----------------------------------------------------------------------------- status
-@dataclass(frozen=True)
-class DatasetStatus:
-    """What is in a dataset's folder compared with the published test set.
-
-    Attributes:
-        entry: the manifest entry.
-        path: the folder looked at.
-        state: one of :data:`STATES`.
-        found: test images found (None when the layout could not be read).
-        layout: the layout the loader recognised (``merged``, ``compose``, ``original``...).
-        problem: why it is not complete (the loader's message or the count), else None.
-        source: the marker of a folder made by :func:`fetch` (repository, revision, licence), else None.
-    """
-
-    entry: DatasetEntry
-    path: Path
-    state: str
-    found: int | None
-    layout: str | None
-    problem: str | None
-    source: dict | None
-
-    @property
-    def name(self) -> str:
-        return self.entry.name
-
-    @property
-    def title(self) -> str:
-        from mattecli.datasets import DATASETS
-
-        return DATASETS[self.entry.name].title
-
-    @property
-    def expected(self) -> int:
-        return self.entry.size.images
-
-    @property
-    def complete(self) -> bool:
-        return self.state == "complete"
-
-    def counts(self) -> str:
-        """``"480/500"`` (``"-/500"`` when the layout could not be read)."""
-        return f"{'-' if self.found is None else self.found}/{self.expected}"
-
-    def how_to_get(self) -> str:
-        """One short line: how this dataset gets into its folder."""
-        e = self.entry
-        if self.source:
-            return f"downloaded from {self.source.get('repo_id')}@{str(self.source.get('revision'))[:12]}"
-        if self.complete:
-            return "in place"
-        if e.hub is not None and e.hub.pinned:
-            return f"`{e.download_command}` (or first use)"
-        if e.hub is not None:
-            return f"`{e.download_command}` (or first use: {e.hub.repo_id}'s current commit, recorded)"
-        verb = "request" if e.official.access == "request" else "download"
-        return f"{verb} at {e.official.url}"
-
-    def source_json(self) -> dict:
-        """Where the data came from, for reports."""
-        out = {"location": str(self.path), "license": self.entry.license}
-        if self.source:
-            out.update({k: self.source.get(k) for k in ("repo_id", "revision", "requested_revision")})
-            out["hub_license"] = self.source.get("license")
-        return out
-
-    def to_json(self) -> dict:
-        e = self.entry
-        return {
-            "name": e.name,
-            "title": self.title,
-            "license": e.license,
-            "path": str(self.path),
-            "state": self.state,
-            "found": self.found,
-            "expected": self.expected,
-            "layout": self.layout,
-            "problem": self.problem,
-            "access": e.official.access,
-            "official": e.official.url,
-            "expected_layout": e.layout,
-            "hub": None
-            if e.hub is None
-            else {"repo_id": e.hub.repo_id, "revision": e.hub.revision, "license": e.hub.license},
-            "source": self.source,
-            "how_to_get": self.how_to_get(),
-        }
-
-
-def _read_marker(path: Path) -> dict | None:
-    try:
-        data = json.loads((path / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("format") == MARKER_FORMAT else None
-
-
-def _has_files(path: Path) -> bool:
-    try:
-        return any(not p.name.startswith(".") for p in path.iterdir())
-    except OSError:
-        return False
-
-
-def check(
-    name: str,
-    path: str | os.PathLike | None = None,
-    entry: DatasetEntry | None = None,
-    *,
-    options: dict | None = None,
-) -> DatasetStatus:
-    """Compare the folder of ``name`` (default: :func:`location`) with the published test set.
-
-    ``options`` are extra :func:`mattecli.datasets.load_dataset` arguments (``layout``, ``bg_dir``).
-
-    Raises:
-        DatasetError: ``name`` is not in the manifest.
-    """
-    from mattecli.datasets import load_dataset
-
-    entry = entry or get_entry(name)
-    path = Path(path) if path is not None else location(name)
-    source = _read_marker(path) if path.is_dir() else None
-    if not path.exists() or (path.is_dir() and not _has_files(path)):
-        return DatasetStatus(entry, path, "missing", 0, None, None, source)
-    try:
-        ds = load_dataset(name, path, **(options or {}))
-    except DatasetError as err:
-        return DatasetStatus(entry, path, "incomplete", None, None, err.message, source)
-    found, expected = len(ds), entry.size.images
-    if found == expected:
-        return DatasetStatus(entry, path, "complete", found, ds.layout, None, source)
-    state = "incomplete" if found < expected else "mismatch"
-    problem = f"{found} of {expected} images" if found < expected else f"{found} images, the test set has {expected}"
-    return DatasetStatus(entry, path, state, found, ds.layout, problem, source)
-
-
-def status(name: str | None = None) -> list[DatasetStatus]:
-    """:func:`check` of every manifest dataset (or of ``name``) in its default folder."""
-    manifest = load_manifest()
-    names = [name] if name is not None else manifest.names()
-    return [check(n, entry=manifest.get(n)) for n in names]
 
 
 # ----------------------------------------------------------------------------- messages
@@ -272,7 +95,7 @@ def resolve(
     """The status of ``name`` in its default folder, fetched first when missing and downloadable.
 
     Args:
-        options: extra :func:`mattecli.datasets.load_dataset` arguments (``layout``, ``bg_dir``).
+        options: extra :func:`mattecli.benchmark.datasets.load_dataset` arguments (``layout``, ``bg_dir``).
         download: fetch a missing dataset that has a Hub copy (``--no-download`` is False);
             downloads are also off when :func:`mattecli.constants.offline` is true.
         allow_incomplete: return an incomplete (or larger) copy instead of refusing it.
@@ -326,8 +149,6 @@ def _hub_call(entry: DatasetEntry, revision: str, what: str, call: Callable):
 
 def _resolve_commit(entry: DatasetEntry, revision: str) -> str:
     from huggingface_hub import HfApi
-
-    from mattecli.weights.manifest import HEX40
 
     if HEX40.fullmatch(revision):
         return revision
@@ -404,6 +225,43 @@ def _install(tmp: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _unpack(
+    entry: DatasetEntry,
+    files: dict[str, Path],
+    tmp: Path,
+    revisions: tuple[str, str],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Unpack the downloaded ``files`` (repository path -> local file) into ``tmp``, check the row count,
+    write the marker (``revisions``: the commit and the revision asked for) and check the copy loads."""
+    from mattecli import io
+    from mattecli.benchmark.parquet import unpack_parquet
+
+    hub, (commit, rev) = entry.hub, revisions
+    count = unpack_parquet(list(files.values()), tmp, hub.columns, hub.unpack, progress=progress)
+    if count != entry.size.images:
+        raise DatasetError(
+            f"{hub.repo_id}@{commit[:12]} holds {count} rows but {DATASETS[entry.name].title} has "
+            f"{entry.size.images} test images; nothing was installed"
+        )
+    marker = {
+        "format": MARKER_FORMAT,
+        "name": entry.name,
+        "repo_id": hub.repo_id,
+        "revision": commit,
+        "requested_revision": rev,
+        "license": hub.license,
+        "files": [{"path": f, "size": p.stat().st_size} for f, p in files.items()],
+        "images": count,
+        "tool": {"name": "mattecli", "version": __version__},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    io.atomic_write_bytes(tmp / MARKER, (json.dumps(marker, indent=2) + "\n").encode("utf-8"))
+    unpacked = check(entry.name, tmp, entry)
+    if not unpacked.complete:
+        raise DatasetError(f"{entry.name}: the unpacked copy does not load: {unpacked.problem}")
+
+
 def fetch(
     name: str,
     *,
@@ -433,7 +291,7 @@ def fetch(
     """
     from filelock import FileLock
 
-    from mattecli.dataset_parquet import require_pyarrow, unpack_parquet
+    from mattecli.benchmark.parquet import require_pyarrow
 
     entry = get_entry(name)
     target = location(name)
@@ -474,30 +332,7 @@ def fetch(
         paths = [_download(entry, filename, commit, progress) for filename in names]
         tmp = root / f".{name}.partial-{uuid.uuid4().hex[:8]}"
         try:
-            count = unpack_parquet(paths, tmp, hub.columns, hub.unpack, progress=unpack_progress)
-            if count != entry.size.images:
-                raise DatasetError(
-                    f"{hub.repo_id}@{commit[:12]} holds {count} rows but {st.title} has {entry.size.images} "
-                    "test images; nothing was installed"
-                )
-            marker = {
-                "format": MARKER_FORMAT,
-                "name": name,
-                "repo_id": hub.repo_id,
-                "revision": commit,
-                "requested_revision": rev,
-                "license": hub.license,
-                "files": [{"path": f, "size": p.stat().st_size} for f, p in zip(names, paths, strict=True)],
-                "images": count,
-                "tool": {"name": "mattecli", "version": __version__},
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            from mattecli import io
-
-            io.atomic_write_bytes(tmp / MARKER, (json.dumps(marker, indent=2) + "\n").encode("utf-8"))
-            unpacked = check(name, tmp, entry)
-            if not unpacked.complete:
-                raise DatasetError(f"{name}: the unpacked copy does not load: {unpacked.problem}")
+            _unpack(entry, dict(zip(names, paths, strict=True)), tmp, (commit, rev), unpack_progress)
             _install(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -17,6 +17,8 @@ import base64
 import cv2
 import numpy as np
 
+from mattecli.benchmark.metric_inputs import to_alpha
+
 __all__ = ["THUMB_SIDE", "reduce", "data_uri", "error_map", "sample_thumbnails"]
 
 #: the longer side of a thumbnail, in pixels
@@ -75,11 +77,10 @@ def sample_thumbnails(
 
     Args:
         image: float ``HxWx3`` RGB in [0, 1].
-        gt, pred: the ground-truth and predicted alphas (any dtype :func:`mattecli.metrics.to_alpha` reads).
+        gt, pred: the ground-truth and predicted alphas (any dtype
+            :func:`mattecli.benchmark.metric_inputs.to_alpha` reads).
         region: bool ``HxW``, the pixels the metrics score (None: all).
     """
-    from mattecli.metrics import to_alpha
-
     g, p = to_alpha(gt, name="ground truth"), to_alpha(pred, name="prediction")
     return {
         "image": data_uri(reduce(_u8(image), side), jpeg=True),

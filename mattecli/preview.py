@@ -16,7 +16,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["MAX_WIDTH", "GAP", "MIN_HEIGHT", "CHECKER", "Layout", "layout", "resize_panel", "checkerboard", "render_preview"]
+__all__ = [
+    "MAX_WIDTH",
+    "GAP",
+    "MIN_HEIGHT",
+    "CHECKER",
+    "Layout",
+    "layout",
+    "resize_panel",
+    "checkerboard",
+    "render_preview",
+]
 
 MAX_WIDTH = 2048
 GAP = 4
@@ -39,7 +49,9 @@ class Layout:
         return self.x[-1] + self.width
 
 
-def layout(h: int, w: int, n: int, *, max_width: int = MAX_WIDTH, gap: int = GAP, min_height: int = MIN_HEIGHT) -> Layout:
+def layout(
+    h: int, w: int, n: int, *, max_width: int = MAX_WIDTH, gap: int = GAP, min_height: int = MIN_HEIGHT
+) -> Layout:
     """The panel size for an ``h x w`` image shown ``n`` times side by side in at most ``max_width`` px."""
     room = max_width - gap * (n - 1)
     fit = room / (n * w)  # the scale at which the panels fill the width

@@ -381,7 +381,7 @@ def _torch_zip_with_bomb(path: Path, state: dict, *, inflated: int, declare: int
 )
 def test_a_checkpoint_zip_bomb_is_refused_before_torch_reads_it(env, tmp_path, monkeypatch, inflated, declare, message):
     from mattecli import weights
-    from mattecli.weights import checkpoints
+    from mattecli.weights import reading
 
     bomb = _torch_zip_with_bomb(
         tmp_path / "bomb.pth", {"state_dict": official_toy_sd()}, inflated=inflated, declare=declare
@@ -397,11 +397,11 @@ def test_a_checkpoint_zip_bomb_is_refused_before_torch_reads_it(env, tmp_path, m
     assert caught.value.message.startswith(f"{bomb} is refused unread: ") and message in caught.value.message
     assert "\n" not in caught.value.message
     with zipfile.ZipFile(bomb) as zf:  # what a legitimate torch.save zip looks like passes
-        assert checkpoints.zip_bomb_reason(zf, max_bytes=8 << 30) is not None
+        assert reading.zip_bomb_reason(zf, max_bytes=8 << 30) is not None
     good = tmp_path / "good.pth"
     torch.save({"state_dict": official_toy_sd()}, good)
     with zipfile.ZipFile(good) as zf:
-        assert checkpoints.zip_bomb_reason(zf, max_bytes=checkpoints.MAX_CHECKPOINT_BYTES) is None
+        assert reading.zip_bomb_reason(zf, max_bytes=reading.MAX_CHECKPOINT_BYTES) is None
 
 
 def test_weights_import_of_a_bomb_is_one_line_and_never_inflates(tmp_path):

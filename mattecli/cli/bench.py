@@ -24,8 +24,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mattecli.cli import common
-from mattecli.cli.common import JsonOpt, QuietOpt
+from mattecli.cli import common, options
+from mattecli.cli.options import JsonOpt, QuietOpt
 
 __all__ = ["app", "bench", "datasets_command", "download_command", "render_report"]
 
@@ -295,21 +295,21 @@ def bench(
     root: RootOpt = None,
     no_download: NoDownloadOpt = False,
     allow_incomplete: AllowIncompleteOpt = False,
-    shard: common.ShardOpt = None,
+    shard: options.ShardOpt = None,
     merge: MergeOpt = None,
     method: MethodOpt = None,
     limit: LimitOpt = None,
-    device: common.DeviceOpt = "auto",
-    precision: common.PrecisionOpt = "fp32",
-    weights: common.WeightsOpt = None,
-    strategy: common.StrategyOpt = None,
-    variant: common.VariantOpt = None,
-    tile_size: common.TileSizeOpt = None,
-    tile_overlap: common.TileOverlapOpt = None,
-    batch_size: common.BatchSizeOpt = None,
-    max_memory: common.MaxMemoryOpt = None,
-    scales: common.ScalesOpt = None,
-    compile_model: common.CompileOpt = False,
+    device: options.DeviceOpt = "auto",
+    precision: options.PrecisionOpt = "fp32",
+    weights: options.WeightsOpt = None,
+    strategy: options.StrategyOpt = None,
+    variant: options.VariantOpt = None,
+    tile_size: options.TileSizeOpt = None,
+    tile_overlap: options.TileOverlapOpt = None,
+    batch_size: options.BatchSizeOpt = None,
+    max_memory: options.MaxMemoryOpt = None,
+    scales: options.ScalesOpt = None,
+    compile_model: options.CompileOpt = False,
     save_predictions: SavePredictionsOpt = None,
     predictions: PredictionsOpt = None,
     report: ReportOpt = None,
@@ -344,7 +344,7 @@ def bench(
         raise common.UsageError("give --dataset (or --merge REPORT ...)", hint="`mattecli bench datasets` lists them")
     folders = {"layout": layout, "bg_dir": bg_dir, "image_dir": image_dir, "alpha_dir": alpha_dir,
                "trimap_dir": trimap_dir}  # fmt: skip
-    options = common.method_options(
+    method_opts = options.method_options(
         device=device, precision=precision, weights=weights, variant=variant, no_download=no_download,
         strategy=strategy, tile_size=tile_size, tile_overlap=tile_overlap, batch_size=batch_size,
         max_memory=max_memory, scales=scales, compile_model=compile_model,
@@ -354,8 +354,8 @@ def bench(
         root=None if root is None else str(root),
         method=method or _default_method(predictions),
         predictions=None if predictions is None else str(predictions),
-        options=replace(options, device=device),  # one process: a device list is refused, not spread
-        shard=common.shard_of(shard),
+        options=replace(method_opts, device=device),  # one process: a device list is refused, not spread
+        shard=options.shard_of(shard),
         limit=limit,
         grad_norm=grad_norm,
         quantize=_quantize(quantize),

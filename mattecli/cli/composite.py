@@ -7,15 +7,15 @@ from typing import Annotated
 
 import typer
 
-from mattecli.cli import common
-from mattecli.cli.common import BitDepthOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt
+from mattecli.cli import common, options
+from mattecli.cli.options import BitDepthOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt
 
 
 @common.handles_errors
 def composite(
     image: Annotated[str, typer.Argument(help="Image file or folder (or - for paths on stdin).", show_default=False)],
     alpha: Annotated[Path, typer.Argument(help="Alpha matte file, or folder matched by stem.", show_default=False)],
-    out: common.OutArg,
+    out: options.OutArg,
     background: Annotated[
         str,
         typer.Option(
@@ -30,7 +30,7 @@ def composite(
     ] = True,
     bit_depth: BitDepthOpt = 8,
     recursive: RecursiveOpt = False,
-    shard: common.ShardOpt = None,
+    shard: options.ShardOpt = None,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
@@ -39,8 +39,8 @@ def composite(
     """Composite IMAGE over a new background using its ALPHA matte."""
     from mattecli.pipelines.composite import composite_files
 
-    common.check_bit_depth(bit_depth)
-    common.check_max_pixels(max_pixels)
+    options.check_bit_depth(bit_depth)
+    options.check_max_pixels(max_pixels)
     if not alpha.exists():
         raise common.UsageError(f"alpha not found: {alpha}")
     jobs, results = composite_files(
@@ -51,7 +51,7 @@ def composite(
         estimate_fg=estimate_foreground,
         bit_depth=bit_depth,
         recursive=recursive,
-        shard=common.shard_of(shard),
+        shard=options.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin([image]),
         max_pixels=max_pixels,

@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from mattecli.cli import common
-from mattecli.cli.common import (
+from mattecli.cli import common, options
+from mattecli.cli.options import (
     BitDepthOpt,
     InputsArg,
     JsonOpt,
@@ -96,8 +96,8 @@ def matte(
             "Methods that need a trimap use 'auto' when none is given, with a note.",
         ),
     ] = None,
-    trimap_method: common.TrimapMethodOpt = None,
-    trimap_variant: common.TrimapVariantOpt = None,
+    trimap_method: options.TrimapMethodOpt = None,
+    trimap_variant: options.TrimapVariantOpt = None,
     cutout: Annotated[
         bool, typer.Option(help="Also write <stem>_cutout.png: RGBA with estimated foreground colours.")
     ] = False,
@@ -116,18 +116,18 @@ def matte(
             "side by side, at most 2048 px wide."
         ),
     ] = False,
-    strategy: common.StrategyOpt = None,
-    variant: common.VariantOpt = None,
-    tile_size: common.TileSizeOpt = None,
-    tile_overlap: common.TileOverlapOpt = None,
-    batch_size: common.BatchSizeOpt = None,
-    max_memory: common.MaxMemoryOpt = None,
-    scales: common.ScalesOpt = None,
-    compile_model: common.CompileOpt = False,
-    device: common.DeviceOpt = "auto",
-    precision: common.PrecisionOpt = "fp32",
-    weights: common.WeightsOpt = None,
-    no_download: common.NoDownloadOpt = False,
+    strategy: options.StrategyOpt = None,
+    variant: options.VariantOpt = None,
+    tile_size: options.TileSizeOpt = None,
+    tile_overlap: options.TileOverlapOpt = None,
+    batch_size: options.BatchSizeOpt = None,
+    max_memory: options.MaxMemoryOpt = None,
+    scales: options.ScalesOpt = None,
+    compile_model: options.CompileOpt = False,
+    device: options.DeviceOpt = "auto",
+    precision: options.PrecisionOpt = "fp32",
+    weights: options.WeightsOpt = None,
+    no_download: options.NoDownloadOpt = False,
     ray: Annotated[
         bool,
         typer.Option(
@@ -140,7 +140,7 @@ def matte(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="I/O threads decoding and writing beside the model.")] = 2,
     bit_depth: BitDepthOpt = 8,
     recursive: RecursiveOpt = False,
-    shard: common.ShardOpt = None,
+    shard: options.ShardOpt = None,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
@@ -156,7 +156,7 @@ def matte(
     from mattecli import backends
     from mattecli.pipelines.matte import MatteSettings
 
-    common.check_bit_depth(bit_depth)
+    options.check_bit_depth(bit_depth)
     if jobs < 1:
         raise common.UsageError("--jobs must be >= 1")
     trimap_path, auto = split_trimap(
@@ -172,7 +172,7 @@ def matte(
         bit_depth=bit_depth,
         max_pixels=max_pixels,
         io_workers=jobs,
-        options=common.method_options(
+        options=options.method_options(
             device=device,
             precision=precision,
             weights=weights,
@@ -201,7 +201,7 @@ def matte(
         backend=backend,
         recursive=recursive,
         overwrite=overwrite,
-        shard=common.shard_of(shard),
+        shard=options.shard_of(shard),
         stdin=common.in_stdin(inputs),
         progress=common.download_progress(quiet),
     )

@@ -6,16 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mattecli.cli import common
-from mattecli.cli.common import (
-    InputsArg,
-    JsonOpt,
-    MaxPixelsOpt,
-    OutArg,
-    OverwriteOpt,
-    QuietOpt,
-    RecursiveOpt,
-)
+from mattecli.cli import common, options
+from mattecli.cli.options import InputsArg, JsonOpt, MaxPixelsOpt, OutArg, OverwriteOpt, QuietOpt, RecursiveOpt
 
 
 @common.handles_errors
@@ -32,8 +24,8 @@ def semantic_trimap(
             show_default=False,
         ),
     ] = None,
-    trimap_method: common.TrimapMethodOpt = None,
-    trimap_variant: common.TrimapVariantOpt = None,
+    trimap_method: options.TrimapMethodOpt = None,
+    trimap_variant: options.TrimapVariantOpt = None,
     save_trimap: Annotated[
         bool, typer.Option(help="With --trimap auto: also write <stem>_trimap.png, the predicted trimap used.")
     ] = False,
@@ -55,12 +47,12 @@ def semantic_trimap(
     batch_size: Annotated[
         int | None, typer.Option(help="Classifier patches per forward pass (default: 1 on the CPU, 4 on a GPU).")
     ] = None,
-    device: common.DeviceOpt = "auto",
-    precision: common.PrecisionOpt = "fp32",
-    weights: common.WeightsOpt = None,
-    no_download: common.NoDownloadOpt = False,
+    device: options.DeviceOpt = "auto",
+    precision: options.PrecisionOpt = "fp32",
+    weights: options.WeightsOpt = None,
+    no_download: options.NoDownloadOpt = False,
     recursive: RecursiveOpt = False,
-    shard: common.ShardOpt = None,
+    shard: options.ShardOpt = None,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
@@ -79,7 +71,7 @@ def semantic_trimap(
     from mattecli.methods.sim.semantic import parse_patch_sizes
     from mattecli.pipelines.semantic_trimap import SemanticSettings, semantic_trimap_files
 
-    common.check_max_pixels(max_pixels)
+    options.check_max_pixels(max_pixels)
     trimap_path, auto = split_trimap(trimap, trimap_method, trimap_variant, needs_trimap="semantic-trimap", quiet=quiet)
     settings = SemanticSettings(
         scores=scores,
@@ -101,7 +93,7 @@ def semantic_trimap(
         trimap=trimap_path,
         settings=settings,
         recursive=recursive,
-        shard=common.shard_of(shard),
+        shard=options.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin(inputs),
         progress=common.download_progress(quiet),

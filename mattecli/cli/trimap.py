@@ -6,16 +6,8 @@ from typing import Annotated
 
 import typer
 
-from mattecli.cli import common
-from mattecli.cli.common import (
-    InputsArg,
-    JsonOpt,
-    MaxPixelsOpt,
-    OutArg,
-    OverwriteOpt,
-    QuietOpt,
-    RecursiveOpt,
-)
+from mattecli.cli import common, options
+from mattecli.cli.options import InputsArg, JsonOpt, MaxPixelsOpt, OutArg, OverwriteOpt, QuietOpt, RecursiveOpt
 from mattecli.pipelines.trimap import predictors
 
 
@@ -44,12 +36,12 @@ def trimap(
     method: Annotated[
         str, typer.Option("--method", "-m", help=f"Method for --from-image: {', '.join(predictors())}.")
     ] = predictors()[0],
-    device: common.DeviceOpt = "auto",
-    precision: common.PrecisionOpt = "fp32",
-    weights: common.WeightsOpt = None,
-    no_download: common.NoDownloadOpt = False,
+    device: options.DeviceOpt = "auto",
+    precision: options.PrecisionOpt = "fp32",
+    weights: options.WeightsOpt = None,
+    no_download: options.NoDownloadOpt = False,
     recursive: RecursiveOpt = False,
-    shard: common.ShardOpt = None,
+    shard: options.ShardOpt = None,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = None,
     json_lines: JsonOpt = False,
@@ -59,15 +51,17 @@ def trimap(
     from mattecli.pipelines.trimap import predicted_trimap_files, trimap_files
     from mattecli.trimap import TrimapSettings
 
-    common.check_max_pixels(max_pixels)
+    options.check_max_pixels(max_pixels)
     if from_image:
         jobs, results = predicted_trimap_files(
             inputs,
             out,
             method=method,
-            options=common.method_options(device=device, precision=precision, weights=weights, no_download=no_download),
+            options=options.method_options(
+                device=device, precision=precision, weights=weights, no_download=no_download
+            ),
             recursive=recursive,
-            shard=common.shard_of(shard),
+            shard=options.shard_of(shard),
             overwrite=overwrite,
             stdin=common.in_stdin(inputs),
             max_pixels=max_pixels,
@@ -87,7 +81,7 @@ def trimap(
         out,
         settings,
         recursive=recursive,
-        shard=common.shard_of(shard),
+        shard=options.shard_of(shard),
         overwrite=overwrite,
         stdin=common.in_stdin(inputs),
         max_pixels=max_pixels,

@@ -4,8 +4,10 @@ Everything a deep method needs to get its weights goes through this package; mod
 downloads or opens checkpoint files itself. Modules, from the bottom up:
 
 * ``manifest``: the typed, validated ``weights_manifest.json``;
-* ``checkpoints``: the registry of each variant's :class:`Architecture`, safe reading, key
-  mapping and key/shape checks;
+* ``reading``: safe reading of PyTorch, safetensors and MindSpore files (no code runs, zip
+  bombs refused);
+* ``checkpoints``: the registry of each variant's :class:`Architecture`, key mapping and
+  key/shape checks;
 * ``store``: cache locations and sha256 hashing;
 * ``trust``: what the authors' file must be when the manifest pins no sha256 (trust on first use);
 * ``local``: the local copies of a variant, the one a run uses, ``weights list`` / ``verify``;
@@ -100,12 +102,7 @@ published file can be re-derived from the authors' original; importing a convert
 
 from __future__ import annotations
 
-from mattecli.weights.checkpoints import (
-    Architecture,
-    get_architecture,
-    read_checkpoint,
-    register_architecture,
-)
+from mattecli.weights.checkpoints import Architecture, get_architecture, register_architecture
 from mattecli.weights.imports import CONVERTER_VERSION, ImportResult, import_checkpoint
 from mattecli.weights.load import ensure_weights, load_model, prefetch
 from mattecli.weights.local import LocalCopy, PullResult, WeightsStatus, local_path, official_hub_copy, status, verify
@@ -126,6 +123,7 @@ from mattecli.weights.manifest import (
 )
 from mattecli.weights.publish import ExportResult, export
 from mattecli.weights.pull import pull
+from mattecli.weights.reading import read_checkpoint
 from mattecli.weights.store import IMPORTS_NAMESPACE, sha256_file
 from mattecli.weights.trust import hub_revision, trusted_source
 

@@ -477,8 +477,8 @@ def _attempt(client: _Client, url: str, part: Path, state_file: Path, state: dic
 
 def _bomb_reason(zf: zipfile.ZipFile, member: zipfile.ZipInfo) -> str | None:
     """Why extracting ``member`` is refused: a decompression bomb (see
-    :func:`~mattecli.weights.checkpoints.zip_bomb_reason`), or None."""
-    from mattecli.weights.checkpoints import zip_bomb_reason
+    :func:`~mattecli.weights.reading.zip_bomb_reason`), or None."""
+    from mattecli.weights.reading import zip_bomb_reason
 
     return zip_bomb_reason(zf, max_bytes=MAX_MEMBER, members=[member])
 
@@ -487,9 +487,9 @@ def _unpack(download: Path, folder: Path, filename: str) -> tuple[Path, str | No
     """``folder/filename``: the download itself, or the member of that name of a zip archive.
 
     The member is checked before it is extracted (its declared size, its compression ratio, and
-    that it inflates to what it declares: :func:`~mattecli.weights.checkpoints.zip_bomb_reason`),
+    that it inflates to what it declares: :func:`~mattecli.weights.reading.zip_bomb_reason`),
     and extracted as a stream that stops at its declared size. A PyTorch zip checkpoint downloaded
-    as such is checked when it is imported (:func:`~mattecli.weights.checkpoints.read_checkpoint`)."""
+    as such is checked when it is imported (:func:`~mattecli.weights.reading.read_checkpoint`)."""
     target = folder / filename
     if not zipfile.is_zipfile(download):
         os.replace(download, target)

@@ -1,6 +1,6 @@
 """Imports: an official checkpoint converted (or a converted file checked) into the weights store.
 
-:func:`import_checkpoint` reads the file safely (:func:`mattecli.weights.checkpoints.read_checkpoint`),
+:func:`import_checkpoint` reads the file safely (:func:`mattecli.weights.reading.read_checkpoint`),
 unwraps it, strips ``module.``, remaps it with the variant's key mapping and checks it key by key
 and shape by shape against the network; the result is a ``.safetensors`` file whose metadata
 records the variant, the source file's name and sha256, the converter and mattecli versions,

@@ -14,6 +14,22 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 EXAMPLES = REPO / "examples"
 
 
+# A CLI run whose writes block in fsync until the FIFO ``argv[1]`` is opened and read: the temporary
+# file exists and holds data, as on a hung disk. ``python -c BLOCKING_WRITER FIFO mattecli-args...``
+BLOCKING_WRITER = """
+import os, sys
+fifo = sys.argv[1]
+real_fsync = os.fsync
+def blocking_fsync(fd):
+    with open(fifo, "rb") as fh:
+        fh.read()
+    real_fsync(fd)
+os.fsync = blocking_fsync
+from mattecli.cli import app
+app(sys.argv[2:], prog_name="mattecli")
+"""
+
+
 @pytest.fixture(autouse=True)
 def _glibc_defaults(monkeypatch):
     """Runs in this process keep glibc's defaults: ``run_context`` would otherwise switch the whole

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, invoke, synthetic_scene, write_gray, write_rgb
+from conftest import BLOCKING_WRITER, REPO, invoke, synthetic_scene, write_gray, write_rgb
 
 from mattecli import io
 
@@ -135,8 +135,8 @@ def test_outputs_beside_the_inputs_are_still_fine(runner, scene):
 
 
 def test_check_inputs_kept_matches_companions_by_stem_and_identity(tmp_path):
-    from mattecli.pipelines import runner
     from mattecli.errors import BadOptionError
+    from mattecli.pipelines import runner
 
     items = [io.InputItem(tmp_path / "in" / "a.jpg", Path("a.jpg"))]
     write_rgb(items[0].path, np.zeros((2, 2, 3), np.float32))
@@ -156,18 +156,6 @@ def test_check_inputs_kept_matches_companions_by_stem_and_identity(tmp_path):
 
 
 # ----------------------------------------------------------------------------- 2. no leftovers after kill -9
-_BLOCKING_WRITER = """
-import os, sys
-fifo = sys.argv[1]
-real_fsync = os.fsync
-def blocking_fsync(fd):  # the temporary file exists and holds data: block, as a slow disk would
-    with open(fifo, "rb") as fh:
-        fh.read()
-    real_fsync(fd)
-os.fsync = blocking_fsync
-from mattecli.cli import app
-app(sys.argv[2:], prog_name="mattecli")
-"""
 
 
 def test_kill_9_during_a_write_leaves_a_part_file_that_the_next_run_removes(runner, tmp_path):
@@ -178,7 +166,7 @@ def test_kill_9_during_a_write_leaves_a_part_file_that_the_next_run_removes(runn
     fifo = tmp_path / "block.fifo"
     os.mkfifo(fifo)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _BLOCKING_WRITER, str(fifo), "trimap", str(src), str(out), "--width", "4"],
+        [sys.executable, "-c", BLOCKING_WRITER, str(fifo), "trimap", str(src), str(out), "--width", "4"],
         cwd=REPO,
         env=ENV,
         stdout=subprocess.DEVNULL,

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import test_weights
 import torch
-from conftest import REPO, invoke, synthetic_scene, write_gray, write_rgb
+from conftest import BLOCKING_WRITER, REPO, invoke, synthetic_scene, write_gray, write_rgb
 from test_weights import official_toy_sd
 
 from mattecli import io
@@ -156,18 +156,6 @@ def test_globs_recursion_stdin_and_shards_keep_broken_entries_and_skip_fifos(tmp
 
 
 # ============================================================================ 2. SIGTERM, SIGHUP
-_BLOCKING_WRITER = """
-import os, sys
-fifo = sys.argv[1]
-real_fsync = os.fsync
-def blocking_fsync(fd):  # the temporary file exists and holds data: block, as a hung disk would
-    with open(fifo, "rb") as fh:
-        fh.read()
-    real_fsync(fd)
-os.fsync = blocking_fsync
-from mattecli.cli import app
-app(sys.argv[2:], prog_name="mattecli")
-"""
 
 
 @pytest.mark.parametrize(
@@ -190,7 +178,7 @@ def test_a_signal_during_a_write_exits_cleanly_and_leaves_no_temporary_file(tmp_
         else ["matte", "-m", "cf", str(tmp_path / "in" / "m.png"), str(out), "-t", str(tmp_path / "tri" / "m.png")]
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", _BLOCKING_WRITER, str(fifo), *args],
+        [sys.executable, "-c", BLOCKING_WRITER, str(fifo), *args],
         cwd=REPO,
         env=ENV,
         stdout=subprocess.PIPE,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mattecli.methods.base import Resolved, Variant, WeightsFile
+from mattecli.methods.base import Provenance, Resolved, Variant, WeightsFile
 
 __all__ = ["RunContext", "run_context", "make_context", "load_network"]
 
@@ -108,3 +108,19 @@ def load_network(
         fold_batchnorm(net.eval())
     used = source if source is not None else local_path(variant.name)
     return net, WeightsFile(variant.name, used, sha256_file(used))
+
+
+def load_one_network(resolved: Resolved, method: str) -> tuple[Any, RunContext, Provenance]:
+    """``(network, run context, provenance)`` of a method that runs one network whole or on tiles
+    (MSIA, ViTMatte): the run context of ``resolved``, the variant's network with its weights
+    (:func:`load_network`, batch norms folded), placed on the device and compiled where
+    ``--compile`` asks, and the provenance naming ``method``, the variant, its weights file, the
+    device and the memory budget."""
+    from mattecli.runtime.device import prepare_model
+
+    ctx = run_context(resolved)
+    variant = resolved.variant
+    net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights)
+    net = prepare_model(net, ctx.device, compile=ctx.compile)
+    provenance = Provenance(method, variant.name, (weights,), str(ctx.device), resolved.budget.to_json())
+    return net, ctx, provenance

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mattecli.methods.base import Prediction, Provenance, Resolved
+from mattecli.methods.base import Prediction, Resolved
 from mattecli.methods.network import NetworkProcessor
 
 __all__ = ["MsiaProcessor", "STRIDE", "STRATEGIES", "load"]
@@ -65,12 +65,7 @@ class MsiaProcessor(NetworkProcessor):
 
 def load(resolved: Resolved) -> MsiaProcessor:
     """Build MSIANet with its weights (the spec's ``load``)."""
-    from mattecli.methods.loading import load_network, run_context
-    from mattecli.runtime.device import prepare_model
+    from mattecli.methods.loading import load_one_network
 
-    ctx = run_context(resolved)
-    variant = resolved.variant
-    net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights)
-    net = prepare_model(net, ctx.device, compile=ctx.compile)
-    provenance = Provenance("msia", variant.name, (weights,), str(ctx.device), resolved.budget.to_json())
-    return MsiaProcessor(net, ctx, variant.normalization, provenance=provenance)
+    net, ctx, provenance = load_one_network(resolved, "msia")
+    return MsiaProcessor(net, ctx, resolved.variant.normalization, provenance=provenance)

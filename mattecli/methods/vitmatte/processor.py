@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mattecli.methods.base import Prediction, Provenance, Resolved
+from mattecli.methods.base import Prediction, Resolved
 from mattecli.methods.network import NetworkProcessor
 from mattecli.methods.vitmatte.encode import crop, encode
 
@@ -79,12 +79,7 @@ class VitMatteProcessor(NetworkProcessor):
 
 def load(resolved: Resolved) -> VitMatteProcessor:
     """Build the variant's ViTMatte network with its weights (the spec's ``load``)."""
-    from mattecli.methods.loading import load_network, run_context
-    from mattecli.runtime.device import prepare_model
+    from mattecli.methods.loading import load_one_network
 
-    ctx = run_context(resolved)
-    variant = resolved.variant
-    net, weights = load_network(resolved, variant, ctx.device, file=resolved.options.weights)
-    net = prepare_model(net, ctx.device, compile=ctx.compile)
-    provenance = Provenance("vitmatte", variant.name, (weights,), str(ctx.device), resolved.budget.to_json())
-    return VitMatteProcessor(net, ctx, variant.normalization, provenance=provenance)
+    net, ctx, provenance = load_one_network(resolved, "vitmatte")
+    return VitMatteProcessor(net, ctx, resolved.variant.normalization, provenance=provenance)

@@ -193,3 +193,38 @@ def test_absurd_radii_and_iterations_cost_nothing(runner, tmp_path):
         tri = cv2.imread(str(tmp_path / f"{shape}.png"), cv2.IMREAD_UNCHANGED)
         assert not (tri == 255).any() and (tri == 128).all()  # every pixel possible after 10^12 dilations
     assert time.perf_counter() - start < 20
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (7, 1), (23, 31)])
+def test_distances_to_zero_are_the_closed_form(shape):
+    """Every pixel's distance to its nearest zero, by brute force over the zeros: the squared
+    distance exactly (integers), the distance as float64 sqrt rounded once to float32."""
+    from mattecli.trimap import distance_to_zero, squared_distance_to_zero
+
+    rng = np.random.default_rng(sum(shape))
+    mask = (rng.random(shape) > 0.1).astype(np.uint8)
+    mask.flat[rng.integers(mask.size)] = 0
+    zy, zx = np.nonzero(mask == 0)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    brute = ((yy[..., None] - zy) ** 2 + (xx[..., None] - zx) ** 2).min(axis=-1)
+    np.testing.assert_array_equal(squared_distance_to_zero(mask), brute)
+    np.testing.assert_array_equal(distance_to_zero(mask), np.sqrt(brute.astype(np.float64)).astype(np.float32))
+
+
+def test_distances_are_the_same_bytes_call_after_call():
+    """The maps SIM encodes are the exact distances, identical on every call (OpenCV's precise
+    transform, which the official code calls, varied by an ulp from one call to the next)."""
+    from mattecli.methods.sim.encode import distance_maps
+    from mattecli.trimap import distance_to_zero
+
+    rng = np.random.default_rng(3)
+    trimap = np.full((97, 131), 128, np.uint8)
+    trimap[rng.random(trimap.shape) < 0.05] = 0
+    trimap[:20, :30] = 255
+    first = distance_maps(trimap)
+    np.testing.assert_array_equal(first[0], distance_to_zero(trimap != 0))
+    np.testing.assert_array_equal(first[1], distance_to_zero(trimap != 255))
+    for _ in range(5):
+        again = distance_maps(trimap)
+        assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    assert distance_maps(np.full((4, 5), 128, np.uint8)) == [None, None]

@@ -11,7 +11,6 @@ padded copy of a large image is needed.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from mattecli.methods.base import IMAGENET
@@ -62,21 +61,20 @@ def two_channel_trimap(trimap: np.ndarray) -> np.ndarray:
 
 
 def distance_maps(trimap: np.ndarray) -> list[np.ndarray | None]:
-    """Exact Euclidean distance (OpenCV precise L2) of every pixel to the background and to the foreground.
+    """Exact Euclidean distance of every pixel to the background and to the foreground.
 
     float32 ``HxW`` each, ``None`` for an empty region; :func:`gaussian_encoding` turns them into
-    the network's six channels (tiles take crops of these maps, so the distances stay global).
+    the network's six channels (tiles take crops of these maps, so the distances stay global). The
+    official ``trimap_to_clks`` calls ``cv2.distanceTransform(..., cv2.DIST_L2, 0)``, the precise
+    transform; :func:`mattecli.trimap.distance_to_zero` gives the same distances exactly, so the
+    same trimap always gives the same bytes (OpenCV's float32 result varies by a few ulps).
     """
+    from mattecli.trimap import distance_to_zero
+
     out: list[np.ndarray | None] = []
     for value in (0, 255):  # background, foreground (the channels of two_channel_trimap)
-        region = trimap == value
-        if not region.any():
-            out.append(None)
-            continue
-        src = np.full(trimap.shape, 255, np.uint8)
-        src[region] = 0  # 0 on the region: distance to it
-        del region
-        out.append(cv2.distanceTransform(src, cv2.DIST_L2, cv2.DIST_MASK_PRECISE))
+        region = trimap != value  # zero on the region: distance to it
+        out.append(distance_to_zero(region) if not region.all() else None)
     return out
 
 

@@ -156,6 +156,11 @@ def test_globs_recursion_stdin_and_shards_keep_broken_entries_and_skip_fifos(tmp
 
 
 # ============================================================================ 2. SIGTERM, SIGHUP
+def _as_from_a_shell() -> None:
+    """A child's signals as a shell starts it: SIGTERM and SIGHUP at their defaults, whatever this
+    test process inherited (under ``nohup`` SIGHUP is ignored, and an ignored signal is inherited)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(
@@ -183,6 +188,7 @@ def test_a_signal_during_a_write_exits_cleanly_and_leaves_no_temporary_file(tmp_
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=_as_from_a_shell,
     )
     try:
         deadline = time.monotonic() + 120
@@ -241,7 +247,10 @@ def test_signal_handlers_come_from_the_cli_only_and_an_ignored_sighup_stays_igno
         "mattecli.backends, mattecli.weights\n"
         "print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, signal.getsignal(signal.SIGHUP) == signal.SIG_DFL)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=ENV, capture_output=True, text=True, check=True,
+        preexec_fn=_as_from_a_shell,
+    )  # fmt: skip
     assert out.stdout.split() == ["True", "True"]  # importing the library installs no handler
     _scene(tmp_path, ["a.png"])
     seen = {}
@@ -269,8 +278,9 @@ def test_sigterm_stops_every_device_worker_cleanly(tmp_path):
     out = tmp_path / "out"
     args = ["matte", "-m", "cf", str(tmp_path / "in"), str(out), "-t", str(tmp_path / "tri"), "--device", "cpu,cpu"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mattecli", *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+        [sys.executable, "-m", "mattecli", *args], cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=_as_from_a_shell,
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         while not (out.is_dir() and len(list(out.glob("*.png"))) >= 2) and time.monotonic() < deadline:

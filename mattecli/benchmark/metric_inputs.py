@@ -42,11 +42,7 @@ def to_alpha(values: np.ndarray, *, name: str = "alpha") -> np.ndarray:
         InputError: wrong number of dimensions, an unsupported dtype, NaN, or float values
             outside [0, 1].
     """
-    arr = np.asarray(values)
-    if arr.ndim == 3:
-        arr = arr[:, :, 0]
-    if arr.ndim != 2:
-        raise InputError(f"{name} must be an HxW array, got shape {arr.shape}")
+    arr = _plane(values, name, InputError)
     if arr.dtype == np.uint8:
         return arr.astype(np.float64) / 255.0
     if arr.dtype == np.uint16:
@@ -68,13 +64,19 @@ def to_alpha(values: np.ndarray, *, name: str = "alpha") -> np.ndarray:
     raise InputError(f"{name}: unsupported dtype {arr.dtype} (use float in [0, 1], uint8 or uint16)")
 
 
-def _as_trimap_u8(trimap: np.ndarray) -> np.ndarray:
-    """An 8-bit trimap (``HxW``), without changing any value; channel 0 of ``HxWxC``."""
-    arr = np.asarray(trimap)
+def _plane(values, name: str, error: type[Exception]) -> np.ndarray:
+    """``values`` as an ``HxW`` array (channel 0 of ``HxWxC``); ``error`` for any other shape."""
+    arr = np.asarray(values)
     if arr.ndim == 3:
         arr = arr[:, :, 0]
     if arr.ndim != 2:
-        raise TrimapError(f"trimap must be an HxW array, got shape {arr.shape}")
+        raise error(f"{name} must be an HxW array, got shape {arr.shape}")
+    return arr
+
+
+def _as_trimap_u8(trimap: np.ndarray) -> np.ndarray:
+    """An 8-bit trimap (``HxW``), without changing any value; channel 0 of ``HxWxC``."""
+    arr = _plane(trimap, "trimap", TrimapError)
     if arr.dtype == np.uint8:
         return arr
     if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating):

@@ -226,5 +226,5 @@ def test_distances_are_the_same_bytes_call_after_call():
     np.testing.assert_array_equal(first[1], distance_to_zero(trimap != 255))
     for _ in range(5):
         again = distance_maps(trimap)
-        assert all(np.array_equal(a, b) for a, b in zip(first, again))
+        assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert distance_maps(np.full((4, 5), 128, np.uint8)) == [None, None]

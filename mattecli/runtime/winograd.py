@@ -101,11 +101,11 @@ _single_rows = False
 def single_row_bands():
     """Within: one row of tiles per band, whatever the map's size.
 
-    For memory probes (:func:`mattecli.runtime.memory.measure_bytes_per_pixel`): a probe's small
-    maps would fit one band whole, so the transformed input (2.25x the input) would look like a
-    cost per pixel, while on a real image the bands keep it to :data:`BAND_BYTES`; with single
-    rows the probe measures what grows with the image (the padded copy of the input, the output).
-    The results are the same.
+    For the memory measurements behind the declared figures (``bench/memory_figures.py``): a small
+    measuring input would fit one band whole, so the transformed input (2.25x the input) would look
+    like a cost per pixel, while on a real image the bands keep it to :data:`BAND_BYTES`; with single
+    rows the measurement sees what grows with the image (the padded copy of the input, the output).
+    The results are the same. The runtime itself never measures.
     """
     global _single_rows
     before, _single_rows = _single_rows, True

@@ -365,13 +365,13 @@ def bench(
         thumbnails=None if html is None else THUMB_SIDE,
     )
     settings.validate()
-    if settings.root is None:
-        settings = _in_default_folder(settings, quiet)
-    if method is None and predictions is None and not quiet:
+    if method is None and predictions is None and not quiet:  # before a dataset download, not after
         common.stderr.print(
             f"[yellow]note:[/] no --method given: benchmarking {settings.method}, the default method "
             "(--method NAME runs another; --predictions DIR scores existing mattes)"
         )
+    if settings.root is None:
+        settings = _in_default_folder(settings, quiet)
     _run(settings, report=report, resume=resume, html=html, json_out=json_out, quiet=quiet)
 
 
